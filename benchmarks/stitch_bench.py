@@ -1,0 +1,97 @@
+"""Time the stitcher on 20 clips of 8 s at 720p: cuts, crossfades, and a re-stitch after one edit.
+
+Run: ``python benchmarks/stitch_bench.py [--clips 20] [--seconds 8] [--keep DIR]``. The clips are
+rendered once with ffmpeg (lavfi ``testsrc2`` + ``sine``, H.264 + AAC like a provider's MP4),
+then each case stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the
+re-stitch, which reuses the crossfade's cache with one middle clip replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from storyboard.cache import Cache
+from storyboard.media import probe, run_ffmpeg
+from storyboard.stitch import Profile, StitchStats, Transition, stitch
+
+PROFILE = Profile(width=1280, height=720, fps=24)
+
+
+def render_clip(dest: Path, index: int, seconds: int, variant: int = 0) -> tuple[str, Path]:
+    """One 720p clip with a tone, distinct per index (and per variant)."""
+    hue = (index * 37 + variant * 90) % 360
+    tone = 220 + 20 * index + 7 * variant
+    run_ffmpeg([
+        "-y", "-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=24:d={seconds},hue=h={hue}",
+        "-f", "lavfi", "-i", f"sine=f={tone}:r=48000:d={seconds}",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", "-shortest", str(dest),
+    ])  # fmt: skip
+    return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
+
+
+def timed(clips, out: Path, cache_dir: Path, transition: Transition) -> tuple[float, StitchStats]:
+    start = time.perf_counter()
+    stats = stitch(clips, out, profile=PROFILE, transition=transition, memo=Cache(cache_dir))
+    return time.perf_counter() - start, stats
+
+
+def describe(out: Path) -> str:
+    info = probe(out)
+    drift_ms = ((info.audio_duration or 0.0) - info.duration) * 1000
+    return f"{info.frames} frames, {info.duration:.3f} s, audio {drift_ms:+.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--crossfade", type=float, default=0.5)
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="stitch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        clips = [render_clip(work / f"clip{i:02d}.mp4", i, args.seconds) for i in range(args.clips)]
+        middle = args.clips // 2
+        changed = list(clips)
+        changed[middle] = render_clip(work / "changed.mp4", middle, args.seconds, variant=1)
+        print(f"rendered {args.clips + 1} clips of {args.seconds} s at 720p "
+              f"in {time.perf_counter() - start:.1f} s\n")  # fmt: skip
+
+        fade = Transition("crossfade", args.crossfade)
+        cases = [
+            ("cut, clean cache", clips, "cut", Transition()),
+            (f"crossfade {args.crossfade} s, clean cache", clips, "xfade", fade),
+            ("crossfade, one middle clip changed", changed, "xfade", fade),
+            ("crossfade, nothing changed", changed, "xfade", fade),
+        ]
+        rows = []
+        for label, sequence, cache_name, transition in cases:
+            out = work / f"film-{len(rows)}.mp4"
+            seconds, stats = timed(sequence, out, work / f"cache-{cache_name}", transition)
+            rows.append((label, seconds, stats, describe(out)))
+
+        print(f"{'case':<38} {'time':>7}  {'conforms':>9}  {'windows':>8}  film")
+        for label, seconds, stats, film in rows:
+            conforms = f"{stats.conforms_encoded}+{stats.conforms_reused}"
+            windows = f"{stats.windows_encoded}+{stats.windows_reused}"
+            print(f"{label:<38} {seconds:>6.1f}s  {conforms:>9}  {windows:>8}  {film}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print("\nconforms/windows: encoded+reused.  "
+              f"Peak memory of any ffmpeg process (including clip rendering): {peak:.0f} MB")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

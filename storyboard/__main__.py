@@ -1,0 +1,5 @@
+"""`python -m storyboard` runs the CLI."""
+
+from storyboard.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The library behind `plan` and `build`: load, compile, plan, run, stitch."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storyboard.cache import Cache, default_cache_dir
+from storyboard.errors import StoryboardError
+from storyboard.executor import BuildReport, EventFn, run
+from storyboard.film import make_film
+from storyboard.lockfile import LockFile, lock_path
+from storyboard.model import Board
+from storyboard.plan import Resolver, Step, plan
+
+
+@dataclass
+class Project:
+    """A loaded board with its graph, cache, lock and providers: everything plan and build need."""
+
+    board: Board
+    order: list[str]
+    cache: Cache
+    lock: LockFile
+    providers: dict[str, Any]
+    graph: Any
+
+    def resolver(self) -> Resolver:
+        return Resolver(self.board, self.cache, self.providers)
+
+
+def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: str | None = None,
+                 allow_outside: bool = False) -> Project:
+    """Load and validate the board; `provider` overrides every shot's provider."""
+    from storyboard.graph import build_graph, order
+    from storyboard.load import load
+    from storyboard.providers import provider_class
+
+    board = load(path, allow_outside=allow_outside, provider=provider)
+    graph = build_graph(board)
+    providers = {}
+    for shot in board.shots.values():
+        if shot.provider not in providers:
+            cls = provider_class(shot.provider)
+            providers[shot.provider] = cls(board.providers.get(shot.provider) or cls.Settings())
+    cache = Cache(cache_dir or default_cache_dir(board.path))
+    return Project(board, order(graph), cache, LockFile(lock_path(board.path)), providers, graph)
+
+
+def plan_project(project: Project) -> tuple[list[Step], Resolver]:
+    """Every shot's decision, in run order."""
+    resolver = project.resolver()
+    steps = plan(project.board, project.order, resolver, project.lock.shots)
+    project.cache.save_digests()
+    return steps, resolver
+
+
+def select(project: Project, only: list[str]) -> list[str]:
+    """The shots needed to build `only`: those shots and everything upstream of them."""
+    from storyboard.errors import did_you_mean
+    from storyboard.graph import ancestors
+
+    wanted: set[str] = set()
+    for shot_id in only:
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"--only: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+        wanted |= {shot_id} | ancestors(project.graph, shot_id)
+    return [s for s in project.order if s in wanted]
+
+
+def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
+          on_event: EventFn | None = None, cancel: threading.Event | None = None,
+          on_film_step: Any = None) -> BuildReport:
+    """Render what is not cached, then stitch the film (unless `only` narrows the build)."""
+    order = select(project, only) if only else project.order
+    resolver = project.resolver()
+    try:
+        report = run(project.board, order, resolver, project.lock, jobs=jobs, keep_going=keep_going,
+                     on_event=on_event, cancel=cancel)
+    finally:
+        project.cache.save_digests()
+    project.lock.prune(set(project.board.shots))
+    if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
+        report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step)
+        project.lock.record_film({"key": report.film.key, "sha": report.film.sha,
+                                  "output": project.board.film.output})
+        project.cache.save_digests()
+    return report

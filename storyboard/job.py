@@ -1,0 +1,147 @@
+"""RenderJob, the fully resolved request for one shot, and what a provider needs to run it.
+
+A RenderJob is to a shot what a command line is to a build step: everything that shapes the
+pixels, with every input named by the sha256 of its bytes. Its canonical JSON is the cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+Resolution = Literal["720p", "1080p", "4k"]
+AspectRatio = Literal["16:9", "9:16"]
+
+SIZES: dict[tuple[str, str], tuple[int, int]] = {
+    ("720p", "16:9"): (1280, 720),
+    ("720p", "9:16"): (720, 1280),
+    ("1080p", "16:9"): (1920, 1080),
+    ("1080p", "9:16"): (1080, 1920),
+    ("4k", "16:9"): (3840, 2160),
+    ("4k", "9:16"): (2160, 3840),
+}
+FPS = 24
+EXTENSION_SECONDS = 7
+
+
+def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """Pixel size (width, height) of a Veo output."""
+    return SIZES[(resolution, aspect_ratio)]
+
+
+class RenderJob(BaseModel):
+    """One shot, resolved: provider, model, parameters and input digests. Hashes to its key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    model: str
+    prompt: str
+    negative_prompt: str | None = None
+    duration: int = 8
+    resolution: Resolution = "720p"
+    aspect_ratio: AspectRatio = "16:9"
+    seed: int | None = None
+    audio: bool = True
+    take: int = 1
+    first_frame: str | None = None
+    last_frame: str | None = None
+    references: tuple[str, ...] = ()
+    extends: str | None = None
+    label: str = ""
+    """The shot id, only for providers that draw it into the clip (the animatic)."""
+
+    @property
+    def output_seconds(self) -> float:
+        """Length of the returned clip: an extension returns source + 7 s, measured later."""
+        return float(self.duration)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model accepts; checked before anything is paid for."""
+
+    durations: frozenset[int] = frozenset({4, 6, 8})
+    resolutions: frozenset[str] = frozenset({"720p", "1080p", "4k"})
+    aspect_ratios: frozenset[str] = frozenset({"16:9", "9:16"})
+    max_references: int = 3
+    first_frame: bool = True
+    last_frame: bool = True
+    extension: bool = True
+    extension_resolutions: frozenset[str] = frozenset({"720p"})
+    audio_control: bool = True
+    seed: bool = True
+    negative_prompt: bool = True
+    max_prompt_chars: int = 4000
+    long_duration_only: frozenset[str] = frozenset({"1080p", "4k"})
+    """Resolutions that need the longest duration (8 s on Veo 3.1)."""
+    max_extended_seconds: int = 148
+    local_media: bool = True
+    """False when the provider takes only URLs and no upload target is configured."""
+    resumable: bool = True
+    """False for synchronous APIs: a killed build cannot pick the job up again."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """An estimate for one job, in the provider's own unit (USD or credits)."""
+
+    amount: float
+    unit: str = "USD"
+
+
+@dataclass
+class RenderResult:
+    """What a provider reports beside the clip it wrote."""
+
+    cost: Price | None = None
+    operation: str | None = None
+    handle: dict[str, Any] | None = None
+    """The provider's own reference to the clip (e.g. a Gemini file URI and its expiry)."""
+
+
+class Journal(Protocol):
+    """Durable per-job notes, so an interrupted build resumes instead of paying again."""
+
+    def read(self) -> dict[str, Any] | None: ...
+
+    def write(self, entry: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+ProgressFn = Callable[[str, float | None], None]
+"""progress(state, fraction): state is queued|submitted|rendering|downloading; fraction 0..1 or None."""
+
+
+@dataclass
+class RenderContext:
+    """What the executor lends a provider for one job."""
+
+    shot_id: str
+    inputs: dict[str, Path]
+    """Input digest -> a readable file with those bytes (images, frames, source clips)."""
+    journal: Journal
+    progress: ProgressFn = lambda state, fraction=None: None
+    sleep: Callable[[float], None] = field(default=None)  # type: ignore[assignment]
+    clock: Callable[[], float] = field(default=None)  # type: ignore[assignment]
+    handles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Input clip digest -> the provider handle recorded when it was generated (for extension)."""
+    settings: Any = None
+    """The provider's validated settings table (`[providers.NAME]`)."""
+
+    def __post_init__(self) -> None:
+        import time
+
+        if self.sleep is None:
+            self.sleep = time.sleep
+        if self.clock is None:
+            self.clock = time.monotonic
+
+    def input_path(self, digest: str) -> Path:
+        """The file holding the input with this digest."""
+        return self.inputs[digest]

@@ -1,0 +1,325 @@
+"""Media: the one module that finds ffmpeg, runs it, probes clips and extracts exact frames.
+
+ffmpeg comes from `STORYBOARD_FFMPEG`, else the binary imageio-ffmpeg ships (one known build, so
+the same inputs give the same bytes everywhere), else `PATH`. That build has no ffprobe, so probing
+and frame extraction decode with PyAV, imported lazily because it is slow to import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+from storyboard.errors import MediaError
+
+FrameAt = Literal["first", "last"] | float
+"""A frame of a clip: the first, the last, or the one shown at a time in seconds."""
+
+Kind = Literal["png", "jpeg", "mp4"]
+
+PNG_COMPRESS_LEVEL = 3
+"""Fixed so frame bytes (and so downstream cache keys) never depend on a library default."""
+
+_STDERR_LINES = 20
+_LAST_FRAME_MARGIN = 1.0
+"""Seconds before the end of the video stream to seek to when looking for the last frame."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a clip holds, as decoded: size, timing and streams.
+
+    Attributes:
+        width: frame width in pixels.
+        height: frame height in pixels.
+        fps: average frame rate of the video stream.
+        frames: number of video frames.
+        duration: length of the video stream in seconds.
+        has_audio: whether the file has an audio stream.
+        audio_duration: length of the audio stream in seconds, or None without audio.
+        video_codec: decoder name of the video stream (e.g. "h264").
+        audio_codec: decoder name of the audio stream, or None without audio.
+    """
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration: float
+    has_audio: bool
+    audio_duration: float | None
+    video_codec: str
+    audio_codec: str | None
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary to run: `STORYBOARD_FFMPEG`, else imageio-ffmpeg's, else `PATH`.
+
+    Raises:
+        MediaError: no usable ffmpeg was found; the message says how to get one.
+    """
+    # Memoised per value of the variable, so changing it (tests, a long session) is honoured.
+    return _find_ffmpeg(os.environ.get("STORYBOARD_FFMPEG") or None)
+
+
+@functools.cache
+def _find_ffmpeg(override: str | None) -> str:
+    if override is not None:
+        found = shutil.which(override)
+        if found is None:
+            raise MediaError(
+                f"STORYBOARD_FFMPEG={override!r} is not an executable ffmpeg; "
+                "point it at an ffmpeg binary or unset it"
+            )
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError, OSError):
+        pass  # no wheel for this platform: fall back to PATH
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise MediaError(
+            "ffmpeg not found: run `pip install imageio-ffmpeg` (it ships one), install ffmpeg "
+            "on PATH, or set STORYBOARD_FFMPEG to an ffmpeg binary"
+        )
+    return found
+
+
+def run_ffmpeg(args: Sequence[str]) -> None:
+    """Run ffmpeg quietly with `args`, raising on failure.
+
+    Args:
+        args: everything after the binary and the fixed `-hide_banner -nostdin -loglevel error`.
+
+    Raises:
+        MediaError: ffmpeg is missing or exited non-zero; carries the exit code and the last
+            20 lines of its stderr.
+    """
+    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise MediaError(
+            f"cannot run ffmpeg at {argv[0]}: {exc.strerror or exc}; "
+            "set STORYBOARD_FFMPEG to a working ffmpeg binary"
+        ) from exc
+    if proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
+        how = (
+            f"was killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"failed with exit code {proc.returncode}"
+        )
+        detail = "\n".join(lines) if lines else "(no output on stderr)"
+        raise MediaError(f"ffmpeg {how}:\n{detail}")
+
+
+def sniff(path: str | os.PathLike[str]) -> Kind | None:
+    """The type of a file from its magic bytes: "png", "jpeg", "mp4", or None for anything else.
+
+    Raises:
+        MediaError: the file cannot be read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise MediaError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return "mp4"
+    return None
+
+
+@contextmanager
+def _open(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """Open a media file with PyAV, turning every decoding failure into a MediaError."""
+    import av
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            yield container
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise MediaError(f"cannot decode {os.fspath(path)}: {exc}") from exc
+
+
+def _video_stream(container: Any, path: str | os.PathLike[str]) -> Any:
+    if not container.streams.video:
+        raise MediaError(f"{os.fspath(path)} has no video stream")
+    stream = container.streams.video[0]
+    # Frame threading speeds decoding up and cannot change the decoded pixels.
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe a clip: size, fps, frame count, durations and codecs.
+
+    The frame count comes from the container's index when it has one (MP4 does), else from
+    counting the video packets, one per frame.
+
+    Raises:
+        MediaError: the file is missing, not media, or has no video stream.
+    """
+    with _open(path) as container:
+        video = _video_stream(container, path)
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        fps = float(rate) if rate else 0.0
+        frames = int(video.frames or 0)
+        if frames <= 0:
+            frames = sum(1 for packet in container.demux(video) if packet.size)
+        duration = _seconds(video.duration, video.time_base)
+        if duration is None:
+            duration = frames / fps if fps else 0.0
+        audio = container.streams.audio[0] if container.streams.audio else None
+        audio_duration = None
+        if audio is not None:
+            audio_duration = _seconds(audio.duration, audio.time_base)
+            if audio_duration is None and container.duration is not None:
+                audio_duration = container.duration / 1_000_000
+        return MediaInfo(
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            fps=fps,
+            frames=frames,
+            duration=duration,
+            has_audio=audio is not None,
+            audio_duration=audio_duration,
+            video_codec=video.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+        )
+
+
+def _frame_time(frame: Any) -> float:
+    return float(frame.time) if frame.time is not None else 0.0
+
+
+def _first_frame(container: Any, video: Any) -> Any:
+    for frame in container.decode(video):
+        return frame
+    return None
+
+
+def _frame_at_or_before(container: Any, video: Any, target: float | None) -> Any:
+    """The decoded frame with the largest time <= target (None: the last frame).
+
+    Seeks to a keyframe a margin before the target, then decodes forward; the margin covers
+    B-frame reordering, where the demuxer seeks by decode time and frames show later.
+    """
+    end = _seconds(video.duration, video.time_base)
+    start = _seconds(video.start_time, video.time_base) or 0.0
+    aim = end + start if target is None and end is not None else target
+    seek_to = start if aim is None else max(start, aim - _LAST_FRAME_MARGIN)
+    chosen = _scan(container, video, seek_to, target)
+    if chosen is None and seek_to > start:  # an index that seeks past every frame
+        chosen = _scan(container, video, start, target)
+    return chosen
+
+
+def _scan(container: Any, video: Any, seek_to: float, target: float | None) -> Any:
+    # Always seek, even to the start: it also flushes frames a previous decode left behind.
+    offset = int(Fraction(seek_to) / video.time_base)
+    container.seek(offset, stream=video, backward=True, any_frame=False)
+    chosen = None
+    for frame in container.decode(video):
+        if target is not None and chosen is not None and _frame_time(frame) > target + 1e-6:
+            break
+        chosen = frame
+    return chosen
+
+
+def _write_png(frame: Any, dest: Path) -> None:
+    """Write `frame` as RGB PNG via a temp file + rename, with fixed settings, no metadata."""
+    from PIL import Image
+
+    # to_ndarray honours the frame's colour matrix (BT.709 for HD clips), unlike a bare cast.
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"), "RGB")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _missing_frame(clip: str | os.PathLike[str]) -> MediaError:
+    return MediaError(f"{os.fspath(clip)}: no video frame could be decoded")
+
+
+def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> None:
+    """Write one exact decoded frame of `clip` to `dest` as lossless RGB PNG.
+
+    Args:
+        clip: a video file.
+        at: "first" (first decoded frame), "last" (last decoded frame of the video stream,
+            whatever the audio does) or seconds from the start (the frame shown at that time:
+            the largest presentation time <= `at`, clamped to the clip).
+        dest: the PNG to write; written atomically, same bytes for the same clip.
+
+    Raises:
+        MediaError: the clip cannot be decoded or has no video frames.
+    """
+    if isinstance(at, str) and at not in ("first", "last"):
+        raise ValueError(f"frame must be 'first', 'last' or seconds, not {at!r}")
+    with _open(clip) as container:
+        video = _video_stream(container, clip)
+        if at == "first":
+            frame = _first_frame(container, video)
+        elif at == "last":
+            frame = _frame_at_or_before(container, video, None)
+        else:
+            start = _seconds(video.start_time, video.time_base) or 0.0
+            frame = _frame_at_or_before(container, video, start + max(0.0, float(at)))
+        if frame is None:
+            raise _missing_frame(clip)
+        _write_png(frame, Path(dest))
+
+
+def extract_first_last(
+    clip: str | os.PathLike[str],
+    first_dest: str | os.PathLike[str],
+    last_dest: str | os.PathLike[str],
+) -> None:
+    """Write the exact first and last frames of `clip` as PNGs, opening and decoding it once.
+
+    Raises:
+        MediaError: the clip cannot be decoded or has no video frames.
+    """
+    with _open(clip) as container:
+        video = _video_stream(container, clip)
+        first = _first_frame(container, video)
+        if first is None:
+            raise _missing_frame(clip)
+        _write_png(first, Path(first_dest))
+        last = _frame_at_or_before(container, video, None)
+        if last is None:  # the seek found nothing past the first frame: a one-frame clip
+            last = first
+        _write_png(last, Path(last_dest))

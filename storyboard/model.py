@@ -1,0 +1,206 @@
+"""The storyboard file as frozen pydantic models, and the resolved board the planner reads.
+
+Two layers: `StoryboardFile` mirrors the TOML exactly (and generates the JSON schema);
+`Board` is what `load()` makes of it: defaults applied, prompts rendered, references resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storyboard.providers import ProviderSettings
+
+SEED_MAX = 4_294_967_295
+ID_PATTERN = r"^[a-z0-9_-]+$"
+
+Resolution = Literal["720p", "1080p", "4k"]
+AspectRatio = Literal["16:9", "9:16"]
+FrameWhich = Literal["first", "last"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FrameRef(_Strict):
+    """A frame of another shot's clip: its first, its last, or the one at `frame` seconds."""
+
+    shot: str = Field(description="id of the shot whose clip holds the frame")
+    frame: FrameWhich | Annotated[float, Field(ge=0)] = Field(
+        "last", description='"first", "last", or a time in seconds'
+    )
+
+
+ImageRef = Annotated[
+    str | FrameRef,
+    Field(description="an asset name, a path relative to the storyboard, a URL, or a frame ref"),
+]
+
+
+class AssetTable(_Strict):
+    """An asset given as a table: exactly one of `path` or `url`."""
+
+    path: str | None = None
+    url: str | None = None
+
+
+class Film(_Strict):
+    """`[film]`: the output and the defaults every shot inherits."""
+
+    title: str = ""
+    output: str = Field("build/film.mp4", description="the film's path, relative to this file")
+    provider: str = Field("animatic", description="default provider for every shot")
+    model: str | None = Field(None, description="default model (else the provider's default)")
+    resolution: Resolution = "720p"
+    aspect_ratio: AspectRatio = "16:9"
+    duration: int = Field(8, description="default shot length in seconds: 4, 6 or 8")
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
+    negative_prompt: str | None = None
+    audio: bool = True
+
+
+class ShotSpec(_Strict):
+    """`[[shot]]` as written; unset values inherit from `[film]`."""
+
+    id: str = Field(description="unique id, lowercase letters, digits, '-' and '_'")
+    prompt: str = Field(description="what happens; jinja2 with the [vars] table")
+    negative_prompt: str | None = None
+    duration: int | None = Field(None, description="4, 6 or 8 seconds")
+    resolution: Resolution | None = None
+    aspect_ratio: AspectRatio | None = None
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
+    audio: bool | None = None
+    take: Annotated[int, Field(ge=1)] = Field(1, description="bump to ask for another take")
+    provider: str | None = None
+    model: str | None = None
+    first_frame: ImageRef | None = None
+    last_frame: ImageRef | None = None
+    continues: str | None = Field(None, description="start on the exact last frame of this shot")
+    extends: str | None = Field(None, description="extend this shot's clip by 7 s")
+    references: list[ImageRef] = Field(default_factory=list, description="up to 3 images")
+
+
+class Transition(_Strict):
+    """How consecutive clips join."""
+
+    kind: Literal["cut", "crossfade", "fade"] = "cut"
+    duration: Annotated[float, Field(description="seconds (crossfade and fade)")] = 0.5
+
+
+class AudioEdit(_Strict):
+    """Film-wide audio treatment."""
+
+    normalize: bool = Field(False, description="EBU R128 loudness normalisation")
+
+
+class Edit(_Strict):
+    """`[edit]`: how the clips become the film. Not part of any shot's key."""
+
+    sequence: list[str] | None = Field(None, description="shot ids in film order")
+    transition: Transition = Transition()
+    audio: AudioEdit = AudioEdit()
+
+
+class ProviderTable(ProviderSettings):
+    """`[providers.NAME]` in the schema; each provider validates its own table strictly."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class StoryboardFile(_Strict):
+    """A storyboard TOML file."""
+
+    film: Film = Film()
+    vars: dict[str, Any] = Field(default_factory=dict, description="jinja2 variables for prompts")
+    assets: dict[str, str | AssetTable] = Field(default_factory=dict)
+    shot: list[ShotSpec] = Field(default_factory=list)
+    edit: Edit = Edit()
+    providers: dict[str, ProviderTable] = Field(default_factory=dict)
+
+
+# ---- the resolved board -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A local file or URL; `kind` is what its bytes are ('png', 'jpeg', 'mp4'), None for URLs."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    kind: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.path or self.url)
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """A frame of an upstream shot's clip."""
+
+    shot: str
+    frame: str | float
+
+    @property
+    def label(self) -> str:
+        return f"{self.shot}@{self.frame}"
+
+
+ImageInput = Asset | FrameInput
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A shot with defaults applied, prompt rendered and every reference resolved."""
+
+    id: str
+    index: int
+    prompt: str
+    negative_prompt: str | None
+    duration: int
+    resolution: str
+    aspect_ratio: str
+    seed: int | None
+    audio: bool
+    take: int
+    provider: str
+    model: str
+    first_frame: ImageInput | None
+    last_frame: ImageInput | None
+    extends: str | None
+    references: tuple[ImageInput, ...]
+    continues: str | None = None
+
+    def upstream(self) -> list[str]:
+        """Shots whose outputs this shot needs, in a stable order."""
+        ups = [self.extends] if self.extends else []
+        for image in (self.first_frame, self.last_frame, *self.references):
+            if isinstance(image, FrameInput):
+                ups.append(image.shot)
+        return list(dict.fromkeys(ups))
+
+
+@dataclass(frozen=True)
+class Board:
+    """A loaded, validated storyboard."""
+
+    path: Path
+    film: Film
+    shots: dict[str, Shot]
+    assets: dict[str, Asset]
+    edit: Edit
+    sequence: tuple[str, ...]
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def output(self) -> Path:
+        return self.root / self.film.output

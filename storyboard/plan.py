@@ -1,0 +1,169 @@
+"""plan(): for every shot, cached or to run, and why. Pure: no provider call, no rendering.
+
+Keys are computed in topological order. A shot whose upstream will rerun cannot know its key
+yet (its inputs are that upstream's new frames), so it waits; its reason names the upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storyboard.cache import Cache, cache_key
+from storyboard.errors import StoryboardFileError
+from storyboard.job import RenderJob
+from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
+
+CACHED, RUN, WAITS = "cached", "to run", "waits on upstream"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One shot's decision."""
+
+    shot: str
+    status: str
+    reason: str
+    key: str | None = None
+    job: RenderJob | None = None
+    upstream_reruns: str | None = None
+
+
+@dataclass
+class Resolver:
+    """Turns a shot into its RenderJob once its inputs' digests are known."""
+
+    board: Board
+    cache: Cache
+    providers: dict[str, Any]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
+
+    def ready(self, shot: Shot) -> bool:
+        return all(up in self.outputs for up in shot.upstream())
+
+    def job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path]]:
+        """The job and, for each input digest, a file with its bytes."""
+        inputs: dict[str, Path] = {}
+
+        def digest(image: ImageInput | None) -> str | None:
+            if image is None:
+                return None
+            sha, path = self._image(shot, image)
+            inputs[sha] = path
+            return sha
+
+        extends = None
+        if shot.extends:
+            extends = self.outputs[shot.extends]["outputs"]["clip"]
+            inputs[extends] = self.cache.object_path(extends)
+        impl = self.providers[shot.provider]
+        job = RenderJob(
+            provider=shot.provider,
+            model=shot.model,
+            prompt=shot.prompt,
+            negative_prompt=shot.negative_prompt,
+            duration=shot.duration,
+            resolution=shot.resolution,
+            aspect_ratio=shot.aspect_ratio,
+            seed=shot.seed,
+            audio=shot.audio,
+            take=shot.take,
+            first_frame=digest(shot.first_frame),
+            last_frame=digest(shot.last_frame),
+            references=tuple(d for r in shot.references if (d := digest(r))),
+            extends=extends,
+            label=shot.id if getattr(impl, "labels_output", False) else "",
+        )
+        return job, inputs
+
+    def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path]:
+        if isinstance(image, Asset):
+            if image.path is None:
+                raise StoryboardFileError(
+                    f"{self.board.path}: shot '{shot.id}': asset '{image.label}' is a URL; download it "
+                    "beside the storyboard and name the file (URL assets are not fetched yet)")
+            return self.cache.digest(image.path), image.path
+        assert isinstance(image, FrameInput)
+        entry = self.outputs[image.shot]
+        if image.frame in ("first", "last"):
+            sha = entry["outputs"][image.frame]
+            return sha, self.cache.object_path(sha)
+        return self._frame_at(entry["outputs"]["clip"], float(image.frame))
+
+    def _frame_at(self, clip: str, seconds: float) -> tuple[str, Path]:
+        name = f"frame:{clip}:{seconds:.6f}"
+        sha = self.cache.memo_sha(name)
+        if sha is None:
+            from storyboard.media import extract_frame
+
+            tmp = self.cache.tmp_path(".png")
+            extract_frame(self.cache.object_path(clip), seconds, tmp)
+            self.cache.memo_put(name, tmp)
+            sha = self.cache.memo_sha(name)
+            assert sha is not None
+        return sha, self.cache.object_path(sha)
+
+
+def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, dict[str, Any]]) -> list[Step]:
+    """Decide every shot in `order`, filling `resolver.outputs` with the cached ones."""
+    steps: list[Step] = []
+    rerun: set[str] = set()
+    for shot_id in order:
+        shot = board.shots[shot_id]
+        blocked = next((up for up in shot.upstream() if up in rerun), None)
+        if blocked is not None:
+            rerun.add(shot_id)
+            steps.append(Step(shot_id, WAITS, f"upstream '{blocked}' reruns", upstream_reruns=blocked))
+            continue
+        job, _ = resolver.job(shot)
+        key = cache_key(job.model_dump(mode="json"))
+        entry = resolver.cache.get_action(key)
+        if entry is not None:
+            resolver.outputs[shot_id] = entry
+            steps.append(Step(shot_id, CACHED, "up to date", key, job))
+            continue
+        rerun.add(shot_id)
+        steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
+    return steps
+
+
+def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] | None) -> str:
+    """Why a shot runs, in words, from the key components the lock recorded last time."""
+    if previous is None or "components" not in previous:
+        return "new shot"
+    before = previous["components"]
+    now = job.model_dump(mode="json")
+    if before == now:
+        return "not in the cache"
+    changed = [k for k in now if before.get(k) != now[k]]
+    reasons = []
+    inputs = {"first_frame": shot.first_frame, "last_frame": shot.last_frame}
+    for name in changed:
+        if name in ("prompt", "negative_prompt"):
+            reasons.append(f"{name.replace('_', ' ')} changed")
+        elif name in ("seed", "take", "provider", "model", "duration", "resolution", "aspect_ratio", "audio"):
+            reasons.append(f"{name} changed ({_show(before.get(name))} -> {_show(now[name])})")
+        elif name in inputs:
+            reasons.append(f"input {_input_label(inputs[name], name)} changed")
+        elif name == "references":
+            labels = ", ".join(_input_label(r, "reference") for r in shot.references)
+            reasons.append(f"reference images changed ({labels})" if labels else "reference images removed")
+        elif name == "extends":
+            reasons.append(f"the clip of '{shot.extends}' changed" if shot.extends else "extension removed")
+        else:
+            reasons.append(f"parameter {name} changed")
+    return "; ".join(reasons) or "not in the cache"
+
+
+def _input_label(image: ImageInput | None, field: str) -> str:
+    if image is None:
+        return f"{field} (removed)"
+    if isinstance(image, Asset):
+        return f"asset '{image.label}'"
+    return f"frame '{image.label}'"
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value)

@@ -1,0 +1,116 @@
+"""The provider seam: one Protocol, a registry of built-ins plus entry points.
+
+A provider turns a RenderJob into an MP4 at `dest`. Slow HTTP providers submit, poll and
+download inside `render`, recording their operation id in `ctx.journal` the moment they get
+it so a killed build resumes polling instead of paying twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from storyboard.errors import StoryboardError
+from storyboard.job import Capabilities, Price, RenderContext, RenderJob, RenderResult
+
+BUILTIN: dict[str, str] = {
+    "animatic": "storyboard.providers.animatic:AnimaticProvider",
+}
+ENTRY_POINT_GROUP = "storyboard.providers"
+
+
+class ProviderSettings(BaseModel):
+    """`[providers.NAME]`: settings every provider understands. Providers may extend it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str | None = None
+    base_url: str | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    poll_interval: float | None = None
+    timeout: float | None = None
+
+
+class Provider(Protocol):
+    """A video model behind one method.
+
+    Attributes:
+        name: the registry name (`provider = "..."` in a storyboard).
+        default_model: the model used when the storyboard names none.
+        key_env: environment variables holding the API key, first wins; empty for none.
+        Settings: the pydantic model of its `[providers.NAME]` table.
+    """
+
+    name: str
+    default_model: str
+    key_env: tuple[str, ...]
+    Settings: type[ProviderSettings]
+    labels_output: bool
+    """True when the shot id is drawn into the clip, so it belongs in the key."""
+
+    def capabilities(self, model: str) -> Capabilities:
+        """What `model` accepts; the planner rejects jobs outside it before paying."""
+        ...
+
+    def price(self, job: RenderJob) -> Price | None:
+        """Estimated cost of `job`, or None when unknown."""
+        ...
+
+    def render(self, job: RenderJob, dest: Path, ctx: RenderContext) -> RenderResult:
+        """Generate `job` and write the MP4 to `dest` (a temporary path the cache adopts).
+
+        Submit, poll and download; journal the operation id through `ctx.journal` as soon as
+        the provider returns it, and resume from `ctx.journal.read()` when it holds one.
+        Report progress through `ctx.progress`. Raise ProviderError on failure, with
+        `retryable=True` for faults worth another try.
+        """
+        ...
+
+
+def available() -> dict[str, str]:
+    """Every provider name -> "module:Class", built-ins first, then entry points."""
+    found = dict(BUILTIN)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name] != ep.value:
+            raise StoryboardError(
+                f"provider '{ep.name}' is registered twice ({found[ep.name]} and {ep.value}); "
+                "uninstall one of the plugins"
+            )
+        found[ep.name] = ep.value
+    return found
+
+
+def provider_class(name: str, registry: dict[str, str] | None = None) -> Any:
+    """Import the class registered as `name`."""
+    import importlib
+
+    registry = registry if registry is not None else available()
+    target = registry[name]
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def load_provider(name: str, settings: ProviderSettings | None = None, **kwargs: Any) -> Provider:
+    """Construct the provider registered as `name` with its settings."""
+    cls = provider_class(name)
+    return cls(settings or cls.Settings(), **kwargs)
+
+
+__all__ = [
+    "BUILTIN",
+    "Capabilities",
+    "Price",
+    "Provider",
+    "ProviderSettings",
+    "RenderContext",
+    "RenderJob",
+    "RenderResult",
+    "available",
+    "load_provider",
+    "provider_class",
+]

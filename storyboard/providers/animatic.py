@@ -1,0 +1,424 @@
+"""The animatic provider: an offline, deterministic ffmpeg draft that stands in for Veo 3.1.
+
+It enforces Veo 3.1's capabilities, so a board that drafts will also generate, and renders a
+clip that honours the shot: exact duration, size and 24 fps; the first-frame image on frame 0
+and the last-frame image on the last frame, crossfading between them; a slow push-in chosen by
+the seed; the shot id, the prompt and the reference images as overlays that stay off the first
+and last frames; a quiet seeded audio bed (or a silent track). Same job, same bytes.
+
+One frame of the clip's life, as an ffmpeg filter graph::
+
+    start image or seeded background ─┐
+                                      ├─ crossfade ─ push-in ─ caption, thumbnails ─ H.264
+    last-frame image (when given) ────┘
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import math
+import re
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storyboard import media
+from storyboard.job import (
+    EXTENSION_SECONDS,
+    FPS,
+    Capabilities,
+    Price,
+    RenderContext,
+    RenderJob,
+    RenderResult,
+    frame_size,
+)
+from storyboard.providers import ProviderSettings
+
+FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
+"""DejaVu Sans ships with the package: drawtext finds no font on a bare machine."""
+
+OVERLAY_MARGIN = 0.5
+"""Seconds at each end of a segment kept free of overlays, so handed-off frames are clean."""
+OVERLAY_FADE = 0.25
+CRF = 20
+X264_THREADS = "4"
+"""Fixed, because x264's bitstream depends on its thread count: same bytes on any machine."""
+AUDIO_RATE = 48_000
+SAMPLES_PER_FRAME = AUDIO_RATE // FPS
+CAPTION_LINES = 3
+MAX_THUMBNAILS = 3
+
+# Exact, platform-independent scaling: swscale's SIMD paths may round differently without it.
+_SWS = "accurate_rnd+full_chroma_int+bitexact"
+_TO_YUV = f"out_color_matrix=bt709:out_range=tv:flags=bicubic+{_SWS}"
+_FILTER_SPECIALS = re.compile(r"([\\'\[\],;])")
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the seed decides: background, camera move and audio bed."""
+
+    colors: tuple[str, str]
+    gradient: tuple[float, float, float, float]
+    """Gradient line (x0, y0, x1, y1) as fractions of the frame."""
+    boxes: tuple[tuple[float, float, float, float], ...]
+    """Translucent blocks (x, y, w, h) as fractions of the frame, for a sense of layout."""
+    zoom: float
+    """Push-in depth: 0.05 means the frame ends (or peaks) 5 % closer."""
+    focus: tuple[float, float]
+    """Where the camera pushes towards, as fractions of the frame."""
+    tone: float
+    noise_seed: int
+
+
+def look_for(seed: int | None) -> Look:
+    """The look for `seed` (0 when None): a pure function of it."""
+    h = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
+
+    def unit(i: int) -> float:
+        return h[i] / 255
+
+    def color(hue: float, value: float) -> str:
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.55, value)
+        return f"0x{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+    hue = unit(0)
+    boxes = tuple(
+        (0.05 + 0.6 * unit(i), 0.1 + 0.5 * unit(i + 1), 0.1 + 0.25 * unit(i + 2), 0.1 + 0.3 * unit(i + 3))
+        for i in (10, 14, 18)
+    )
+    return Look(
+        colors=(color(hue, 0.35 + 0.3 * unit(1)), color((hue + 0.12 + 0.2 * unit(2)) % 1, 0.85)),
+        gradient=(unit(3) * 0.3, unit(4) * 0.3, 0.7 + unit(5) * 0.3, 0.7 + unit(6) * 0.3),
+        boxes=boxes,
+        zoom=0.04 + 0.04 * unit(7),
+        focus=(0.25 + 0.5 * unit(8), 0.3 + 0.4 * unit(9)),
+        tone=(55.0, 61.74, 65.41, 73.42, 82.41, 98.0)[h[22] % 6],
+        noise_seed=int.from_bytes(h[23:27], "big"),
+    )
+
+
+def filter_value(value: str) -> str:
+    """Quote `value` (a path) for an ffmpeg filtergraph option, whatever characters it holds.
+
+    Two parsers unquote it in turn: the option parser (quote with '...') and then the
+    graph parser (backslash its specials).
+    """
+    quoted = "'" + value.replace("'", "'\\''") + "'"
+    return _FILTER_SPECIALS.sub(r"\\\1", quoted)
+
+
+def caption_lines(prompt: str, columns: int) -> list[str]:
+    """The prompt wrapped to `columns`, cut to CAPTION_LINES lines with an ellipsis."""
+    lines = textwrap.wrap(" ".join(prompt.split()), width=max(columns, 10)) or [""]
+    if len(lines) > CAPTION_LINES:
+        lines = lines[:CAPTION_LINES]
+        lines[-1] = lines[-1][: max(columns - 1, 1)].rstrip() + "…"
+    return lines
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One stretch of new footage: `frames` frames, optionally dropping its first."""
+
+    width: int
+    height: int
+    frames: int
+    start: Path | None
+    end: Path | None
+    label: str
+    prompt: str
+    references: tuple[Path, ...]
+    audio: bool
+    look: Look
+    skip_first: bool = False
+
+
+class _Graph:
+    """Collects ffmpeg inputs and filter chains; labels are generated, so chains compose."""
+
+    def __init__(self) -> None:
+        self.inputs: list[str] = []
+        self.chains: list[str] = []
+        self._count = 0
+
+    def input(self, *args: str) -> str:
+        self.inputs.extend(args)
+        return f"{sum(1 for a in self.inputs if a == '-i') - 1}"
+
+    def image(self, path: Path) -> str:
+        """Add a still (PNG or JPEG, sniffed: cache objects have no extension)."""
+        demuxer = "jpeg_pipe" if media.sniff(path) == "jpeg" else "png_pipe"
+        return self.input("-f", demuxer, "-i", f"file:{path}")
+
+    def add(self, chain: str, *sources: str) -> str:
+        self._count += 1
+        label = f"s{self._count}"
+        self.chains.append("".join(f"[{s}]" for s in sources) + chain + f"[{label}]")
+        return label
+
+    def text(self) -> str:
+        return f"sws_flags=bicubic+{_SWS};" + ";".join(self.chains)
+
+
+def _hold(n: int) -> str:
+    """Repeat one decoded frame n times at 24 fps: a still decodes once, not per frame."""
+    return f"loop=loop={n - 1}:size=1:start=0,settb=1/{FPS},setpts=N"
+
+
+def _still(g: _Graph, path: Path, w: int, h: int) -> str:
+    """One frame: a picture letterboxed (never cropped) into w x h, as BT.709 yuv420p."""
+    idx = g.image(path)
+    return g.add(
+        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2:{_TO_YUV},"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p",
+        f"{idx}:v",
+    )
+
+
+def _background(g: _Graph, look: Look, w: int, h: int) -> str:
+    """One frame: a seeded gradient with a few translucent blocks."""
+    x0, y0, x1, y1 = look.gradient
+    boxes = "".join(
+        f",drawbox=x={round(bx * w)}:y={round(by * h)}:w={round(bw * w)}:h={round(bh * h)}"
+        f":color={'white' if i % 2 else 'black'}@0.18:t=fill"
+        for i, (bx, by, bw, bh) in enumerate(look.boxes)
+    )
+    return g.add(
+        f"gradients=s={w}x{h}:c0={look.colors[0]}:c1={look.colors[1]}:n=2:seed=0:speed=0"
+        f":x0={round(x0 * w)}:y0={round(y0 * h)}:x1={round(x1 * w)}:y1={round(y1 * h)}:r={FPS},"
+        f"trim=end_frame=1,scale={_TO_YUV},format=yuv420p{boxes}"
+    )
+
+
+def camera_runs(look: Look, width: int, frames: int, returns: bool) -> list[tuple[int, int]]:
+    """The push-in as runs of (level, first frame); level k shows a crop 2k pixels narrower.
+
+    The depth eases in from 0 on frame 0, so the first frame is the untouched picture; when
+    `returns` (a last frame is given) it rises and falls back to 0 on the final frame.
+    """
+    levels = max(1, round(look.zoom * width / 2))
+    runs: list[tuple[int, int]] = []
+    for n in range(frames):
+        u = n / (frames - 1) if frames > 1 else 0.0
+        depth = math.sin(math.pi * u) if returns else (1 - math.cos(math.pi * u)) / 2
+        level = round(levels * depth)
+        if not runs or runs[-1][0] != level:
+            runs.append((level, n))
+    return runs
+
+
+def _table(var: str, values: list[int]) -> str:
+    """An ffmpeg expression worth values[var] (var counts frames from 0)."""
+    return "+".join(f"eq({var},{i})*{v}" for i, v in enumerate(values) if v) or "0"
+
+
+def _camera(g: _Graph, still: str, look: Look, seg: _Segment) -> str:
+    """A still pushed into, as seg.frames frames at 24 fps.
+
+    Each distinct zoom level is scaled once and held by `fps` until the next, instead of
+    scaling every frame (zoompan, or scale with eval=frame alone): 3-5x less scaling, and
+    the held frames cost the encoder next to nothing.
+    """
+    w, h, n = seg.width, seg.height, seg.frames
+    runs = camera_runs(look, w, n, returns=seg.end is not None)
+    level = _table("n", [k for k, _ in runs])
+    # One sentinel frame at t = n closes the last run; trim drops it.
+    starts = _table("N", [start for _, start in runs] + [n])
+    sw = f"{w}+2*({level})"
+    sh = f"2*round({h / 2}*({sw})/{w})"
+    fx, fy = look.focus
+    return g.add(
+        f"loop=loop={len(runs)}:size=1:start=0,settb=1/{FPS},setpts='{starts}',"
+        f"scale=w='{sw}':h='{sh}':eval=frame:flags=bilinear+{_SWS},"
+        f"crop={w}:{h}:x='2*({level})*{fx:.3f}':y='({sh}-{h})*{fy:.3f}',"
+        f"fps={FPS},trim=end_frame={n}",
+        still,
+    )
+
+
+def _fade_alpha(t_end: float) -> str:
+    """An opacity ramp: 0 until OVERLAY_MARGIN, up, held, down to 0 OVERLAY_MARGIN before t_end."""
+    a, b = OVERLAY_MARGIN, t_end - OVERLAY_MARGIN
+    return f"max(0,min(1,min((t-{a})/{OVERLAY_FADE},({b}-t)/{OVERLAY_FADE})))"
+
+
+def _overlays(g: _Graph, base: str, seg: _Segment, tmp: Path) -> str:
+    """Shot id, wrapped prompt and reference thumbnails, faded in and out between the ends."""
+    w, h, n = seg.width, seg.height, seg.frames
+    t_end = (n - 1) / FPS
+    window = f"enable='between(t,{OVERLAY_MARGIN},{t_end - OVERLAY_MARGIN:.6f})'"
+    font = filter_value(str(FONT))
+    unit = min(w, h)
+    size = max(12, unit // 26)
+    columns = int(w * 0.86 / (size * 0.55))
+    parts = []
+    for name, text, fontsize, place in (
+        ("label", seg.label, max(14, unit // 18), f"x={unit // 30}:y={unit // 30}"),
+        ("caption", "\n".join(caption_lines(seg.prompt, columns)), size,
+         f"x=(w-text_w)/2:y=h-text_h-{unit // 18}:text_align=C"),
+    ):
+        if not text.strip():
+            continue
+        # Text goes through a file: nothing in a prompt can break the filter syntax.
+        path = tmp / f"{name}.txt"
+        path.write_text(text, encoding="utf-8")
+        parts.append(
+            f"drawtext=fontfile={font}:textfile={filter_value(str(path))}:expansion=none"
+            f":fontsize={fontsize}:fontcolor=white:box=1:boxcolor=black@0.55"
+            f":boxborderw={max(4, fontsize // 3)}:line_spacing={fontsize // 4}:{place}"
+            f":alpha='{_fade_alpha(t_end)}':{window}"
+        )
+    out = g.add(",".join(parts), base) if parts else base
+    thumb_h = h // 6
+    for i, ref in enumerate(seg.references[:MAX_THUMBNAILS]):
+        idx = g.image(ref)
+        fade_out = t_end - OVERLAY_MARGIN - OVERLAY_FADE
+        thumb = g.add(
+            f"scale=w={w // 5}:h={thumb_h}:force_original_aspect_ratio=decrease"
+            f":force_divisible_by=2:{_TO_YUV},pad=iw+4:ih+4:2:2:color=white,format=yuva420p,"
+            f"{_hold(n)},fade=t=in:st={OVERLAY_MARGIN}:d={OVERLAY_FADE}:alpha=1,"
+            f"fade=t=out:st={fade_out:.6f}:d={OVERLAY_FADE}:alpha=1",
+            f"{idx}:v",
+        )
+        top = unit // 30 + i * (thumb_h + 4 + unit // 60)
+        out = g.add(f"overlay=x=W-w-{unit // 30}:y={top}:format=yuv420:{window}", out, thumb)
+    return out
+
+
+def _audio(g: _Graph, seg: _Segment) -> str:
+    """A quiet seeded bed (brown noise under a low tone, about -30 dB) or exact silence."""
+    samples = seg.frames * SAMPLES_PER_FRAME
+    end = f"atrim=end_sample={samples},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    if not seg.audio:
+        return g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}")
+    seconds = seg.frames / FPS
+    noise = g.add(
+        f"anoisesrc=r={AUDIO_RATE}:c=brown:a=0.05:seed={seg.look.noise_seed}:d={seconds + 0.1}"
+    )
+    tone = g.add(f"sine=f={seg.look.tone}:r={AUDIO_RATE}:d={seconds + 0.1},volume=0.02")
+    return g.add(
+        "amix=inputs=2:normalize=0:duration=first,pan=stereo|c0=c0|c1=c0,"
+        f"afade=t=in:d=0.05,afade=t=out:st={seconds - 0.05:.6f}:d=0.05,{end}",
+        noise,
+        tone,
+    )
+
+
+def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
+    """Video and audio labels for one segment of new footage."""
+    w, h, n = seg.width, seg.height, seg.frames
+    start = _still(g, seg.start, w, h) if seg.start else _background(g, seg.look, w, h)
+    video = _camera(g, start, seg.look, seg)
+    if seg.end:
+        # The start fades out over the end picture, both under the same camera (overlay
+        # beats xfade here by ~40 %); the final frame skips the blend: the end picture, exact.
+        end = _camera(g, _still(g, seg.end, w, h), seg.look, seg)
+        fading = g.add(f"format=yuva420p,fade=t=out:st=0:d={(n - 1) / FPS:.6f}:alpha=1", video)
+        video = g.add(f"overlay=format=yuv420:enable='lt(n,{n - 1})'", end, fading)
+    video = _overlays(g, video, seg, tmp)
+    audio = _audio(g, seg)
+    if seg.skip_first:
+        video = g.add("trim=start_frame=1,setpts=PTS-STARTPTS", video)
+        audio = g.add(f"atrim=start_sample={SAMPLES_PER_FRAME},asetpts=PTS-STARTPTS", audio)
+    return video, audio
+
+
+def _encode_args(video: str, audio: str, frames: int, dest: Path) -> list[str]:
+    """Output options: H.264 + AAC in MP4, every knob fixed so the bytes are reproducible."""
+    return [
+        "-map", f"[{video}]", "-map", f"[{audio}]", "-frames:v", str(frames),
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(CRF), "-threads:v", X264_THREADS,
+        "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
+        # An IDR on the last frame keeps the hand-off frame sharp and quick to seek to.
+        "-force_key_frames", f"expr:eq(n,{frames - 1})",
+        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+        "-color_range", "tv",
+        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "128k", "-ar", str(AUDIO_RATE), "-ac", "2",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart",
+        "-f", "mp4", "-y", f"file:{dest}",
+    ]  # fmt: skip
+
+
+def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, int]:
+    """The clip being extended, conformed to w x h at 24 fps with a stereo track of its length."""
+    info = media.probe(clip)
+    frames = info.frames if round(info.fps, 3) == FPS else round(info.duration * FPS)
+    idx = g.input("-i", f"file:{clip}")
+    video = g.add(
+        f"scale={w}:{h}:{_TO_YUV},setsar=1,format=yuv420p,fps={FPS}", f"{idx}:v:0"
+    )
+    samples = frames * SAMPLES_PER_FRAME
+    end = f"apad,atrim=end_sample={samples},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    if info.has_audio:
+        audio = g.add(f"aresample={AUDIO_RATE},{end}", f"{idx}:a:0")
+    else:
+        audio = g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}")
+    return video, audio, frames
+
+
+class AnimaticProvider:
+    """Offline drafts with Veo 3.1's rules: free, instant, reproducible to the byte."""
+
+    name = "animatic"
+    default_model = "animatic-veo-3.1"
+    key_env: tuple[str, ...] = ()
+    Settings = ProviderSettings
+    labels_output = True
+
+    def __init__(self, settings: ProviderSettings | None = None, **kwargs: Any) -> None:
+        self.settings = settings or ProviderSettings()
+
+    def capabilities(self, model: str) -> Capabilities:
+        """Veo 3.1's capabilities, whatever the model name: the animatic stands in for it."""
+        return Capabilities()
+
+    def price(self, job: RenderJob) -> Price:
+        """Always free."""
+        return Price(0.0, "USD")
+
+    def render(self, job: RenderJob, dest: Path, ctx: RenderContext) -> RenderResult:
+        """Render `job` as a draft MP4 at `dest`.
+
+        A shot is `job.duration` seconds; an extension is the source clip followed by
+        EXTENSION_SECONDS that continue from its last frame (the whole extended video, as Veo
+        returns it). Frame sizes come from `frame_size`, always 24 fps CFR, H.264 + AAC.
+
+        Raises:
+            MediaError: ffmpeg failed or an input cannot be decoded.
+        """
+        ctx.progress("rendering", None)
+        w, h = frame_size(job.resolution, job.aspect_ratio)
+        look = look_for(job.seed)
+        refs = tuple(ctx.input_path(d) for d in job.references[:MAX_THUMBNAILS])
+        with tempfile.TemporaryDirectory(prefix="storyboard-animatic-") as name:
+            tmp = Path(name)
+            g = _Graph()
+            if job.extends:
+                clip = ctx.input_path(job.extends)
+                src_video, src_audio, src_frames = _source(g, clip, w, h)
+                last = tmp / "last.png"
+                media.extract_frame(clip, "last", last)
+                # One frame more than needed, dropped after rendering: frame 0 would repeat
+                # the source's last frame, a visible hold at the seam.
+                seg = _Segment(w, h, EXTENSION_SECONDS * FPS + 1, last, None, job.label,
+                               job.prompt, refs, job.audio, look, skip_first=True)
+                seg_video, seg_audio = _segment(g, seg, tmp)
+                video = g.add("concat=n=2:v=1:a=0", src_video, seg_video)
+                audio = g.add("concat=n=2:v=0:a=1", src_audio, seg_audio)
+                frames = src_frames + EXTENSION_SECONDS * FPS
+            else:
+                first = ctx.input_path(job.first_frame) if job.first_frame else None
+                end = ctx.input_path(job.last_frame) if job.last_frame else None
+                frames = job.duration * FPS
+                seg = _Segment(w, h, frames, first, end, job.label, job.prompt, refs,
+                               job.audio, look)
+                video, audio = _segment(g, seg, tmp)
+            media.run_ffmpeg([*g.inputs, "-filter_complex", g.text(),
+                              *_encode_args(video, audio, frames, Path(dest))])
+        return RenderResult(cost=Price(0.0, "USD"))

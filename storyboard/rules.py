@@ -1,0 +1,117 @@
+"""Veo 3.1's rules and each provider's capabilities, checked before anything is paid for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from storyboard.errors import StoryboardFileError
+from storyboard.job import EXTENSION_SECONDS
+from storyboard.model import Board, FrameInput, Shot
+
+ErrorFn = Callable[..., StoryboardFileError]
+
+
+def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None:
+    """Raise the first rule a shot breaks; then check the edit against the shots' lengths."""
+    from storyboard.graph import build_graph
+
+    for shot in board.shots.values():
+        caps = providers[shot.provider].capabilities(shot.model)
+        check_shot(shot, caps, error)
+    build_graph(board)  # cycles first: lengths below follow 'extends' chains
+    lengths = clip_lengths(board)
+    for shot in board.shots.values():
+        caps = providers[shot.provider].capabilities(shot.model)
+        if shot.extends and lengths[shot.id] > caps.max_extended_seconds:
+            raise error(f"the extended clip would be {lengths[shot.id]} s; {shot.provider} extends up to "
+                        f"{caps.max_extended_seconds} s in total", shot.id, "extends")
+        for field, image in (("first_frame", shot.first_frame), ("last_frame", shot.last_frame),
+                             *(("references", r) for r in shot.references)):
+            if isinstance(image, FrameInput) and isinstance(image.frame, float | int) and not isinstance(image.frame, bool):
+                if image.frame > lengths[image.shot]:
+                    raise error(f"frame at {image.frame} s is past the end of '{image.shot}' "
+                                f"({lengths[image.shot]} s long)", shot.id, field)
+    transition = board.edit.transition
+    if transition.kind != "cut":
+        if transition.duration < 0:
+            raise error(f"[edit] field 'transition.duration': a {transition.kind} cannot be negative "
+                        f"(got {transition.duration})")
+        shortest = min(board.sequence, key=lambda s: lengths[s])
+        if transition.duration > lengths[shortest]:
+            raise error(f"[edit] field 'transition.duration': a {transition.duration} s {transition.kind} is "
+                        f"longer than shot '{shortest}' ({lengths[shortest]} s)")
+
+
+def clip_lengths(board: Board) -> dict[str, int]:
+    """Seconds of each shot's clip: an extension returns its source plus 7 s."""
+    lengths: dict[str, int] = {}
+
+    def length(shot_id: str) -> int:
+        if shot_id not in lengths:
+            shot = board.shots[shot_id]
+            lengths[shot_id] = length(shot.extends) + EXTENSION_SECONDS if shot.extends else shot.duration
+        return lengths[shot_id]
+
+    for shot_id in board.shots:
+        length(shot_id)
+    return lengths
+
+
+def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
+    """The per-shot rules: Veo 3.1's combinations, then what this provider/model supports."""
+    p = f"{shot.provider} ({shot.model})"
+    first_field = "continues" if shot.continues else "first_frame"
+    if not shot.prompt.strip():
+        raise error("the prompt is empty; describe what happens in the shot", shot.id, "prompt")
+    if len(shot.prompt) > caps.max_prompt_chars:
+        raise error(f"the prompt is {len(shot.prompt)} characters; {p} accepts at most "
+                    f"{caps.max_prompt_chars}", shot.id, "prompt")
+    if len(shot.references) > caps.max_references:
+        raise error(f"{len(shot.references)} reference images; {p} accepts at most {caps.max_references}",
+                    shot.id, "references")
+    if shot.references:
+        clash = ("'extends'" if shot.extends else f"'{first_field}'" if shot.first_frame else
+                 "'last_frame'" if shot.last_frame else None)
+        if clash:
+            raise error(f"reference images cannot be combined with {clash} (Veo 3.1 rule); choose one: "
+                        f"drop 'references', or drop {clash} and keep the references", shot.id, "references")
+    if shot.last_frame is not None and shot.first_frame is None:
+        raise error("a last frame needs a first frame (Veo 3.1 rule); add 'first_frame' or 'continues', "
+                    "or drop 'last_frame'", shot.id, "last_frame")
+    if shot.duration not in caps.durations:
+        choices = "/".join(str(d) for d in sorted(caps.durations))
+        raise error(f"{shot.duration} s is not a duration {p} makes; choose {choices}", shot.id, "duration")
+    longest = max(caps.durations)
+    for needs, field, why in (
+        (shot.resolution in caps.long_duration_only, "resolution", f"{shot.resolution}"),
+        (bool(shot.references), "references", "reference images"),
+        (shot.extends is not None, "extends", "extension"),
+    ):
+        if needs and shot.duration != longest:
+            raise error(f"{why} needs duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "
+                        f"set duration = {longest}", shot.id, "duration")
+    if shot.resolution not in caps.resolutions:
+        raise error(f"{p} does not make {shot.resolution}; choose {', '.join(sorted(caps.resolutions))}",
+                    shot.id, "resolution")
+    if shot.aspect_ratio not in caps.aspect_ratios:
+        raise error(f"{p} does not make {shot.aspect_ratio}; choose {', '.join(sorted(caps.aspect_ratios))}",
+                    shot.id, "aspect_ratio")
+    if shot.extends is not None:
+        if not caps.extension:
+            raise error(f"{p} cannot extend a clip; generate this shot with a provider that can, or use "
+                        f"continues = \"{shot.extends}\" to start on its last frame", shot.id, "extends")
+        if shot.resolution not in caps.extension_resolutions:
+            raise error(f"extension is {'/'.join(sorted(caps.extension_resolutions))} only, but the shot is "
+                        f"{shot.resolution}; set resolution = \"720p\"", shot.id, "resolution")
+    if shot.first_frame is not None and not caps.first_frame:
+        raise error(f"{p} cannot start from an image", shot.id, first_field)
+    if shot.last_frame is not None and not caps.last_frame:
+        raise error(f"{p} cannot end on a given frame", shot.id, "last_frame")
+    if not shot.audio and not caps.audio_control:
+        raise error(f"{p} always generates audio; remove audio = false (mute it in the edit instead)",
+                    shot.id, "audio")
+    if shot.seed is not None and not caps.seed:
+        raise error(f"{p} does not take a seed; remove 'seed'", shot.id, "seed")
+    if shot.negative_prompt and not caps.negative_prompt:
+        raise error(f"{p} does not take a negative prompt; remove 'negative_prompt'", shot.id, "negative_prompt")

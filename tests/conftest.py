@@ -1,0 +1,38 @@
+"""Shared fixtures: boards written into tmp_path, and the fake provider registered."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture
+def fake_provider(monkeypatch: pytest.MonkeyPatch) -> type[FakeProvider]:
+    """Register `provider = "fake"` and reset its call log."""
+    import storyboard.providers as providers
+
+    monkeypatch.setitem(providers.BUILTIN, "fake", "tests.fake_provider:FakeProvider")
+    FakeProvider.reset()
+    return FakeProvider
+
+
+@pytest.fixture
+def write_board(tmp_path: Path):
+    """write_board(toml_text, **files) -> path of storyboard.toml in a fresh folder."""
+
+    def write(text: str, folder: str = "board", **images: tuple[int, int, int]) -> Path:
+        root = tmp_path / folder
+        (root / "assets").mkdir(parents=True, exist_ok=True)
+        for name, colour in images.items():
+            from PIL import Image
+
+            Image.new("RGB", (64, 36), colour).save(root / "assets" / f"{name}.png")
+        path = root / "storyboard.toml"
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write

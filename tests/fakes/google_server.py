@@ -1,0 +1,627 @@
+"""A fake Google Veo 3.1 service on loopback: the Gemini API, Vertex AI and GCS downloads, with faults.
+
+    with FakeGoogle(pending_polls=2) as fake:       # or the `google_fake` pytest fixture
+        fake.url                                    # http://127.0.0.1:PORT, for every protocol
+        fake.fail("submit", 429, times=2, retry_after="1")
+        fake.count("submit"), fake.submissions["a prompt"], fake.bodies("submit")
+
+    python -m tests.fakes.google_server --port 8765  # prints its URL; GET /_fake/stats for counts
+
+Gemini:  POST /v1beta/models/{m}:predictLongRunning   GET /v1beta/models/{m}/operations/{id}
+         GET /v1beta/files/{id}:download?alt=media  (302 to /media/{id} unless redirect=False)
+Vertex:  POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning
+         POST …/models/{m}:fetchPredictOperation     GET /storage/v1/b/{bucket}/o/{object}?alt=media
+
+GET /_fake/stats answers the counts; POST /_fake/config sets knobs (see FakeGoogle.configure).
+Endpoints for knobs and counts: submit, poll, download (files and GCS), media (the redirect
+target). Every request is counted, faulted ones too; `submissions` counts accepted jobs per
+prompt. Outcomes come from `outcome` or from prompt markers: [rai] (reasons under
+generateVideoResponse), [rai-top] (directly under response), [error] (operation error).
+Videos are real MP4s (testsrc2 + a sine tone, 256x144 at 24 fps) of the requested length; an
+extension returns its source's length + 7 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+GEMINI_MODELS = {"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview"}
+VERTEX_MODELS = GEMINI_MODELS | {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001"}
+GEMINI_PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "negativePrompt", "personGeneration",
+                     "sampleCount", "numberOfVideos", "seed", "enhancePrompt"}
+VERTEX_PARAMETERS = GEMINI_PARAMETERS | {"generateAudio", "storageUri", "compressionQuality", "resizeMode", "fps",
+                                         "pubsubTopic"}
+INSTANCE_FIELDS = {"prompt", "image", "lastFrame", "referenceImages", "video"}
+IMAGE_MIMES = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
+RAI_REASON = ("We encountered an issue with the audio for your prompt. You have not been charged for this "
+              "request. Support codes: 58061214")
+OPERATION_ERROR = {"code": 13, "message": "Video generation failed due to an internal error. Please retry."}
+SIZES = {"16:9": (256, 144), "9:16": (144, 256)}
+
+_CLIP_LOCK = threading.Lock()
+
+
+def clip(seconds: int, size: tuple[int, int]) -> Path:
+    """A real MP4 of `seconds` at `size`, made once with ffmpeg and cached in the temp folder."""
+    import imageio_ffmpeg
+
+    folder = Path(tempfile.gettempdir()) / "storyboard-fake-google"
+    path = folder / f"clip-{seconds}s-{size[0]}x{size[1]}.mp4"
+    with _CLIP_LOCK:
+        if path.is_file():
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{uuid.uuid4().hex}.mp4"
+        w, h = size
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
+                        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=24:duration={seconds}",
+                        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-frames:v",
+                        str(seconds * 24), "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart",
+                        str(tmp)], check=True, capture_output=True)
+        tmp.replace(path)
+        return path
+
+
+class Reject(Exception):
+    """An API error to answer with: HTTP status, google.rpc status and message."""
+
+    def __init__(self, status: int, code: str, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.reason = status, code, message, reason
+
+
+@dataclass
+class Operation:
+    api: str
+    name: str
+    model: str
+    prompt: str
+    seconds: int
+    size: tuple[int, int]
+    outcome: str
+    polls_left: int
+    storage_uri: str | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class Fault:
+    action: str  # "status" | "reset" | "truncate"
+    status: int = 0
+    retry_after: str | None = None
+    message: str = ""
+
+
+@dataclass
+class _State:
+    counts: Counter[str] = field(default_factory=Counter)
+    submissions: Counter[str] = field(default_factory=Counter)
+    requests: list[tuple[str, Any]] = field(default_factory=list)
+    faults: defaultdict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
+    operations: dict[str, Operation] = field(default_factory=dict)
+    files: dict[str, tuple[Path, int, tuple[int, int]]] = field(default_factory=dict)
+    objects: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class FakeGoogle:
+    """The fake service. Knobs may be changed from any thread while it serves."""
+
+    def __init__(self, *, api_key: str = "fake-gemini-key", token: str = "fake-vertex-token",
+                 project: str = "fake-project", pending_polls: int = 2, redirect: bool = True,
+                 outcome: str = "ok", host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api_key, self.token, self.project = api_key, token, project
+        self._defaults = (pending_polls, redirect, outcome)
+        self.pending_polls, self.redirect, self.outcome = self._defaults
+        self.allow_last_frame_alone = False
+        self._lock = threading.RLock()
+        self._state = _State()
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeGoogle:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-google", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeGoogle:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- knobs --------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget counts, faults and operations; restore the default knobs."""
+        with self._lock:
+            self._state = _State()
+            self.pending_polls, self.redirect, self.outcome = self._defaults
+            self.allow_last_frame_alone = False
+
+    def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
+             message: str | None = None) -> None:
+        """Answer the next `times` requests to `endpoint` with `status`."""
+        text = message or {401: "Request had invalid authentication credentials.",
+                           429: "Resource has been exhausted (e.g. check quota).",
+                           500: "Internal error encountered.", 503: "The service is currently unavailable."
+                           }.get(status, f"fake failure {status}")
+        self._add(endpoint, Fault("status", status, retry_after, text), times)
+
+    def reset_connection(self, endpoint: str, *, times: int = 1) -> None:
+        """Close the next `times` connections to `endpoint` without answering."""
+        self._add(endpoint, Fault("reset"), times)
+
+    def truncate(self, *, times: int = 1) -> None:
+        """Send only half of the next `times` videos while promising the whole length."""
+        for endpoint in ("download", "media"):
+            self._add(endpoint, Fault("truncate"), times)
+
+    def forget_operations(self) -> None:
+        """Drop every operation, as if they had expired: polls answer 404."""
+        with self._lock:
+            self._state.operations.clear()
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """Set knobs from JSON (POST /_fake/config), for a fake running in another process:
+        {"reset": true, "pending_polls": 5, "outcome": "rai", "redirect": false,
+         "fail": [{"endpoint": "poll", "status": 503, "times": 2, "retry_after": "1"}],
+         "reset_connection": [{"endpoint": "poll", "times": 1}], "truncate": 1, "forget_operations": true}
+        """
+        if config.get("reset"):
+            self.reset()
+        for knob in ("pending_polls", "outcome", "redirect", "allow_last_frame_alone"):
+            if knob in config:
+                setattr(self, knob, config[knob])
+        for fault in config.get("fail", []):
+            self.fail(fault["endpoint"], fault["status"], times=fault.get("times", 1),
+                      retry_after=fault.get("retry_after"), message=fault.get("message"))
+        for fault in config.get("reset_connection", []):
+            self.reset_connection(fault["endpoint"], times=fault.get("times", 1))
+        if config.get("truncate"):
+            self.truncate(times=config["truncate"])
+        if config.get("forget_operations"):
+            self.forget_operations()
+
+    def _add(self, endpoint: str, fault: Fault, times: int) -> None:
+        with self._lock:
+            self._state.faults[endpoint].extend([fault] * times)
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            queue = self._state.faults.get(endpoint)
+            return queue.pop(0) if queue else None
+
+    # ---- what happened ------------------------------------------------------------------------
+
+    def count(self, endpoint: str) -> int:
+        with self._lock:
+            return self._state.counts[endpoint]
+
+    @property
+    def submissions(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._state.submissions)
+
+    def bodies(self, endpoint: str) -> list[Any]:
+        """The JSON bodies received at `endpoint`, oldest first."""
+        with self._lock:
+            return [body for name, body in self._state.requests if name == endpoint]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"counts": dict(self._state.counts), "submissions": dict(self._state.submissions),
+                    "operations": len(self._state.operations)}
+
+    def start_operation(self, prompt: str, *, api: str = "gemini", model: str = "veo-3.1-generate-preview",
+                        seconds: int = 8) -> str:
+        """Create an operation without a request (as if an earlier, killed build had submitted it)."""
+        return self._create(api, model, prompt, seconds, SIZES["16:9"], None)
+
+    # ---- the service --------------------------------------------------------------------------
+
+    def _create(self, api: str, model: str, prompt: str, seconds: int, size: tuple[int, int],
+                storage_uri: str | None) -> str:
+        op_id = uuid.uuid4().hex[:16]
+        name = (f"models/{model}/operations/{op_id}" if api == "gemini" else
+                f"projects/{self.project}/locations/us-central1/publishers/google/models/{model}/operations/{op_id}")
+        marker = next((m for m in ("rai-top", "rai", "error") if f"[{m}]" in prompt), self.outcome)
+        with self._lock:
+            self._state.operations[name] = Operation(api, name, model, prompt, seconds, size, marker,
+                                                     self.pending_polls, storage_uri)
+        return name
+
+    def _poll(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            op = self._state.operations.get(name)
+            if op is None:
+                raise Reject(404, "NOT_FOUND", f"Operation {name} not found.")
+            if op.polls_left > 0:
+                op.polls_left -= 1
+                return {"name": name, "done": False}
+            if op.result is None:
+                op.result = self._finish(op)
+            return op.result
+
+    def _finish(self, op: Operation) -> dict[str, Any]:
+        if op.outcome == "error":
+            return {"name": op.name, "done": True, "error": OPERATION_ERROR}
+        if op.outcome in ("rai", "rai-top"):
+            rai = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [RAI_REASON]}
+            if op.api == "vertex" or op.outcome == "rai-top":
+                return {"name": op.name, "done": True, "response": rai}
+            return {"name": op.name, "done": True, "response": {"generateVideoResponse": rai}}
+        path = clip(op.seconds, op.size)
+        file_id = uuid.uuid4().hex[:12]
+        self._state.files[file_id] = (path, op.seconds, op.size)
+        if op.api == "gemini":
+            uri = f"{self.url}/v1beta/files/{file_id}:download?alt=media"
+            samples = [{"video": {"uri": uri}}]
+            return {"name": op.name, "done": True, "response": {
+                "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+                "generateVideoResponse": {"generatedSamples": samples}}}
+        if op.storage_uri:
+            bucket, _, prefix = op.storage_uri.removeprefix("gs://").partition("/")
+            obj = f"{prefix.strip('/')}/{op.name.rsplit('/', 1)[-1]}/sample_0.mp4".lstrip("/")
+            self._state.objects[(bucket, obj)] = file_id
+            video = {"gcsUri": f"gs://{bucket}/{obj}", "mimeType": "video/mp4"}
+        else:
+            video = {"bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode(), "mimeType": "video/mp4"}
+        return {"name": op.name, "done": True, "response": {
+            "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
+            "raiMediaFilteredCount": 0, "videos": [video]}}
+
+    def _source_seconds(self, video: dict[str, Any], api: str) -> tuple[int, tuple[int, int]]:
+        """Length and size of the clip an extension names, by file id, gs:// object or bytes."""
+        with self._lock:
+            if "uri" in video:
+                match = re.search(r"files/([a-z0-9]+)", str(video["uri"]))
+                if match and match.group(1) in self._state.files:
+                    _, seconds, size = self._state.files[match.group(1)]
+                    return seconds, size
+                raise Reject(400, "INVALID_ARGUMENT", "The input video must be a video generated by Veo "
+                             "that has not expired.")
+            if "gcsUri" in video and api == "vertex":
+                bucket, _, obj = str(video["gcsUri"]).removeprefix("gs://").partition("/")
+                if (bucket, obj) in self._state.objects:
+                    _, seconds, size = self._state.files[self._state.objects[(bucket, obj)]]
+                    return seconds, size
+                raise Reject(404, "NOT_FOUND", f"No such object: {bucket}/{obj}")
+            data = video.get("bytesBase64Encoded") if api == "vertex" else (video.get("inlineData") or {}).get("data")
+            if not data:
+                raise Reject(400, "INVALID_ARGUMENT", "video: give a uri, inline data or bytes")
+            digest = hashlib.sha256(base64.b64decode(data)).hexdigest()
+            for path, seconds, size in self._state.files.values():
+                if hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                    return seconds, size
+        raise Reject(400, "INVALID_ARGUMENT", "The input video must be a video generated by Veo.")
+
+    def _submit(self, api: str, model: str, body: Any) -> dict[str, Any]:
+        models = GEMINI_MODELS if api == "gemini" else VERTEX_MODELS
+        if model not in models:
+            raise Reject(404, "NOT_FOUND", f"models/{model} is not found for API version "
+                         f"{'v1beta' if api == 'gemini' else 'v1'}, or is not supported for predictLongRunning.")
+        instance, params = validate(api, model, body, self.allow_last_frame_alone)
+        seconds = int(params.get("durationSeconds", 8))
+        size = SIZES[params.get("aspectRatio", "16:9")]
+        if "video" in instance:
+            source, size = self._source_seconds(instance["video"], api)
+            seconds = source + 7
+            limit = 148 if api == "gemini" else 37
+            if seconds > limit:
+                raise Reject(400, "INVALID_ARGUMENT", f"The extended video would be {seconds} s; the limit is {limit} s.")
+        prompt = instance.get("prompt", "")
+        name = self._create(api, model, prompt, seconds, size, params.get("storageUri"))
+        with self._lock:
+            self._state.submissions[prompt] += 1
+        return {"name": name}
+
+
+def _number(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Reject(400, "INVALID_ARGUMENT", f"Invalid value for {what}: {value!r}")
+    return int(value)
+
+
+def _image(value: Any, api: str, where: str) -> None:
+    if not isinstance(value, dict):
+        raise Reject(400, "INVALID_ARGUMENT", f"{where}: expected an Image object")
+    if "gcsUri" in value:
+        if api == "gemini":
+            raise Reject(400, "INVALID_ARGUMENT", f"{where}: gcsUri is not supported by the Gemini API.")
+        return
+    if "inlineData" in value and api == "gemini":
+        mime, data = value["inlineData"].get("mimeType"), value["inlineData"].get("data")
+    else:
+        mime, data = value.get("mimeType"), value.get("bytesBase64Encoded")
+    if mime not in IMAGE_MIMES or not isinstance(data, str):
+        raise Reject(400, "INVALID_ARGUMENT", f"{where}: needs image bytes and a mimeType of "
+                     f"{', '.join(sorted(IMAGE_MIMES))} (got {mime!r})")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise Reject(400, "INVALID_ARGUMENT", f"{where}: the image data is not valid base64") from None
+    if not raw.startswith(IMAGE_MIMES[mime]):
+        raise Reject(400, "INVALID_ARGUMENT", f"{where}: the bytes are not {mime}")
+
+
+def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = False) -> tuple[dict, dict]:
+    """Check a predictLongRunning body against Veo 3.1's rules; return (instance, parameters)."""
+    if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or len(body["instances"]) != 1:
+        raise Reject(400, "INVALID_ARGUMENT", "Expected exactly one instance in 'instances'.")
+    instance, params = body["instances"][0], body.get("parameters") or {}
+    for where, given, known in (("instances[0]", instance, INSTANCE_FIELDS),
+                                ("parameters", params, GEMINI_PARAMETERS if api == "gemini" else VERTEX_PARAMETERS)):
+        for key in given:
+            if key not in known:
+                raise Reject(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name \"{key}\" at "
+                             f"'{where}': Cannot find field.")
+    if "durationSeconds" in params:
+        params["durationSeconds"] = _number(params["durationSeconds"], "durationSeconds")
+    extension = "video" in instance
+    duration = params.get("durationSeconds", 8)
+    resolution = params.get("resolution", "720p")
+    refs = instance.get("referenceImages") or []
+    if duration not in ((7, 8) if extension else (4, 6, 8)):
+        raise Reject(400, "INVALID_ARGUMENT", f"durationSeconds must be 4, 6 or 8 (got {duration}).")
+    if resolution not in ("720p", "1080p", "4k") or (resolution == "4k" and "lite" in model):
+        raise Reject(400, "INVALID_ARGUMENT", f"Unsupported resolution {resolution!r} for {model}.")
+    if params.get("aspectRatio", "16:9") not in SIZES:
+        raise Reject(400, "INVALID_ARGUMENT", f"Unsupported aspectRatio {params.get('aspectRatio')!r}.")
+    for key in ("sampleCount", "numberOfVideos"):
+        if key in params and not 1 <= _number(params[key], key) <= 4:
+            raise Reject(400, "INVALID_ARGUMENT", f"{key} must be between 1 and 4.")
+    if "seed" in params and not 0 <= _number(params["seed"], "seed") <= 4294967295:
+        raise Reject(400, "INVALID_ARGUMENT", "seed must be a uint32.")
+    if "generateAudio" in params and not isinstance(params["generateAudio"], bool):
+        raise Reject(400, "INVALID_ARGUMENT", "generateAudio must be a boolean.")
+    prompt = instance.get("prompt")
+    if prompt is not None and not isinstance(prompt, str) or len(prompt or "") > 4096:
+        raise Reject(400, "INVALID_ARGUMENT", "The prompt must be a string of at most 1024 tokens.")
+    if not prompt and not ("image" in instance or extension):
+        raise Reject(400, "INVALID_ARGUMENT", "A prompt is required.")
+    for key in ("image", "lastFrame"):
+        if key in instance:
+            _image(instance[key], api, f"instances[0].{key}")
+    if refs:
+        if not isinstance(refs, list) or len(refs) > 3:
+            raise Reject(400, "INVALID_ARGUMENT", "At most 3 reference images are supported.")
+        if {"image", "video", "lastFrame"} & instance.keys() or not prompt:
+            raise Reject(400, "INVALID_ARGUMENT", "referenceImages need a prompt and cannot be combined with "
+                         "image, video or lastFrame.")
+        for i, ref in enumerate(refs):
+            if not isinstance(ref, dict) or str(ref.get("referenceType", "")).lower() != "asset":
+                raise Reject(400, "INVALID_ARGUMENT", f"referenceImages[{i}]: referenceType must be 'asset'.")
+            _image(ref.get("image"), api, f"instances[0].referenceImages[{i}].image")
+    if "lastFrame" in instance and "image" not in instance and not allow_last_frame_alone:
+        raise Reject(400, "INVALID_ARGUMENT", "lastFrame must be used in combination with image.")
+    if extension and "image" in instance:
+        raise Reject(400, "INVALID_ARGUMENT", "image and video cannot be combined.")
+    if (resolution in ("1080p", "4k") or refs or extension) and duration != 8 and not (extension and duration == 7):
+        raise Reject(400, "INVALID_ARGUMENT", "1080p, 4k, reference images and extension need durationSeconds 8.")
+    if extension and resolution != "720p":
+        raise Reject(400, "INVALID_ARGUMENT", "Video extension supports 720p only.")
+    return instance, params
+
+
+def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
+    gemini_submit = re.compile(r"^/v1beta/models/([^/:]+):predictLongRunning$")
+    gemini_poll = re.compile(r"^/v1beta/(models/[^/]+/operations/[^/]+)$")
+    gemini_file = re.compile(r"^/v1beta/files/([a-z0-9]+):download$")
+    vertex_call = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+)"
+                             r":(predictLongRunning|fetchPredictOperation)$")
+    gcs_object = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
+    media = re.compile(r"^/media/([a-z0-9]+)$")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        # ---- plumbing ---------------------------------------------------------------------
+
+        def _dispatch(self, method: str) -> None:
+            url = urlsplit(self.path)
+            path = unquote(url.path) if not url.path.startswith("/storage/") else url.path
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            endpoint, handle = self._route(method, path, url.query)
+            if endpoint is None:
+                return self._error(Reject(404, "NOT_FOUND", f"No route for {method} {url.path}"))
+            if not endpoint.startswith("_"):
+                with fake._lock:
+                    fake._state.counts[endpoint] += 1
+                    fake._state.requests.append((endpoint, body))
+            fault = fake._take_fault(endpoint)
+            if fault is not None and fault.action == "reset":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault is not None and fault.action == "status":
+                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                code = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                        503: "UNAVAILABLE"}.get(fault.status, "UNKNOWN")
+                return self._error(Reject(fault.status, code, fault.message), extra)
+            try:
+                handle(body, truncate=fault is not None and fault.action == "truncate")
+            except Reject as exc:
+                self._error(exc)
+
+        def _route(self, method: str, path: str, query: str) -> tuple[str | None, Any]:
+            if method == "GET" and path == "/_fake/stats":
+                return "_stats", lambda body, truncate: self._json(200, fake.stats())
+            if method == "POST" and path == "/_fake/config":
+                return "_config", lambda body, truncate: (fake.configure(body or {}), self._json(200, fake.stats()))
+            if method == "POST" and (m := gemini_submit.match(path)):
+                return "submit", lambda body, truncate: self._gemini(lambda: self._json(
+                    200, fake._submit("gemini", m.group(1), body)))
+            if method == "GET" and (m := gemini_poll.match(path)):
+                return "poll", lambda body, truncate: self._gemini(lambda: self._json(200, fake._poll(m.group(1))))
+            if method == "GET" and (m := gemini_file.match(path)):
+                return "download", lambda body, truncate: self._gemini(lambda: self._file(m.group(1), truncate,
+                                                                                          fake.redirect))
+            if method == "GET" and (m := media.match(path)):
+                return "media", lambda body, truncate: self._file(m.group(1), truncate, redirect=False)
+            if method == "POST" and (m := vertex_call.match(path)):
+                project, _, model, verb = m.groups()
+                if verb == "predictLongRunning":
+                    return "submit", lambda body, truncate: self._vertex(project, lambda: self._json(
+                        200, fake._submit("vertex", model, body)))
+                return "poll", lambda body, truncate: self._vertex(project, lambda: self._json(
+                    200, fake._poll(str((body or {}).get("operationName", "")))))
+            if method == "GET" and (m := gcs_object.match(path)) and parse_qs(query).get("alt") == ["media"]:
+                bucket, obj = unquote(m.group(1)), unquote(m.group(2))
+                return "download", lambda body, truncate: self._vertex(None, lambda: self._object(bucket, obj,
+                                                                                                  truncate))
+            return None, None
+
+        def _gemini(self, then: Any) -> None:
+            key = self.headers.get("x-goog-api-key") or parse_qs(urlsplit(self.path).query).get("key", [None])[0]
+            if not key:
+                raise Reject(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without "
+                             "established identity). Please use API Key or other form of API consumer identity "
+                             "to call this API.")
+            if key != fake.api_key:
+                raise Reject(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+                             reason="API_KEY_INVALID")
+            then()
+
+        def _vertex(self, project: str | None, then: Any) -> None:
+            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                raise Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
+                             "OAuth 2 access token, login cookie or other valid authentication credential.")
+            if project is not None and project != fake.project:
+                raise Reject(403, "PERMISSION_DENIED", f"Permission denied on resource project {project}.")
+            then()
+
+        def _object(self, bucket: str, obj: str, truncate: bool) -> None:
+            with fake._lock:
+                file_id = fake._state.objects.get((bucket, obj))
+            if file_id is None:
+                raise Reject(404, "NOT_FOUND", f"No such object: {bucket}/{obj}")
+            self._file(file_id, truncate, redirect=False)
+
+        def _file(self, file_id: str, truncate: bool, redirect: bool) -> None:
+            with fake._lock:
+                entry = fake._state.files.get(file_id)
+            if entry is None:
+                raise Reject(404, "NOT_FOUND", f"File {file_id} not found or expired.")
+            if redirect:
+                self.send_response(302)
+                self.send_header("Location", f"/media/{file_id}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = entry[0].read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if truncate:
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(data)
+
+        def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, exc: Reject, headers: dict[str, str] | None = None) -> None:
+            error: dict[str, Any] = {"code": exc.status, "message": exc.message, "status": exc.code}
+            if exc.reason:
+                error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": exc.reason,
+                                     "domain": "googleapis.com"}]
+            self._json(exc.status, {"error": error}, headers)
+
+    return Handler
+
+
+try:
+    import pytest
+except ImportError:  # the standalone server does not need pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def google_server() -> Any:
+        """One fake Google service for the whole session."""
+        with FakeGoogle() as fake:
+            yield fake
+
+    @pytest.fixture
+    def google_fake(google_server: FakeGoogle) -> FakeGoogle:
+        """The session's fake, with counts, faults and knobs reset for this test."""
+        google_server.reset()
+        return google_server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until killed; print the URL first (for subprocess tests)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--pending-polls", type=int, default=2)
+    parser.add_argument("--api-key", default="fake-gemini-key")
+    parser.add_argument("--token", default="fake-vertex-token")
+    parser.add_argument("--project", default="fake-project")
+    parser.add_argument("--no-redirect", action="store_true")
+    args = parser.parse_args(argv)
+    fake = FakeGoogle(api_key=args.api_key, token=args.token, project=args.project, host=args.host,
+                      port=args.port, pending_polls=args.pending_polls, redirect=not args.no_redirect)
+    print(fake.url, flush=True)
+    try:
+        fake._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake._server.server_close()
+
+
+if __name__ == "__main__":
+    main()

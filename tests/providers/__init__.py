@@ -1,0 +1,1 @@
+"""Tests of the hosted providers (Gemini, Vertex) and their shared HTTP machinery."""

@@ -1,0 +1,204 @@
+"""The engine end to end on the fake provider: what reruns, what is cached, the film."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from storyboard.build import build, open_project, plan_project
+from storyboard.executor import Outcome
+
+BOARD = """
+[film]
+provider = "fake"
+seed = 3
+
+[vars]
+hero = "a red fox"
+place = "a snowy forest"
+
+[assets]
+fox = "assets/fox.png"
+
+[[shot]]
+id = "a"
+prompt = "{{ hero }} wakes up"
+duration = 4
+
+[[shot]]
+id = "b"
+continues = "a"
+prompt = "{{ hero }} runs"
+duration = 4
+
+[[shot]]
+id = "c"
+extends = "b"
+prompt = "the chase goes on"
+
+[[shot]]
+id = "d"
+first_frame = { shot = "a", frame = 1.5 }
+prompt = "{{ place }} at night"
+duration = 4
+
+[[shot]]
+id = "e"
+references = ["fox"]
+prompt = "portrait of {{ hero }}"
+"""
+
+
+def rendered(fake) -> list[str]:
+    return sorted(shot for shot, _ in fake.calls)
+
+
+def run_build(path: Path, **kwargs):
+    project = open_project(path)
+    return project, build(project, **kwargs)
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.fixture
+def board(write_board, fake_provider):
+    return write_board(BOARD, fox=(200, 80, 20))
+
+
+def test_first_build_renders_all_and_makes_the_film(board, fake_provider):
+    project, report = run_build(board)
+    assert rendered(fake_provider) == ["a", "b", "c", "d", "e"]
+    assert report.count(Outcome.RENDERED) == 5
+    film = board.parent / "build" / "film.mp4"
+    assert report.film.path == film and film.is_file()
+    # default sequence: a, c (replaces b, which it extends), d, e -> 4 + (4 + 7) + 4 + 8
+    with av.open(str(film)) as container:
+        video = container.streams.video[0]
+        assert container.streams.audio, "the film has an audio stream"
+        seconds = float(video.duration * video.time_base)
+    assert abs(seconds - 27.0) <= 1 / 24 + 1e-6
+
+
+def test_rebuild_calls_no_provider_and_renders_nothing(board, fake_provider):
+    run_build(board)
+    fake_provider.reset()
+    film = board.parent / "build" / "film.mp4"
+    before = film.stat().st_mtime_ns
+    _, report = run_build(board)
+    assert fake_provider.calls == []
+    assert report.count(Outcome.CACHED) == 5
+    assert report.film.stitched is False
+    assert film.stat().st_mtime_ns == before
+
+
+def test_editing_a_prompt_reruns_exactly_the_shot_and_its_dependants(board, fake_provider):
+    run_build(board)
+    fake_provider.reset()
+    board.write_text(board.read_text().replace("{{ hero }} runs", "{{ hero }} sprints"))
+    project = open_project(board)
+    steps, _ = plan_project(project)
+    reasons = {s.shot: (s.status, s.reason) for s in steps}
+    assert reasons["b"] == ("to run", "prompt changed")
+    assert reasons["c"] == ("waits on upstream", "upstream 'b' reruns")
+    assert reasons["a"][0] == "cached"
+    build(project)
+    assert rendered(fake_provider) == ["b", "c"]
+
+
+def test_editing_a_var_reruns_exactly_the_shots_whose_prompt_changed(board, fake_provider):
+    run_build(board)
+    fake_provider.reset()
+    board.write_text(board.read_text().replace('place = "a snowy forest"', 'place = "a pine forest"'))
+    run_build(board)
+    assert rendered(fake_provider) == ["d"]
+
+
+def test_reverting_an_edit_is_a_cache_hit(board, fake_provider):
+    original = board.read_text()
+    run_build(board)
+    board.write_text(original.replace("seed = 3", "seed = 4"))
+    run_build(board)
+    fake_provider.reset()
+    board.write_text(original)
+    _, report = run_build(board)
+    assert fake_provider.calls == []
+    assert report.film.stitched is False
+
+
+def test_changing_an_asset_reruns_the_shot_that_uses_it(board, fake_provider):
+    run_build(board)
+    fake_provider.reset()
+    Image.new("RGB", (64, 36), (10, 200, 10)).save(board.parent / "assets" / "fox.png")
+    steps, _ = plan_project(open_project(board))
+    assert {s.shot: s.reason for s in steps}["e"] == "reference images changed (asset 'fox')"
+    run_build(board)
+    assert rendered(fake_provider) == ["e"]
+
+
+def test_take_is_part_of_the_key(board, fake_provider):
+    run_build(board)
+    fake_provider.reset()
+    board.write_text(board.read_text().replace('prompt = "portrait of {{ hero }}"',
+                                               'prompt = "portrait of {{ hero }}"\ntake = 2'))
+    run_build(board)
+    assert rendered(fake_provider) == ["e"]
+
+
+def test_a_corrupted_object_is_detected_and_regenerated(board, fake_provider):
+    project, _ = run_build(board)
+    clip = project.cache.object_path(project.lock.shots["e"]["clip"])
+    clip.write_bytes(clip.read_bytes()[:-100] + b"x" * 100)
+    fake_provider.reset()
+    steps, _ = plan_project(open_project(board))
+    assert {s.shot: s.reason for s in steps}["e"] == "not in the cache"
+    run_build(board)
+    assert rendered(fake_provider) == ["e"]
+
+
+def test_handed_off_frame_is_the_exact_last_frame_of_the_source(board, fake_provider):
+    project, _ = run_build(board)
+    cache, lock = project.cache, project.lock
+    a_clip = cache.object_path(lock.shots["a"]["clip"])
+    last_decoded = decoded_frames(a_clip)[-1]
+    b_first_input = lock.shots["b"]["components"]["first_frame"]
+    assert b_first_input == lock.shots["a"]["last"]
+    handed = np.asarray(Image.open(cache.object_path(b_first_input)).convert("RGB"))
+    assert np.array_equal(handed, last_decoded)
+
+
+def test_a_failed_shot_skips_its_dependants_and_exits_one(board, fake_provider):
+    fake_provider.fail_prompts = {"runs"}
+    _, report = run_build(board, keep_going=True)
+    assert report.shots["b"].outcome is Outcome.FAILED
+    assert report.shots["c"].outcome is Outcome.SKIPPED
+    assert {report.shots[s].outcome for s in ("a", "d", "e")} == {Outcome.RENDERED}
+    assert report.film is None
+
+
+def test_two_clean_stitches_give_identical_bytes(board, fake_provider, tmp_path):
+    project, first = run_build(board)
+    data = first.film.path.read_bytes()
+    # a second cache with the same clips: copy only the clips' objects, not the stitch memo
+    import shutil
+
+    other = tmp_path / "cache2"
+    for shot in project.lock.shots.values():
+        for sha in (shot["clip"], shot["first"], shot["last"]):
+            dest = other / "objects" / sha[:2] / sha
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(project.cache.object_path(sha), dest)
+    shutil.copytree(project.cache.root / "actions", other / "actions")
+    for p in (other / "actions").glob("*.json"):
+        if '"film"' in p.read_text():
+            p.unlink()
+    again = open_project(board, cache_dir=other)
+    report = build(again)
+    assert report.film.stitched is True
+    assert report.film.path.read_bytes() == data
