@@ -142,16 +142,15 @@ def main() -> None:
     except KeyboardInterrupt:
         print("storyboard: interrupted", file=sys.stderr)
         sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
+        # usage errors (typer vendors click in some versions, so match by shape, not class)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
-            sys.exit(2)
+            sys.exit(exc.exit_code)
         import traceback
 
         traceback.print_exc()

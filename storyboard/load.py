@@ -6,6 +6,7 @@ with a suggestion where one fits. Nothing here touches the network or runs ffmpe
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -58,11 +59,18 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
     path = Path(path)
     where = _Where(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise StoryboardFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoryboardFileError(f"{path}: cannot read the file: {exc}") from None
+    except IsADirectoryError:
+        raise StoryboardFileError(f"{path}: is a folder; give the storyboard's .toml file") from None
+    except OSError as exc:
+        raise StoryboardFileError(f"{path}: cannot read the file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StoryboardFileError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -76,48 +84,62 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
             "film": spec.film.model_copy(update={"provider": provider}),
             "shot": [s.model_copy(update={"provider": None}) for s in spec.shot],
         })
-    return _resolve(path.resolve(), where, spec, allow_outside)
+    return _resolve(path, where, spec, allow_outside)
 
 
 def _explain_validation(where: _Where, raw: dict[str, Any], exc: ValidationError) -> StoryboardFileError:
-    """Turn pydantic's first error into one sentence that names the shot and field."""
+    """Turn pydantic's first error into one sentence that names the table, the shot and the field."""
     from storyboard import model
 
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # a table given where `str | FrameRef` is allowed: the string branch's complaint is noise
+    relevant = [e for e in errors if not ("str" in e["loc"] and isinstance(e.get("input"), dict))] or errors
+    # a number given where `"first" | "last" | seconds` is allowed: the literal branch's complaint is noise
+    relevant = [e for e in relevant if not (e["type"] == "literal_error" and isinstance(e.get("input"), int | float)
+                                            and not isinstance(e.get("input"), bool))] or relevant
+    err = relevant[0]
     loc = list(err["loc"])
     shot = None
     if loc[:1] == ["shot"] and len(loc) > 1 and isinstance(loc[1], int):
         entry = raw.get("shot", [])[loc[1]]
-        shot = str(entry.get("id", f"#{loc[1] + 1}")) if isinstance(entry, dict) else f"#{loc[1] + 1}"
+        shot = str(entry["id"]) if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{loc[1] + 1}"
         loc = loc[2:]
-    # drop pydantic's union-branch labels such as 'str', 'FrameRef', 'literal[...]'
-    names = [str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p or p in ("str", "float", "int")))]
-    table = "" if shot is not None else (f"[{names[0]}] " if names else "")
-    field = ".".join(names[1:] if shot is None and names else names) or None
-    more = len(exc.errors()) - 1
+    # drop pydantic's union-branch labels such as 'str', 'FrameRef', 'literal[...]', and list indexes
+    names = [str(p) for p in loc if isinstance(p, str) and not (p[:1].isupper() or "[" in p or p in ("str", "float", "int", "bool"))]
+    more = len(relevant) - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
+    if shot is None and len(names) == 1 and err["type"] == "extra_forbidden":
+        return where.error(f"unknown table '{names[0]}'{did_you_mean(names[0], model.StoryboardFile.model_fields)}"
+                           f"; the tables are {', '.join(model.StoryboardFile.model_fields)}")
+    table = f"[{names[0]}] " if shot is None and names else ""
+    fields = names if shot is not None else names[1:]
     if err["type"] == "extra_forbidden":
-        key = names[-1] if names else "?"
-        owner = {
-            None: model.ShotSpec, "film": model.Film, "edit": model.Edit,
-            "transition": model.Transition, "audio": model.AudioEdit,
+        key = fields[-1] if fields else "?"
+        owners: dict[str | None, type] = {
+            "film": model.Film, "edit": model.Edit, "transition": model.Transition, "audio": model.AudioEdit,
+            "first_frame": model.FrameRef, "last_frame": model.FrameRef, "references": model.FrameRef,
+            "assets": model.AssetTable,
         }
-        parent = names[-2] if len(names) > 1 else (None if shot is not None else "top")
-        model_cls = model.StoryboardFile if parent == "top" else owner.get(parent, model.FrameRef)
-        if shot is None and len(names) == 1:
-            model_cls = model.StoryboardFile
-        hint = did_you_mean(key, model_cls.model_fields)
-        message = f"{table}unknown key '{key}'{hint}"
-        return where.error(message + tail, shot, None)
+        parent = fields[-2] if len(fields) > 1 else (None if shot is not None else names[0])
+        owner = model.ShotSpec if parent is None else owners.get(parent, model.FrameRef)
+        where_ = f" in '{parent}'" if parent and shot is not None else ""
+        return where.error(f"{table}unknown key '{key}'{where_}{did_you_mean(key, owner.model_fields)}{tail}", shot)
+    message = re.sub(r" or instance of \w+", "", err["msg"]).replace("valid dictionary", "table")
+    if err["type"] == "missing":
+        message = "is required"
     value = err.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
-    return where.error(f"{table}{err['msg']}{shown}{tail}".strip(), shot, field)
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) and err["type"] != "missing" else ""
+    field = ".".join(fields) or None
+    if shot is None:
+        prefix = f"{table}field '{field}': " if field else table
+        return where.error(f"{prefix}{message}{shown}{tail}")
+    return where.error(f"{message}{shown}{tail}", shot, field)
 
 
 def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: bool) -> Board:
     from storyboard.providers import available, provider_class
 
-    root = path.parent
+    root = path.resolve().parent
     assets = {name: _asset(where, root, name, value, allow_outside) for name, value in spec.assets.items()}
     registry = available()
     providers: dict[str, Any] = {}
@@ -165,7 +187,8 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
             id=s.id,
             index=index,
             prompt=render(s.prompt, s.id, "prompt"),
-            negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else spec.film.negative_prompt, s.id),
+            negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else spec.film.negative_prompt,
+                                 s.id, inherited=s.negative_prompt is None),
             duration=s.duration if s.duration is not None else spec.film.duration,
             resolution=s.resolution or spec.film.resolution,
             aspect_ratio=s.aspect_ratio or spec.film.aspect_ratio,
@@ -181,6 +204,10 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
                 _image(where, root, s.id, "references", r, ids, assets, allow_outside) for r in s.references
             ),
             continues=continues,
+            inherited=frozenset(
+                name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
+                if getattr(s, name) is None and getattr(spec.film, name) is not None
+            ) | ({"provider"} if s.provider is None else set()),
         )
 
     from storyboard.rules import check_board
@@ -188,12 +215,25 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
     sequence = _sequence(where, spec, shots)
     board = Board(path=path, film=spec.film, shots=shots, assets=assets, edit=spec.edit,
                   sequence=sequence, providers=providers)
-    check_board(board, where.error, instances)
+    def error(message: str, shot: str | None = None, field: str | None = None) -> StoryboardFileError:
+        if shot is not None and field is not None and field in board.shots[shot].inherited:
+            message = f"{message} (the value comes from [film] {field}: change it there, or set it on the shot)"
+        return where.error(message, shot, field)
+
+    check_board(board, error, instances)
     return board
 
 
-def _opt(render: _PromptRenderer, text: str | None, shot: str) -> str | None:
-    return None if text is None else render(text, shot, "negative_prompt")
+def _opt(render: _PromptRenderer, text: str | None, shot: str, inherited: bool = False) -> str | None:
+    if text is None:
+        return None
+    if inherited:
+        try:
+            return render(text, shot, "negative_prompt")
+        except StoryboardFileError as exc:
+            raise StoryboardFileError(exc.message.replace(f"shot '{shot}': field 'negative_prompt'",
+                                                          "[film] field 'negative_prompt'")) from None
+    return render(text, shot, "negative_prompt")
 
 
 def _first_frame(where: _Where, root: Path, s: ShotSpec, ids: list[str], assets: dict[str, Asset],
@@ -238,7 +278,8 @@ def _image(where: _Where, root: Path, shot: str, field: str, ref: str | FrameRef
         try:
             asset = _asset(where, root, ref, ref, allow_outside)
         except StoryboardFileError as exc:
-            raise where.error(exc.message.split(": ", 1)[1], shot, field) from None
+            detail = exc.message.split(": ", 1)[1].replace(f"[assets] '{ref}': ", "")
+            raise where.error(detail, shot, field) from None
     else:
         hint = did_you_mean(ref, [*assets, *ids])
         if ref in ids:
@@ -266,9 +307,13 @@ def _asset(where: _Where, root: Path, name: str, value: str | AssetTable, allow_
     if not allow_outside and not full.is_relative_to(root):
         raise where.error(f"[assets] '{name}': path '{value}' leaves the storyboard's folder; "
                           "copy the file inside it (or pass --allow-outside)")
+    if full.is_dir():
+        raise where.error(f"[assets] '{name}': '{value}' is a folder, not a file")
     if not full.is_file():
-        nearby = [p.name for p in full.parent.iterdir()] if full.parent.is_dir() else []
-        raise where.error(f"[assets] '{name}': file '{value}' not found{did_you_mean(given.name, nearby)}")
+        nearby = [p.name for p in full.parent.iterdir() if p.is_file()] if full.parent.is_dir() else []
+        close = difflib.get_close_matches(given.name, nearby, n=1, cutoff=0.8)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise where.error(f"[assets] '{name}': file '{value}' not found{hint}")
     kind = sniff(full)
     if kind is None:
         raise where.error(f"[assets] '{name}': '{value}' is not a PNG or JPEG image or an MP4 clip "

@@ -23,7 +23,7 @@ FrameWhich = Literal["first", "last"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class FrameRef(_Strict):
@@ -175,6 +175,8 @@ class Shot:
     extends: str | None
     references: tuple[ImageInput, ...]
     continues: str | None = None
+    inherited: frozenset[str] = frozenset()
+    """Fields whose value came from [film], so errors can say where to fix them."""
 
     def upstream(self) -> list[str]:
         """Shots whose outputs this shot needs, in a stable order."""
@@ -199,7 +201,7 @@ class Board:
 
     @property
     def root(self) -> Path:
-        return self.path.parent
+        return self.path.resolve().parent
 
     @property
     def output(self) -> Path:

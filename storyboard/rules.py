@@ -84,12 +84,12 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         raise error(f"{shot.duration} s is not a duration {p} makes; choose {choices}", shot.id, "duration")
     longest = max(caps.durations)
     for needs, field, why in (
-        (shot.resolution in caps.long_duration_only, "resolution", f"{shot.resolution}"),
-        (bool(shot.references), "references", "reference images"),
-        (shot.extends is not None, "extends", "extension"),
+        (shot.resolution in caps.long_duration_only, "resolution", f"{shot.resolution} needs"),
+        (bool(shot.references), "references", "reference images need"),
+        (shot.extends is not None, "extends", "extension needs"),
     ):
         if needs and shot.duration != longest:
-            raise error(f"{why} needs duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "
+            raise error(f"{why} duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "
                         f"set duration = {longest}", shot.id, "duration")
     if shot.resolution not in caps.resolutions:
         raise error(f"{p} does not make {shot.resolution}; choose {', '.join(sorted(caps.resolutions))}",

@@ -48,11 +48,6 @@ def test_module_help() -> None:
         assert command in proc.stdout
 
 
-CLICK_BUG = ("cli.main() does `import click` to handle usage errors, but typer 0.29 (what pip installs today) vendors click as "
-             "typer._click and no longer installs it: every usage error ends in ModuleNotFoundError")
-
-
-@pytest.mark.xfail(reason=CLICK_BUG, strict=True)
 def test_no_arguments_shows_help(capsys, monkeypatch) -> None:
     code, out, err = run_main([], capsys, monkeypatch)
     assert code in (0, 2)
@@ -60,14 +55,12 @@ def test_no_arguments_shows_help(capsys, monkeypatch) -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(reason=CLICK_BUG, strict=True)
 def test_unknown_command_is_a_usage_error(capsys, monkeypatch) -> None:
     code, out, err = run_main(["valdiate", str(EXAMPLE)], capsys, monkeypatch)
     assert code == 2
     assert "valdiate" in err and "Traceback" not in err
 
 
-@pytest.mark.xfail(reason=CLICK_BUG, strict=True)
 def test_bad_option_value_is_a_usage_error(capsys, monkeypatch) -> None:
     code, out, err = run_main(["graph", "--format", "svg", str(EXAMPLE)], capsys, monkeypatch)
     assert code == 2

@@ -274,21 +274,22 @@ def download(client: httpx.Client, url: str, dest: Path, *, provider: str, sleep
 
 def _stream_to(response: httpx.Response, dest: Path, provider: str,
                progress: Callable[[float | None], None] | None) -> None:
-    length = response.headers.get("Content-Length")
-    expected = int(length) if length and length.isdigit() else None
-    shown = -1.0
+    length = response.headers.get("Content-Length", "")
+    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+    expected = int(length) if length.isdigit() and not encoded else None
+    received, shown = 0, -1.0
     with open(dest, "wb") as fh:
         for chunk in response.iter_bytes():
             fh.write(chunk)
+            received += len(chunk)
             if progress and expected:
-                fraction = min(1.0, response.num_bytes_downloaded / expected)
+                fraction = min(1.0, received / expected)
                 if fraction - shown >= 0.05 or fraction == 1.0:
                     shown = fraction
                     progress(fraction)
-    if expected is not None and response.num_bytes_downloaded != expected:
-        raise ProviderError(f"{provider}: download of {_where(_request_of(response))} stopped at "
-                            f"{response.num_bytes_downloaded} of {expected} bytes", provider=provider,
-                            retryable=True)
+    if expected is not None and received != expected:
+        raise ProviderError(f"{provider}: download of {_where(_request_of(response))} stopped at {received} "
+                            f"of {expected} bytes", provider=provider, retryable=True)
 
 
 def check_mp4(path: Path, provider: str) -> None:

@@ -157,7 +157,7 @@ class GeminiProvider(HttpProvider):
         expires = handle.get("expires")
         if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= datetime.now(timezone.utc):
             raise ProviderError(f"{self.name}: cannot extend {source}: its Gemini file expired at {expires} "
-                                "(Google keeps generated videos for 2 days). Regenerate the source shot "
+                                "(Google keeps generated videos for 2 days): regenerate the source shot "
                                 "(for example with a new take), then build again", provider=self.name)
         return {"uri": handle["uri"]}
 

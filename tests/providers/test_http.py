@@ -16,8 +16,12 @@ from storyboard.providers._http import (
     retry_after,
 )
 from tests.fakes import Recorder
+from tests.fakes.google_server import clip
 
-MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 64
+
+@pytest.fixture(scope="module")
+def mp4() -> bytes:
+    return clip(4, (256, 144)).read_bytes()
 
 
 def client_for(responses, calls=None):
@@ -212,17 +216,17 @@ def download_with(handler, tmp_path: Path, **kwargs):
     return dest, sleep
 
 
-def test_download_keeps_credentials_on_its_origin(tmp_path):
+def test_download_keeps_credentials_on_its_origin(tmp_path, mp4):
     seen = []
 
     def handler(request):
         seen.append((request.url.host, request.headers.get("x-key")))
         if request.url.host == "files.test":
             return httpx.Response(302, headers={"Location": "https://cdn.elsewhere.test/blob"})
-        return httpx.Response(200, content=MP4)
+        return httpx.Response(200, content=mp4)
 
     dest, _ = download_with(handler, tmp_path, headers={"x-key": "secret"})
-    assert dest.read_bytes() == MP4
+    assert dest.read_bytes() == mp4
     assert seen == [("files.test", "secret"), ("cdn.elsewhere.test", None)]
 
     seen.clear()
@@ -230,18 +234,20 @@ def test_download_keeps_credentials_on_its_origin(tmp_path):
     assert seen == [("files.test", "secret"), ("cdn.elsewhere.test", "secret")]
 
 
-def test_download_reports_progress_and_rejects_what_is_not_mp4(tmp_path):
+def test_download_reports_progress_and_rejects_what_is_not_mp4(tmp_path, mp4):
     fractions = []
-    download_with(lambda r: httpx.Response(200, content=MP4), tmp_path, progress=fractions.append)
+    download_with(lambda r: httpx.Response(200, content=mp4), tmp_path, progress=fractions.append)
     assert fractions[-1] == 1.0
     with pytest.raises(ProviderError, match="not an MP4"):
         download_with(lambda r: httpx.Response(200, content=b"<html>login</html>"), tmp_path)
     assert not (tmp_path / "out.mp4").exists()
+    with pytest.raises(ProviderError, match="does not decode"):
+        download_with(lambda r: httpx.Response(200, content=mp4[:32] + bytes(4096)), tmp_path)
 
 
-def test_download_retries_a_short_body_then_gives_up_and_removes_the_file(tmp_path):
+def test_download_retries_a_short_body_then_gives_up_and_removes_the_file(tmp_path, mp4):
     def short(request):
-        return httpx.Response(200, headers={"Content-Length": str(len(MP4) + 100)}, content=MP4)
+        return httpx.Response(200, headers={"Content-Length": str(len(mp4) + 100)}, content=mp4)
 
     with pytest.raises(ProviderError, match=r"stopped at \d+ of \d+ bytes.*gave up after 6 tries") as info:
         download_with(short, tmp_path)
