@@ -36,10 +36,17 @@ def render_clip(dest: Path, index: int, seconds: int, variant: int = 0) -> tuple
     return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
 
 
-def timed(clips, out: Path, cache_dir: Path, transition: Transition) -> tuple[float, StitchStats]:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and the ffmpeg processes it waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(clips, out: Path, cache_dir: Path, transition: Transition) -> tuple[float, float, StitchStats]:
+    """Wall-clock and CPU seconds of one stitch, and its stats."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     stats = stitch(clips, out, profile=PROFILE, transition=transition, memo=Cache(cache_dir))
-    return time.perf_counter() - start, stats
+    return time.perf_counter() - start, cpu_seconds() - cpu, stats
 
 
 def describe(out: Path) -> str:
@@ -77,16 +84,16 @@ def main() -> None:
         rows = []
         for label, sequence, cache_name, transition in cases:
             out = work / f"film-{len(rows)}.mp4"
-            seconds, stats = timed(sequence, out, work / f"cache-{cache_name}", transition)
-            rows.append((label, seconds, stats, describe(out)))
+            seconds, cpu, stats = timed(sequence, out, work / f"cache-{cache_name}", transition)
+            rows.append((label, seconds, cpu, stats, describe(out)))
 
-        print(f"{'case':<38} {'time':>7}  {'conforms':>9}  {'windows':>8}  film")
-        for label, seconds, stats, film in rows:
+        print(f"{'case':<38} {'wall':>7} {'cpu':>7}  {'conforms':>9}  {'windows':>8}  film")
+        for label, seconds, cpu, stats, film in rows:
             conforms = f"{stats.conforms_encoded}+{stats.conforms_reused}"
             windows = f"{stats.windows_encoded}+{stats.windows_reused}"
-            print(f"{label:<38} {seconds:>6.1f}s  {conforms:>9}  {windows:>8}  {film}")
+            print(f"{label:<38} {seconds:>6.1f}s {cpu:>6.1f}s  {conforms:>9}  {windows:>8}  {film}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print("\nconforms/windows: encoded+reused.  "
+        print("\nconforms/windows: encoded+reused; cpu: user+sys of this process and its ffmpegs.\n"
               f"Peak memory of any ffmpeg process (including clip rendering): {peak:.0f} MB")
     finally:
         if args.keep is None:

@@ -72,7 +72,7 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None) -> BuildReport:
+          on_film_step: Any = None, provider: str | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build)."""
     order = select(project, only) if only else project.order
     resolver = project.resolver()
@@ -87,4 +87,21 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         project.lock.record_film({"key": report.film.key, "sha": report.film.sha,
                                   "output": project.board.film.output})
         project.cache.save_digests()
+        _stamp(project, report, provider)
     return report
+
+
+def _stamp(project: Project, report: BuildReport, provider: str | None) -> None:
+    """Let the next identical `storyboard build` answer from stats alone (storyboard/stamp.py)."""
+    from storyboard import __version__
+    from storyboard.stamp import write_stamp
+
+    board, cache = project.board, project.cache
+    files = [a.path for a in board.assets.values() if a.path is not None]
+    files += [img.path for s in board.shots.values() for img in (s.first_frame, s.last_frame, *s.references)
+              if getattr(img, "path", None) is not None]
+    files += [project.lock.path, report.film.path, cache.object_path(report.film.sha)]
+    for entry in project.lock.shots.values():
+        files += [cache.object_path(entry[k]) for k in ("clip", "first", "last")]
+    summary = {"shots": len(board.shots), "film": str(report.film.path), "duration": report.film.duration}
+    write_stamp(cache.root, board.path, provider, sorted(set(files)), summary, __version__)

@@ -114,7 +114,7 @@ def build(
     project = open_project(file, cache_dir=cache_dir, provider=provider)
     reporter = PlainReporter(sys.stdout)
     report = run_build(project, only=only, jobs=jobs, keep_going=keep_going, on_event=reporter,
-                       cancel=threading.Event(), on_film_step=reporter.film_step)
+                       cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider)
     parts = [f"{report.count(o)} {o.value}" for o in Outcome if report.count(o)]
     typer.echo("summary: " + (", ".join(parts) or "nothing to do"))
     for failure in report.failed:

@@ -34,7 +34,7 @@ the bitstream), which the film's bit-exact promise needs.
 """
 
 VIDEO_CODEC_ARGS = (
-    "-c:v", "libx264", "-preset", "fast", "-crf", "18", "-x264-params", X264_PARAMS,
+    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-x264-params", X264_PARAMS,
     "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
 )  # fmt: skip
 """H.264 settings shared by conforms and windows: joined segments must have identical SPS/PPS."""

@@ -6,11 +6,15 @@ and the last-frame image on the last frame, crossfading between them; a slow pus
 the seed; the shot id, the prompt and the reference images as overlays that stay off the first
 and last frames; a quiet seeded audio bed (or a silent track). Same job, same bytes.
 
-One frame of the clip's life, as an ffmpeg filter graph::
+The ffmpeg filter graph of a shot::
 
-    start image or seeded background ─┐
-                                      ├─ crossfade ─ push-in ─ caption, thumbnails ─ H.264
-    last-frame image (when given) ────┘
+    first-frame image or seeded background ── push-in ─┐
+                                                        ├─ crossfade ─ captions ─ H.264
+    last-frame image (when given) ─────────── push-in ─┘   thumbnails
+    seeded brown noise + low tone (or silence) ─────────────────────────── AAC
+
+Pictures are letterboxed (scaled to fit, padded black), never cropped: the whole image stays
+in frame, and an image of the clip's own size is used pixel for pixel.
 """
 
 from __future__ import annotations
@@ -87,14 +91,14 @@ def look_for(seed: int | None) -> Look:
         return f"0x{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
     hue = unit(0)
-    boxes = tuple(
-        (0.05 + 0.6 * unit(i), 0.1 + 0.5 * unit(i + 1), 0.1 + 0.25 * unit(i + 2), 0.1 + 0.3 * unit(i + 3))
-        for i in (10, 14, 18)
-    )
     return Look(
         colors=(color(hue, 0.35 + 0.3 * unit(1)), color((hue + 0.12 + 0.2 * unit(2)) % 1, 0.85)),
         gradient=(unit(3) * 0.3, unit(4) * 0.3, 0.7 + unit(5) * 0.3, 0.7 + unit(6) * 0.3),
-        boxes=boxes,
+        boxes=tuple(
+            (0.05 + 0.6 * unit(i), 0.1 + 0.5 * unit(i + 1), 0.1 + 0.25 * unit(i + 2),
+             0.1 + 0.3 * unit(i + 3))
+            for i in (10, 14, 18)
+        ),
         zoom=0.04 + 0.04 * unit(7),
         focus=(0.25 + 0.5 * unit(8), 0.3 + 0.4 * unit(9)),
         tone=(55.0, 61.74, 65.41, 73.42, 82.41, 98.0)[h[22] % 6],
@@ -144,11 +148,14 @@ class _Graph:
     def __init__(self) -> None:
         self.inputs: list[str] = []
         self.chains: list[str] = []
+        self._files = 0
         self._count = 0
 
     def input(self, *args: str) -> str:
+        """Add an input file (options, then "-i", path); returns its stream prefix."""
         self.inputs.extend(args)
-        return f"{sum(1 for a in self.inputs if a == '-i') - 1}"
+        self._files += 1
+        return str(self._files - 1)
 
     def image(self, path: Path) -> str:
         """Add a still (PNG or JPEG, sniffed: cache objects have no extension)."""
@@ -156,12 +163,14 @@ class _Graph:
         return self.input("-f", demuxer, "-i", f"file:{path}")
 
     def add(self, chain: str, *sources: str) -> str:
+        """Append `chain` fed by `sources` (labels or "N:v"); returns its output label."""
         self._count += 1
         label = f"s{self._count}"
         self.chains.append("".join(f"[{s}]" for s in sources) + chain + f"[{label}]")
         return label
 
     def text(self) -> str:
+        """The -filter_complex argument."""
         return f"sws_flags=bicubic+{_SWS};" + ";".join(self.chains)
 
 
@@ -196,47 +205,62 @@ def _background(g: _Graph, look: Look, w: int, h: int) -> str:
 
 
 def camera_runs(look: Look, width: int, frames: int, returns: bool) -> list[tuple[int, int]]:
-    """The push-in as runs of (level, first frame); level k shows a crop 2k pixels narrower.
+    """The picture's changes as runs of (zoom level, first frame); level k crops 2k px.
 
-    The depth eases in from 0 on frame 0, so the first frame is the untouched picture; when
-    `returns` (a last frame is given) it rises and falls back to 0 on the final frame.
+    The depth eases in from 0 on frame 0, so the first frame is the untouched picture. When
+    `returns` (a last frame is given) it rises and falls back to 0 on the final frame; the
+    crossfade then changes the picture on twos (every other frame, as drawn animation does)
+    and the final frame is a run of its own, the end picture with nothing blended in.
     """
     levels = max(1, round(look.zoom * width / 2))
+    last = max(frames - 1, 1)
+    if returns:
+        starts = sorted({*range(0, frames, 2), frames - 1})
+        return [(round(levels * math.sin(math.pi * n / last)), n) for n in starts]
     runs: list[tuple[int, int]] = []
     for n in range(frames):
-        u = n / (frames - 1) if frames > 1 else 0.0
-        depth = math.sin(math.pi * u) if returns else (1 - math.cos(math.pi * u)) / 2
-        level = round(levels * depth)
+        level = round(levels * (1 - math.cos(math.pi * n / last)) / 2)
         if not runs or runs[-1][0] != level:
             runs.append((level, n))
     return runs
 
 
 def _table(var: str, values: list[int]) -> str:
-    """An ffmpeg expression worth values[var] (var counts frames from 0)."""
-    return "+".join(f"eq({var},{i})*{v}" for i, v in enumerate(values) if v) or "0"
+    """An ffmpeg expression worth values[var], as a balanced tree of ifs.
+
+    A flat sum of eq() terms hits a limit in ffmpeg's expression parser past ~60 entries.
+    """
+
+    def tree(lo: int, hi: int) -> str:
+        if hi - lo == 1:
+            return str(values[lo])
+        mid = (lo + hi) // 2
+        return f"if(lt({var},{mid}),{tree(lo, mid)},{tree(mid, hi)})"
+
+    return tree(0, len(values))
 
 
-def _camera(g: _Graph, still: str, look: Look, seg: _Segment) -> str:
-    """A still pushed into, as seg.frames frames at 24 fps.
+def _camera(g: _Graph, still: str, look: Look, runs: list[tuple[int, int]], seg: _Segment) -> str:
+    """A still pushed into: one frame per run, stamped with the run's first frame number.
 
-    Each distinct zoom level is scaled once and held by `fps` until the next, instead of
-    scaling every frame (zoompan, or scale with eval=frame alone): 3-5x less scaling, and
-    the held frames cost the encoder next to nothing.
+    Each distinct picture is scaled once and later held by `fps` until the next, instead of
+    scaling every frame (zoompan, or scale with eval=frame alone): several times less work,
+    and the held frames cost the encoder next to nothing.
     """
     w, h, n = seg.width, seg.height, seg.frames
-    runs = camera_runs(look, w, n, returns=seg.end is not None)
-    level = _table("n", [k for k, _ in runs])
-    # One sentinel frame at t = n closes the last run; trim drops it.
-    starts = _table("N", [start for _, start in runs] + [n])
-    sw = f"{w}+2*({level})"
-    sh = f"2*round({h / 2}*({sw})/{w})"
     fx, fy = look.focus
+    sizes = [(w + 2 * k, 2 * round(h * (w + 2 * k) / w / 2)) for k, _ in runs]
+    # Even offsets: yuv420p crops land on whole chroma samples.
+    xs = [int((sw - w) * fx) & ~1 for sw, _ in sizes]
+    ys = [int((sh - h) * fy) & ~1 for _, sh in sizes]
+    # A sentinel frame at frame n closes the last run; it is trimmed after `fps`.
+    sizes.append((w, h))
+    starts = [start for _, start in runs] + [n]
     return g.add(
-        f"loop=loop={len(runs)}:size=1:start=0,settb=1/{FPS},setpts='{starts}',"
-        f"scale=w='{sw}':h='{sh}':eval=frame:flags=bilinear+{_SWS},"
-        f"crop={w}:{h}:x='2*({level})*{fx:.3f}':y='({sh}-{h})*{fy:.3f}',"
-        f"fps={FPS},trim=end_frame={n}",
+        f"loop=loop={len(runs)}:size=1:start=0,settb=1/{FPS},setpts='{_table('N', starts)}',"
+        f"scale=w='{_table('n', [s[0] for s in sizes])}':h='{_table('n', [s[1] for s in sizes])}'"
+        f":eval=frame:flags=bilinear+{_SWS},"
+        f"crop={w}:{h}:x='{_table('n', xs + [0])}':y='{_table('n', ys + [0])}'",
         still,
     )
 
@@ -274,20 +298,30 @@ def _overlays(g: _Graph, base: str, seg: _Segment, tmp: Path) -> str:
             f":alpha='{_fade_alpha(t_end)}':{window}"
         )
     out = g.add(",".join(parts), base) if parts else base
-    thumb_h = h // 6
-    for i, ref in enumerate(seg.references[:MAX_THUMBNAILS]):
-        idx = g.image(ref)
-        fade_out = t_end - OVERLAY_MARGIN - OVERLAY_FADE
+    refs = seg.references[:MAX_THUMBNAILS]
+    if not refs:
+        return out
+    # The thumbnails are laid out once on a transparent strip, then faded and overlaid as
+    # one picture: a third of the per-frame work of three separate overlays.
+    box_w, box_h, gap, margin = w // 5 + 4, h // 6 + 4, unit // 60, unit // 30
+    strip = g.add(
+        f"color=c=black@0:s={box_w}x{len(refs) * (box_h + gap) - gap}:r={FPS},"
+        "trim=end_frame=1,format=yuva420p"
+    )
+    for i, ref in enumerate(refs):
         thumb = g.add(
-            f"scale=w={w // 5}:h={thumb_h}:force_original_aspect_ratio=decrease"
-            f":force_divisible_by=2:{_TO_YUV},pad=iw+4:ih+4:2:2:color=white,format=yuva420p,"
-            f"{_hold(n)},fade=t=in:st={OVERLAY_MARGIN}:d={OVERLAY_FADE}:alpha=1,"
-            f"fade=t=out:st={fade_out:.6f}:d={OVERLAY_FADE}:alpha=1",
-            f"{idx}:v",
+            f"scale=w={box_w - 4}:h={box_h - 4}:force_original_aspect_ratio=decrease"
+            f":force_divisible_by=2:{_TO_YUV},pad=iw+4:ih+4:2:2:color=white,format=yuva420p",
+            f"{g.image(ref)}:v",
         )
-        top = unit // 30 + i * (thumb_h + 4 + unit // 60)
-        out = g.add(f"overlay=x=W-w-{unit // 30}:y={top}:format=yuv420:{window}", out, thumb)
-    return out
+        strip = g.add(f"overlay=x=W-w:y={i * (box_h + gap)}:format=auto", strip, thumb)
+    fade_out = t_end - OVERLAY_MARGIN - OVERLAY_FADE
+    strip = g.add(
+        f"format=yuva420p,{_hold(n)},fade=t=in:st={OVERLAY_MARGIN}:d={OVERLAY_FADE}:alpha=1,"
+        f"fade=t=out:st={fade_out:.6f}:d={OVERLAY_FADE}:alpha=1",
+        strip,
+    )
+    return g.add(f"overlay=x=W-w-{margin}:y={margin}:format=yuv420:{window}", out, strip)
 
 
 def _audio(g: _Graph, seg: _Segment) -> str:
@@ -312,14 +346,20 @@ def _audio(g: _Graph, seg: _Segment) -> str:
 def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
     """Video and audio labels for one segment of new footage."""
     w, h, n = seg.width, seg.height, seg.frames
+    runs = camera_runs(seg.look, w, n, returns=seg.end is not None)
     start = _still(g, seg.start, w, h) if seg.start else _background(g, seg.look, w, h)
-    video = _camera(g, start, seg.look, seg)
+    video = _camera(g, start, seg.look, runs, seg)
     if seg.end:
-        # The start fades out over the end picture, both under the same camera (overlay
-        # beats xfade here by ~40 %); the final frame skips the blend: the end picture, exact.
-        end = _camera(g, _still(g, seg.end, w, h), seg.look, seg)
+        # The start fades out over the end picture, both under the same camera, one blend per
+        # run (overlay beats xfade here by ~40 %). The final frame skips the blend: it is the
+        # end picture, exact.
+        end = _camera(g, _still(g, seg.end, w, h), seg.look, runs, seg)
         fading = g.add(f"format=yuva420p,fade=t=out:st=0:d={(n - 1) / FPS:.6f}:alpha=1", video)
-        video = g.add(f"overlay=format=yuv420:enable='lt(n,{n - 1})'", end, fading)
+        video = g.add(
+            f"overlay=format=yuv420:enable='lt(t,{(n - 1.5) / FPS:.6f})'", end, fading
+        )
+    # fps holds each run's picture until the next run starts.
+    video = g.add(f"fps={FPS},trim=end_frame={n}", video)
     video = _overlays(g, video, seg, tmp)
     audio = _audio(g, seg)
     if seg.skip_first:
@@ -351,7 +391,10 @@ def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, int]:
     frames = info.frames if round(info.fps, 3) == FPS else round(info.duration * FPS)
     idx = g.input("-i", f"file:{clip}")
     video = g.add(
-        f"scale={w}:{h}:{_TO_YUV},setsar=1,format=yuv420p,fps={FPS}", f"{idx}:v:0"
+        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2:{_TO_YUV},"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,fps={FPS},"
+        f"tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}",
+        f"{idx}:v:0",
     )
     samples = frames * SAMPLES_PER_FRAME
     end = f"apad,atrim=end_sample={samples},aformat=sample_fmts=fltp:channel_layouts=stereo"
