@@ -157,13 +157,13 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             raise where.error(f"[providers.{name}]: {msg} '{key}'{hint}") from None
 
-    ids: list[str] = []
+    ids: dict[str, int] = {}
     for i, s in enumerate(spec.shot):
         if not _ID_RE.match(s.id):
             raise where.error("ids use only lowercase letters, digits, '-' and '_' (e.g. 'opening-2')", s.id, "id")
         if s.id in ids:
-            raise where.error(f"duplicate id: shot #{ids.index(s.id) + 1} already uses it", s.id, "id")
-        ids.append(s.id)
+            raise where.error(f"duplicate id: shot #{ids[s.id] + 1} already uses it", s.id, "id")
+        ids[s.id] = i
     if not ids:
         raise where.error("no shots: add a [[shot]] table with an id and a prompt")
 
@@ -236,7 +236,7 @@ def _opt(render: _PromptRenderer, text: str | None, shot: str, inherited: bool =
     return render(text, shot, "negative_prompt")
 
 
-def _first_frame(where: _Where, root: Path, s: ShotSpec, ids: list[str], assets: dict[str, Asset],
+def _first_frame(where: _Where, root: Path, s: ShotSpec, ids: dict[str, int], assets: dict[str, Asset],
                  allow_outside: bool) -> tuple[ImageInput | None, str | None]:
     if s.continues is not None and s.first_frame is not None:
         raise where.error(
@@ -254,7 +254,7 @@ def _first_frame(where: _Where, root: Path, s: ShotSpec, ids: list[str], assets:
     return _image(where, root, s.id, "first_frame", s.first_frame, ids, assets, allow_outside), None
 
 
-def _shot_ref(where: _Where, shot: str, field: str, target: str | None, ids: list[str]) -> str | None:
+def _shot_ref(where: _Where, shot: str, field: str, target: str | None, ids: dict[str, int]) -> str | None:
     if target is None:
         return None
     if target not in ids:
@@ -264,7 +264,7 @@ def _shot_ref(where: _Where, shot: str, field: str, target: str | None, ids: lis
     return target
 
 
-def _image(where: _Where, root: Path, shot: str, field: str, ref: str | FrameRef | None, ids: list[str],
+def _image(where: _Where, root: Path, shot: str, field: str, ref: str | FrameRef | None, ids: dict[str, int],
            assets: dict[str, Asset], allow_outside: bool) -> ImageInput | None:
     if ref is None:
         return None
@@ -353,9 +353,15 @@ class _PromptRenderer:
         self.variables = variables
         self._env: Any = None
 
+    _PLAIN = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+
     def __call__(self, text: str, shot: str, field: str) -> str:
         if "{" not in text:
             return text
+        rest = self._PLAIN.sub("", text)
+        if not any(mark in rest for mark in ("{{", "{%", "{#")):
+            # only `{{ name }}` substitutions: the same result as jinja2, without compiling a template
+            return self._substitute(text, shot, field)
         import jinja2
 
         if self._env is None:
@@ -371,3 +377,14 @@ class _PromptRenderer:
         except jinja2.TemplateSyntaxError as exc:
             raise self.where.error(f"template error on line {exc.lineno} of the prompt: {exc.message}",
                                    shot, field) from None
+
+    def _substitute(self, text: str, shot: str, field: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.variables:
+                hint = did_you_mean(name, self.variables)
+                raise self.where.error(f"unknown variable '{name}'{hint}; define it in [vars]", shot, field)
+            return str(self.variables[name])
+
+        rendered = self._PLAIN.sub(value, text)
+        return rendered[:-1] if rendered.endswith("\n") else rendered
