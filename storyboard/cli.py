@@ -131,7 +131,9 @@ def main() -> None:
     if "--verbose" in sys.argv or "-v" in sys.argv:
         _state["verbose"] = True
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except StoryboardError as exc:
         if _state["verbose"]:
             import traceback

@@ -36,3 +36,18 @@ def write_board(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a `storyboard` subprocess that finds the fake provider through a real entry point."""
+    import os
+
+    site = tmp_path_factory.mktemp("site")
+    dist = site / "fake_provider-0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-provider\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text("[storyboard.providers]\nfake = tests.fake_provider:FakeProvider\n")
+    root = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join([str(site), str(root), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -40,7 +41,11 @@ class FakeProvider:
 
         with self._mutex:
             type(self).calls.append((ctx.shot_id, job))
-        if any(marker in job.prompt for marker in self.fail_prompts):
+        if "[hang]" in job.prompt:
+            ctx.progress("rendering", None)
+            ctx.sleep(600)  # a slow remote job: interruptible through ctx.sleep
+        markers = self.fail_prompts | ({os.environ["FAKE_FAIL_MARKER"]} if os.environ.get("FAKE_FAIL_MARKER") else set())
+        if any(marker in job.prompt for marker in markers):
             raise ProviderError(f"shot '{ctx.shot_id}': fake refused the prompt", provider="fake")
         seconds = float(job.duration)
         if job.extends:
