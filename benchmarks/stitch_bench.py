@@ -72,7 +72,7 @@ def main() -> None:
         changed = list(clips)
         changed[middle] = render_clip(work / "changed.mp4", middle, args.seconds, variant=1)
         print(f"rendered {args.clips + 1} clips of {args.seconds} s at 720p "
-              f"in {time.perf_counter() - start:.1f} s\n")  # fmt: skip
+              f"in {time.perf_counter() - start:.1f} s\n")
 
         fade = Transition("crossfade", args.crossfade)
         cases = [

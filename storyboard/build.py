@@ -36,8 +36,13 @@ def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: s
     """Load and validate the board; `provider` overrides every shot's provider."""
     from storyboard.graph import build_graph, order
     from storyboard.load import load
-    from storyboard.providers import provider_class
+    from storyboard.providers import available, provider_class
 
+    if provider is not None and provider not in (registry := available()):
+        from storyboard.errors import did_you_mean
+
+        raise StoryboardError(f"--provider: unknown provider '{provider}'{did_you_mean(provider, registry)}; "
+                              f"available: {', '.join(sorted(registry))}")
     board = load(path, allow_outside=allow_outside, provider=provider)
     graph = build_graph(board)
     providers = {}

@@ -80,18 +80,30 @@ def schema() -> None:
 
 @app.command()
 def plan(file: FileArg, cache_dir: CacheOpt = None,
-         provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None) -> None:
-    """Show what a build would do: each shot cached or to run, and why."""
+         provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
+         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once (for the time estimate)")] = 4,
+         json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Show what a build would do: each shot cached or to run and why, its cost, and the totals."""
     from storyboard.build import open_project, plan_project
+    from storyboard.plan_view import render_table, view
 
     project = open_project(file, cache_dir=cache_dir, provider=provider)
     steps, _ = plan_project(project)
-    width = max(len(s.shot) for s in steps)
-    for step in steps:
-        shot = project.board.shots[step.shot]
-        typer.echo(f"{step.shot:<{width}}  {step.status:<17}  {shot.provider}/{shot.model}  {shot.duration}s  {step.reason}")
-    todo = sum(1 for s in steps if s.status != "cached")
-    typer.echo(f"{len(steps) - todo} cached, {todo} to generate")
+    pv = view(project, steps, jobs)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(pv.as_json(), indent=2))
+        return
+    render_table(pv, _console())
+
+
+def _console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # in a pipe or a log, lines are not wrapped at 80 columns
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 @app.command()
@@ -101,29 +113,70 @@ def build(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once")] = 4,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="finish independent shots when one fails")] = False,
     provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="refuse to start when the estimated cost (USD) exceeds this")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before paid work")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines for machines")] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
 
     from storyboard.build import build as run_build
-    from storyboard.build import open_project
+    from storyboard.build import open_project, plan_project, select
+    from storyboard.errors import MissingKeyError
+    from storyboard.estimate import format_price
     from storyboard.executor import Outcome
-    from storyboard.progress import PlainReporter
+    from storyboard.job import Price
+    from storyboard.plan_view import view
 
     project = open_project(file, cache_dir=cache_dir, provider=provider)
-    reporter = PlainReporter(sys.stdout)
-    report = run_build(project, only=only, jobs=jobs, keep_going=keep_going, on_event=reporter,
-                       cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider)
-    parts = [f"{report.count(o)} {o.value}" for o in Outcome if report.count(o)]
-    typer.echo("summary: " + (", ".join(parts) or "nothing to do"))
-    for failure in report.failed:
-        typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
-    if report.film is not None:
-        verb = "stitched" if report.film.stitched else "up to date"
-        typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")
+    steps, _ = plan_project(project)
+    wanted = set(select(project, only)) if only else None
+    pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
+    if pv.problems:
+        raise MissingKeyError(pv.problems[0] + "; nothing was run")
+    usd = pv.totals.usd()
+    if budget is not None and usd > budget:
+        raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.to_generate} shot(s) exceeds "
+                              f"--budget {format_price(Price(budget))}; nothing was run (see `storyboard plan`)")
+    if usd > 0 and not yes and sys.stdin.isatty() and not json_out:
+        if not typer.confirm(f"Generate {pv.to_generate} shot(s) for an estimated {format_price(Price(usd))}?"):
+            raise typer.Exit(1)
+    reporter = _reporter(quiet, json_out, total=len(wanted) if wanted else len(project.order))
+    try:
+        report = run_build(project, only=only, jobs=jobs, keep_going=keep_going, on_event=reporter,
+                           cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider)
+    finally:
+        reporter.close()
+    counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"event": "summary", **counts, "failed_shots": {r.shot: r.error for r in report.failed},
+                               "film": str(report.film.path) if report.film else None,
+                               "duration": report.film.duration if report.film else None}))
+    else:
+        typer.echo("summary: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to do"))
+        for failure in report.failed:
+            typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
+        if report.film is not None:
+            verb = "stitched" if report.film.stitched else "up to date"
+            typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")
     if report.failed:
         raise typer.Exit(1)
+
+
+def _reporter(quiet: bool, json_out: bool, total: int):  # noqa: ANN202 - see storyboard.progress
+    from storyboard import progress
+
+    if json_out:
+        return progress.JsonReporter(sys.stdout)
+    if quiet:
+        return progress.QuietReporter(sys.stdout)
+    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        return progress.LiveReporter(_console(), total)
+    return progress.PlainReporter(sys.stdout)
 
 
 def main() -> None:

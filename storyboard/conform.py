@@ -109,7 +109,7 @@ def conform_key(clip_sha: str, profile: Profile, edge: int, *, encoder: str) -> 
     return digest({
         "v": CONFORM_VERSION, "step": "conform", "clip": clip_sha, "profile": asdict(profile),
         "edge": edge, "video": list(VIDEO_CODEC_ARGS), "audio": "pcm_s16le", "encoder": encoder,
-    })  # fmt: skip
+    })
 
 
 def piece_bounds(frames: int, edge: int) -> dict[str, tuple[int, int]]:

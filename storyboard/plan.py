@@ -137,7 +137,11 @@ def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] |
     now = job.model_dump(mode="json")
     if before == now:
         return "not in the cache"
-    changed = [k for k in now if before.get(k) != now[k]]
+    changed = [k for k in now if before.get(k) != now[k] and k != "label"]
+    if "provider" in changed:
+        return f"provider changed ({_show(before.get('provider'))} -> {_show(now['provider'])})"
+    if "model" in changed:
+        return f"model changed ({_show(before.get('model'))} -> {_show(now['model'])})"
     reasons = []
     inputs = {"first_frame": shot.first_frame, "last_frame": shot.last_frame}
     for name in changed:

@@ -61,7 +61,9 @@ class Transition:
     """How consecutive clips join: a cut, a crossfade, or a fade (dip to black) of ``duration`` s.
 
     Crossfades and fades overlap the clips, so the film is ``(n - 1) * duration`` shorter than its
-    clips. The duration is rounded to whole frames of the film (``edge_frames``), at least two.
+    clips. The duration is rounded to whole frames of the film (``edge_frames``), at least two, so
+    every segment has an exact frame count. A clip is conformed the same wherever it sits in the
+    film, so each clip must be longer than twice the overlap, the first and last ones included.
     """
 
     kind: Literal["cut", "crossfade", "fade"] = "cut"
@@ -106,8 +108,9 @@ def window_key(tail_key: str, head_key: str, kind: str) -> str:
 
     The conform keys carry both clips' hashes, the profile and the overlap in frames.
     """
-    return digest({"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key,
-                   "kind": kind})  # fmt: skip
+    return digest(
+        {"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key, "kind": kind}
+    )
 
 
 def build_window_command(
@@ -145,7 +148,7 @@ def build_window_command(
     else:
         raise ValueError(f"no window for a {kind!r}")
     return ["-y", "-i", str(tail), "-i", str(head), "-filter_complex", ";".join(graph),
-            *segment_output_args("[v]", "[a]", out, profile)]  # fmt: skip
+            *segment_output_args("[v]", "[a]", out, profile)]
 
 
 def build_concat_list(segments: Sequence[Path]) -> str:
@@ -207,121 +210,130 @@ def stitch(
     """
     if not clips:
         raise StitchError("stitch: the film has no clips")
-    report = on_step or (lambda line: None)
-    edge = transition.edge_frames(profile.fps) if len(clips) > 1 else 0
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    edge = transition.edge_frames(profile.fps) if len(clips) > 1 else 0
+    encoder = _encoder_id()
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
-        work = Path(work_dir)
-        stats = _Counts()
-        encoder = _encoder_id()
-        keys = [conform_key(sha, profile, edge, encoder=encoder) for sha, _ in clips]
-        pieces = _conform_all(clips, keys, work, profile, edge, memo, stats, report)
-        segments = _join_plan(clips, keys, pieces, work, profile, transition.kind, edge, memo,
-                              stats, report)  # fmt: skip
-        concat_list = work / "segments.ffconcat"
+        run = _Run(
+            clips=[(sha, Path(path)) for sha, path in clips],
+            keys=[conform_key(sha, profile, edge, encoder=encoder) for sha, _ in clips],
+            profile=profile, kind=transition.kind, edge=edge, memo=memo, work=Path(work_dir),
+            report=on_step or (lambda line: None),
+        )
+        segments = run.segments(run.conform_all())
+        concat_list = run.work / "segments.ffconcat"
         concat_list.write_text(build_concat_list(segments), encoding="utf-8")
-        report(f"join {len(segments)} segments into {out.name}")
-        _write_atomically(out, lambda tmp: _ffmpeg(
-            build_concat_command(concat_list, tmp, profile=profile, normalize_audio=normalize_audio),
-            f"joining {len(segments)} segments into {out}",
-        ))  # fmt: skip
-    return StitchStats(stats.conforms_encoded, stats.conforms_reused, stats.windows_encoded,
-                       stats.windows_reused, len(segments))  # fmt: skip
+        run.report(f"join {len(segments)} segments into {out.name}")
+        film = run.work / "film.mp4"
+        argv = build_concat_command(concat_list, film, profile=profile,
+                                    normalize_audio=normalize_audio)
+        _ffmpeg(argv, f"joining {len(segments)} segments into {out}")
+        _move_into_place(film, out)
+    return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
+                       run.windows_reused, len(segments))
+
+
+Pieces = dict[str, Path]
+"""A conformed clip: piece name (``whole`` or ``head``/``body``/``tail``) -> memoised file."""
 
 
 @dataclass
-class _Counts:
+class _Run:
+    """One stitch in progress: what it joins, where it works, and what it has encoded."""
+
+    clips: list[tuple[str, Path]]
+    keys: list[str]
+    profile: Profile
+    kind: str
+    edge: int
+    memo: Memo
+    work: Path
+    report: Callable[[str], None]
     conforms_encoded: int = 0
     conforms_reused: int = 0
     windows_encoded: int = 0
     windows_reused: int = 0
 
-
-def _conform_all(clips, keys, work, profile, edge, memo, stats, report) -> list[dict[str, Path]]:
-    """Conform every clip (once per distinct clip), returning each clip's pieces by name."""
-    done: dict[str, dict[str, Path]] = {}
-    pieces = []
-    for index, ((_, path), key) in enumerate(zip(clips, keys, strict=True), start=1):
-        if key not in done:
-            cached = {part: memo.memo_get(_conform_name(key, part)) for part in conform_parts(edge)}
-            if all(cached.values()):
-                done[key] = cached  # type: ignore[assignment]
-                stats.conforms_reused += 1
+    def conform_all(self) -> list[Pieces]:
+        """Each clip's pieces, in film order, conforming each distinct clip the memo lacks."""
+        done: dict[str, Pieces] = {}
+        for index, key in enumerate(self.keys):
+            if key not in done:
+                found = {part: self.memo.memo_get(_conform_name(key, part))
+                         for part in conform_parts(self.edge)}
+                if all(found.values()):
+                    done[key] = found  # type: ignore[assignment]
+                    self.conforms_reused += 1
+                else:
+                    done[key] = self.conform(index)
+                    self.conforms_encoded += 1
             else:
-                report(f"conform clip {index}/{len(clips)} ({Path(path).name})")
-                done[key] = _conform(index, Path(path), key, work, profile, edge, memo)
-                stats.conforms_encoded += 1
-        else:
-            stats.conforms_reused += 1
-        pieces.append(done[key])
-    return pieces
+                self.conforms_reused += 1
+        return [done[key] for key in self.keys]
 
+    def conform(self, index: int) -> Pieces:
+        """Encode one clip's pieces, then adopt them into the memo (all of them, or none)."""
+        path, key, profile = self.clips[index][1], self.keys[index], self.profile
+        where = f"clip {index + 1} ({path})"
+        self.report(f"conform clip {index + 1}/{len(self.clips)} ({path.name})")
+        try:
+            info = probe(path)
+        except MediaError as exc:
+            raise StitchError(f"stitch: cannot read {where}: {exc.message}") from exc
+        frames = frames_for(info.duration, profile.fps)
+        if frames < 1:
+            raise StitchError(f"stitch: {where} has no video frames ({info.duration:.3f} s)")
+        outs = {part: self.work / _conform_name(key, part) for part in conform_parts(self.edge)}
+        try:
+            argv = build_conform_command(path, outs, profile=profile, frames=frames,
+                                         has_audio=info.has_audio, edge=self.edge)
+        except ValueError:
+            raise StitchError(
+                f"stitch: {where} is {info.duration:.3f} s long, too short for a "
+                f"{self.edge / profile.fps:.3f} s transition at each end: use a shorter one"
+            ) from None
+        _ffmpeg(argv, f"conforming {where}")
+        return {part: self.memo.memo_put(_conform_name(key, part), produced)
+                for part, produced in outs.items()}
 
-def _conform(index, path, key, work, profile, edge, memo) -> dict[str, Path]:
-    """Encode one clip's pieces and adopt them into the memo (only once all of them exist)."""
-    where = f"clip {index} ({path})"
-    try:
-        info = probe(path)
-    except MediaError as exc:
-        raise StitchError(f"stitch: cannot read {where}: {exc.message}") from exc
-    frames = frames_for(info.duration, profile.fps)
-    if frames < 1:
-        raise StitchError(f"stitch: {where} has no video frames to show ({info.duration:.3f} s)")
-    outs = {part: work / f"conform-{key}.{part}{SEGMENT_SUFFIX}" for part in conform_parts(edge)}
-    try:
-        argv = build_conform_command(path, outs, profile=profile, frames=frames,
-                                     has_audio=info.has_audio, edge=edge)  # fmt: skip
-    except ValueError:
-        raise StitchError(
-            f"stitch: {where} is {info.duration:.3f} s long, too short for a "
-            f"{edge / profile.fps:.3f} s transition at each end: use a shorter transition"
-        ) from None
-    _ffmpeg(argv, f"conforming {where}")
-    return {part: memo.memo_put(_conform_name(key, part), produced) for part, produced in outs.items()}
+    def segments(self, pieces: list[Pieces]) -> list[Path]:
+        """The film's segments in order, encoding each window the memo lacks."""
+        if not self.edge:
+            return [p["whole"] for p in pieces]
+        segments = [pieces[0]["head"], pieces[0]["body"]]
+        for i in range(1, len(pieces)):
+            name = f"window-{window_key(self.keys[i - 1], self.keys[i], self.kind)}{SEGMENT_SUFFIX}"
+            window = self.memo.memo_get(name)
+            if window is None:
+                window = self.window(i, pieces[i - 1]["tail"], pieces[i]["head"], name)
+                self.windows_encoded += 1
+            else:
+                self.windows_reused += 1
+            segments += [window, pieces[i]["body"]]
+        segments.append(pieces[-1]["tail"])
+        return segments
 
-
-def _join_plan(clips, keys, pieces, work, profile, kind, edge, memo, stats, report) -> list[Path]:
-    """The film's segments in order, encoding each window the memo lacks."""
-    if not edge:
-        return [p["whole"] for p in pieces]
-    segments = [pieces[0]["head"], pieces[0]["body"]]
-    for i in range(1, len(clips)):
-        key = window_key(keys[i - 1], keys[i], kind)
-        name = f"window-{key}{SEGMENT_SUFFIX}"
-        window = memo.memo_get(name)
-        if window is None:
-            report(f"{kind} window {i}/{len(clips) - 1} (clip {i} -> clip {i + 1})")
-            produced = work / name
-            argv = build_window_command(pieces[i - 1]["tail"], pieces[i]["head"], produced,
-                                        profile=profile, kind=kind, edge=edge)  # fmt: skip
-            _ffmpeg(argv, f"encoding the {kind} from clip {i} ({clips[i - 1][1]}) "
-                          f"to clip {i + 1} ({clips[i][1]})")  # fmt: skip
-            window = memo.memo_put(name, produced)
-            stats.windows_encoded += 1
-        else:
-            stats.windows_reused += 1
-        segments += [window, pieces[i]["body"]]
-    segments.append(pieces[-1]["tail"])
-    return segments
+    def window(self, i: int, tail: Path, head: Path, name: str) -> Path:
+        """Encode the window from clip ``i`` to clip ``i + 1`` (1-based) and memoise it."""
+        self.report(f"{self.kind} window {i}/{len(self.clips) - 1} (clip {i} -> clip {i + 1})")
+        produced = self.work / name
+        argv = build_window_command(tail, head, produced, profile=self.profile, kind=self.kind,
+                                    edge=self.edge)
+        _ffmpeg(argv, f"encoding the {self.kind} from clip {i} ({self.clips[i - 1][1]}) "
+                      f"to clip {i + 1} ({self.clips[i][1]})")
+        return self.memo.memo_put(name, produced)
 
 
 def _conform_name(key: str, part: str) -> str:
     return f"conform-{key}.{part}{SEGMENT_SUFFIX}"
 
 
-def _write_atomically(out: Path, produce: Callable[[Path], None]) -> None:
-    """Run ``produce`` on a temporary file beside ``out``, then move it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        produce(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _move_into_place(produced: Path, out: Path) -> None:
+    """Flush ``produced`` to disk and rename it over ``out`` (same folder tree, so atomic)."""
+    with open(produced, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(produced, out)
 
 
 def _ffmpeg(argv: list[str], step: str) -> None:

@@ -189,6 +189,19 @@ def test_eight_seconds_default_job(plain8: Path) -> None:
     _check_clip(plain8, 8, (1280, 720))
 
 
+def test_first_frame_is_the_picture_whatever_the_seed_and_move(
+    blend4: Path, render: Any, tmp_path: Path
+) -> None:
+    # Frame 0 is the picture itself (an IDR coded from it alone), so any other job starting on
+    # it decodes to the very same pixels: no camera move, blend or overlay has touched it.
+    other = render(prompt="other", duration=4, first_frame="first", seed=8, audio=False)
+    media.extract_frame(blend4, "first", tmp_path / "a.png")
+    media.extract_frame(other, "first", tmp_path / "b.png")
+    assert np.array_equal(_rgb(tmp_path / "a.png"), _rgb(tmp_path / "b.png"))
+    media.extract_frame(other, "last", tmp_path / "c.png")
+    assert _mad(_rgb(tmp_path / "c.png"), _rgb(tmp_path / "a.png")) > 3  # it did move
+
+
 def test_same_job_same_bytes(blend4: Path, render: Any) -> None:
     again = render(prompt="a blend", duration=4, first_frame="first", last_frame="last", seed=3,
                    label="blend")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -124,6 +124,9 @@ def test_cut_film_is_exactly_the_clips_back_to_back(clips, tmp_path):
     assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
     assert (facts["size"], facts["pix_fmt"]) == ((320, 180), "yuv420p")
     assert stats == StitchStats(conforms_encoded=4, segments=4)
+    umask_mode = tmp_path / "touched"
+    umask_mode.touch()
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(umask_mode.stat().st_mode)
 
 
 def test_cut_film_keeps_sound_on_its_picture(clips, tmp_path):

@@ -17,6 +17,8 @@ from storyboard.job import Capabilities, Price, RenderContext, RenderJob, Render
 
 BUILTIN: dict[str, str] = {
     "animatic": "storyboard.providers.animatic:AnimaticProvider",
+    "gemini": "storyboard.providers.gemini:GeminiProvider",
+    "vertex": "storyboard.providers.vertex:VertexProvider",
 }
 ENTRY_POINT_GROUP = "storyboard.providers"
 

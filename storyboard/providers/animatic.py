@@ -225,43 +225,53 @@ def camera_runs(look: Look, width: int, frames: int, returns: bool) -> list[tupl
     return runs
 
 
-def _table(var: str, values: list[int]) -> str:
-    """An ffmpeg expression worth values[var], as a balanced tree of ifs.
+def _lookup(var: str, keys: list[int], values: list[int]) -> str:
+    """An ffmpeg expression worth values[i] when `var` equals keys[i] (ascending integers).
 
-    A flat sum of eq() terms hits a limit in ffmpeg's expression parser past ~60 entries.
+    A balanced tree of ifs, since a flat sum of eq() terms breaks ffmpeg's parser when long.
     """
 
     def tree(lo: int, hi: int) -> str:
         if hi - lo == 1:
             return str(values[lo])
         mid = (lo + hi) // 2
-        return f"if(lt({var},{mid}),{tree(lo, mid)},{tree(mid, hi)})"
+        return f"if(lt({var},{keys[mid] - 0.5}),{tree(lo, mid)},{tree(mid, hi)})"
 
     return tree(0, len(values))
 
 
-def _camera(g: _Graph, still: str, look: Look, runs: list[tuple[int, int]], seg: _Segment) -> str:
-    """A still pushed into: one frame per run, stamped with the run's first frame number.
+def _runs(g: _Graph, still: str, runs: list[tuple[int, int]], frames: int) -> str:
+    """One copy of `still` per run, stamped with the run's first frame number.
 
-    Each distinct picture is scaled once and later held by `fps` until the next, instead of
-    scaling every frame (zoompan, or scale with eval=frame alone): several times less work,
-    and the held frames cost the encoder next to nothing.
+    Each distinct picture is then blended and scaled once, and `fps` holds it until the next
+    run, instead of working on every frame (zoompan, or scale with eval=frame alone):
+    several times less work, and the held frames cost the encoder next to nothing.
     """
+    # A sentinel frame at `frames` closes the last run; it is trimmed after `fps`.
+    starts = [start for _, start in runs] + [frames]
+    return g.add(
+        f"loop=loop={len(runs)}:size=1:start=0,settb=1/{FPS},"
+        f"setpts='{_lookup('N', list(range(len(starts))), starts)}'",
+        still,
+    )
+
+
+def _push_in(look: Look, runs: list[tuple[int, int]], seg: _Segment) -> str:
+    """Scale + crop each run's picture to its zoom level (a crop 2k px narrower, enlarged)."""
     w, h, n = seg.width, seg.height, seg.frames
     fx, fy = look.focus
-    sizes = [(w + 2 * k, 2 * round(h * (w + 2 * k) / w / 2)) for k, _ in runs]
-    # Even offsets: yuv420p crops land on whole chroma samples.
-    xs = [int((sw - w) * fx) & ~1 for sw, _ in sizes]
-    ys = [int((sh - h) * fy) & ~1 for _, sh in sizes]
-    # A sentinel frame at frame n closes the last run; it is trimmed after `fps`.
-    sizes.append((w, h))
     starts = [start for _, start in runs] + [n]
-    return g.add(
-        f"loop=loop={len(runs)}:size=1:start=0,settb=1/{FPS},setpts='{_table('N', starts)}',"
-        f"scale=w='{_table('n', [s[0] for s in sizes])}':h='{_table('n', [s[1] for s in sizes])}'"
+    widths = [w + 2 * k for k, _ in runs] + [w]
+    heights = [2 * round(h * sw / w / 2) for sw in widths]
+    # Even offsets: yuv420p crops land on whole chroma samples.
+    xs = [int((sw - w) * fx) & ~1 for sw in widths]
+    ys = [int((sh - h) * fy) & ~1 for sh in heights]
+    # Frames are looked up by their stamp, not by `n`: scale counts from 1, crop from 0.
+    frame = f"t*{FPS}"
+    return (
+        f"scale=w='{_lookup(frame, starts, widths)}':h='{_lookup(frame, starts, heights)}'"
         f":eval=frame:flags=bilinear+{_SWS},"
-        f"crop={w}:{h}:x='{_table('n', xs + [0])}':y='{_table('n', ys + [0])}'",
-        still,
+        f"crop={w}:{h}:x='{_lookup(frame, starts, xs)}':y='{_lookup(frame, starts, ys)}'"
     )
 
 
@@ -348,18 +358,18 @@ def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
     w, h, n = seg.width, seg.height, seg.frames
     runs = camera_runs(seg.look, w, n, returns=seg.end is not None)
     start = _still(g, seg.start, w, h) if seg.start else _background(g, seg.look, w, h)
-    video = _camera(g, start, seg.look, runs, seg)
+    video = _runs(g, start, runs, n)
     if seg.end:
-        # The start fades out over the end picture, both under the same camera, one blend per
-        # run (overlay beats xfade here by ~40 %). The final frame skips the blend: it is the
-        # end picture, exact.
-        end = _camera(g, _still(g, seg.end, w, h), seg.look, runs, seg)
+        # The start fades out over the end picture, one blend per run (overlay beats xfade
+        # here by ~40 %), before the push-in so that scales once. The final frame skips the
+        # blend: it is the end picture, exact.
+        end = _runs(g, _still(g, seg.end, w, h), runs, n)
         fading = g.add(f"format=yuva420p,fade=t=out:st=0:d={(n - 1) / FPS:.6f}:alpha=1", video)
         video = g.add(
             f"overlay=format=yuv420:enable='lt(t,{(n - 1.5) / FPS:.6f})'", end, fading
         )
     # fps holds each run's picture until the next run starts.
-    video = g.add(f"fps={FPS},trim=end_frame={n}", video)
+    video = g.add(f"{_push_in(seg.look, runs, seg)},fps={FPS},trim=end_frame={n}", video)
     video = _overlays(g, video, seg, tmp)
     audio = _audio(g, seg)
     if seg.skip_first:

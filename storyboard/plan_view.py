@@ -1,0 +1,137 @@
+"""What `storyboard plan` shows: a row per shot in run order, cost and time totals."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from storyboard.errors import MissingKeyError
+from storyboard.estimate import Totals, format_price, limits_for, pseudo_job, typical_seconds, wall_time
+from storyboard.plan import CACHED, Step
+
+INVALID = "invalid"
+
+
+@dataclass
+class Row:
+    shot: str
+    status: str
+    reason: str
+    provider: str
+    model: str
+    duration: int
+    cost: float | None
+    unit: str | None
+    key: str | None
+
+
+@dataclass
+class PlanView:
+    rows: list[Row]
+    totals: Totals
+    wall_seconds: float
+    problems: list[str]
+
+    @property
+    def to_generate(self) -> int:
+        return sum(1 for r in self.rows if r.status != CACHED)
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for r in self.rows if r.status == CACHED)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "shots": [asdict(r) for r in self.rows],
+            "cached": self.cached,
+            "to_generate": self.to_generate,
+            "cost": {unit: round(v, 4) for unit, v in self.totals.by_unit.items()},
+            "cost_by_provider": {p: {u: round(v, 4) for u, v in units.items()}
+                                 for p, units in self.totals.by_provider.items()},
+            "unpriced": self.totals.unpriced,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "problems": self.problems,
+        }
+
+
+def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
+    """Price every shot that will run and simulate the build's wall time."""
+    board = project.board
+    totals = Totals()
+    rows, problems = [], []
+    missing_key: dict[str, str] = {}
+    for name, impl in project.providers.items():
+        check = getattr(impl, "check_key", None)
+        if check is None:
+            continue
+        try:
+            check()
+        except MissingKeyError as exc:
+            missing_key[name] = exc.message
+    seconds: dict[str, float] = {}
+    for step in steps:
+        shot = board.shots[step.shot]
+        impl = project.providers[shot.provider]
+        status, reason = step.status, step.reason
+        price = None
+        if status != CACHED:
+            job = step.job or pseudo_job(shot)
+            price = impl.price(job)
+            totals.add(step.shot, shot.provider, price)
+            seconds[step.shot] = typical_seconds(impl, job)
+            if shot.provider in missing_key:
+                status, reason = INVALID, f"{reason}; no API key"
+        rows.append(Row(step.shot, status, reason, shot.provider, shot.model, shot.duration,
+                        price.amount if price else None, price.unit if price else None, step.key))
+    for name, message in missing_key.items():
+        if any(r.provider == name and r.status == INVALID for r in rows):
+            problems.append(message)
+    limits = limits_for(project.providers, board.providers, jobs)
+    upstream = {s: board.shots[s].upstream() for s in seconds}
+    wall = wall_time([r.shot for r in rows if r.shot in seconds], upstream,
+                     {s: board.shots[s].provider for s in seconds}, seconds, jobs, limits)
+    return PlanView(rows, totals, wall, problems)
+
+
+def render_table(pv: PlanView, console: Any) -> None:
+    """The plan as a rich table plus totals."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("shot", "status", "reason", "provider / model", "dur", "est. cost"):
+        table.add_column(col, justify="right" if col in ("dur", "est. cost") else "left",
+                         overflow="fold")
+    styles = {CACHED: "green", INVALID: "red"}
+    for r in pv.rows:
+        cost = "" if r.status == CACHED else format_price(_price(r))
+        table.add_row(r.shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", r.reason,
+                      f"{r.provider} / {r.model}", f"{r.duration}s", cost)
+    console.print(table)
+    cost = ", ".join(f"{p}: " + " + ".join(format_price(_unit_price(v, u)) for u, v in units.items())
+                     for p, units in pv.totals.by_provider.items()) or "nothing to pay"
+    console.print(f"{pv.cached} cached, {pv.to_generate} to generate; estimated cost {cost}"
+                  + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
+    if pv.to_generate:
+        console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")
+    for problem in pv.problems:
+        console.print(f"[red]problem:[/] {problem}")
+
+
+def _price(row: Row) -> Any:
+    from storyboard.job import Price
+
+    return None if row.cost is None else Price(row.cost, row.unit or "USD")
+
+
+def _unit_price(amount: float, unit: str) -> Any:
+    from storyboard.job import Price
+
+    return Price(amount, unit)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {sec:02d} s"
