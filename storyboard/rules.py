@@ -41,6 +41,10 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
         if transition.duration > lengths[shortest]:
             raise error(f"[edit] field 'transition.duration': a {transition.duration} s {transition.kind} is "
                         f"longer than shot '{shortest}' ({lengths[shortest]} s)")
+        if 2 * transition.duration >= lengths[shortest]:
+            raise error(f"[edit] field 'transition.duration': a {transition.duration} s {transition.kind} at both "
+                        f"ends of shot '{shortest}' ({lengths[shortest]} s) leaves nothing of it; use at most "
+                        f"{lengths[shortest] / 2 - 0.5:g} s")
 
 
 def clip_lengths(board: Board) -> dict[str, int]:
