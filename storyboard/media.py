@@ -252,26 +252,35 @@ def _scan(container: Any, video: Any, seek_to: float, target: float | None) -> A
     return chosen
 
 
-def _write_png(frame: Any, dest: Path) -> None:
-    """Write `frame` as RGB PNG via a temp file + rename, with fixed settings, no metadata."""
+def _rgb(frame: Any, clip: str | os.PathLike[str]) -> Any:
+    """The frame as an RGB array; to_ndarray honours its colour matrix (BT.709 for HD)."""
+    if frame is None:
+        raise MediaError(f"{os.fspath(clip)}: no video frame could be decoded")
+    return frame.to_ndarray(format="rgb24")
+
+
+def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
+    """Write an RGB array as PNG via a temp file + rename, with fixed settings, no metadata."""
     from PIL import Image
 
-    # to_ndarray honours the frame's colour matrix (BT.709 for HD clips), unlike a bare cast.
-    image = Image.fromarray(frame.to_ndarray(format="rgb24"), "RGB")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise MediaError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False)
+            Image.fromarray(rgb, "RGB").save(
+                fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False
+            )
         os.replace(tmp, dest)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise MediaError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _missing_frame(clip: str | os.PathLike[str]) -> MediaError:
-    return MediaError(f"{os.fspath(clip)}: no video frame could be decoded")
 
 
 def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> None:
@@ -285,7 +294,8 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
         dest: the PNG to write; written atomically, same bytes for the same clip.
 
     Raises:
-        MediaError: the clip cannot be decoded or has no video frames.
+        MediaError: the clip cannot be decoded or has no video frames, or `dest` cannot be
+            written.
     """
     if isinstance(at, str) and at not in ("first", "last"):
         raise ValueError(f"frame must be 'first', 'last' or seconds, not {at!r}")
@@ -298,9 +308,8 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
         else:
             start = _seconds(video.start_time, video.time_base) or 0.0
             frame = _frame_at_or_before(container, video, start + max(0.0, float(at)))
-        if frame is None:
-            raise _missing_frame(clip)
-        _write_png(frame, Path(dest))
+        rgb = _rgb(frame, clip)
+    _write_png(rgb, dest)
 
 
 def extract_first_last(
@@ -311,15 +320,13 @@ def extract_first_last(
     """Write the exact first and last frames of `clip` as PNGs, opening and decoding it once.
 
     Raises:
-        MediaError: the clip cannot be decoded or has no video frames.
+        MediaError: the clip cannot be decoded or has no video frames, or a PNG cannot be
+            written.
     """
     with _open(clip) as container:
         video = _video_stream(container, clip)
-        first = _first_frame(container, video)
-        if first is None:
-            raise _missing_frame(clip)
-        _write_png(first, Path(first_dest))
+        first = _rgb(_first_frame(container, video), clip)
         last = _frame_at_or_before(container, video, None)
-        if last is None:  # the seek found nothing past the first frame: a one-frame clip
-            last = first
-        _write_png(last, Path(last_dest))
+        last = first if last is None else _rgb(last, clip)
+    _write_png(first, first_dest)
+    _write_png(last, last_dest)

@@ -50,7 +50,8 @@ def _picture(w: int, h: int, flip: bool) -> Image.Image:
     )
     image = Image.fromarray(rgb.astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    draw.ellipse([w * 0.2, h * 0.2, w * 0.5, h * 0.8], fill=(30, 40, 200) if flip else (200, 40, 40))
+    disc = (30, 40, 200) if flip else (200, 40, 40)
+    draw.ellipse([w * 0.2, h * 0.2, w * 0.5, h * 0.8], fill=disc)
     draw.rectangle([w * 0.6, h * 0.1, w * 0.9, h * 0.5], fill=(20, 200, 80))
     return image
 

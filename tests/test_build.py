@@ -67,14 +67,42 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory):
+    """The board built once; tests copy it (cache included) instead of rendering it again."""
+    import storyboard.providers as providers
+    from tests.fake_provider import FakeProvider
+
+    saved = dict(providers.BUILTIN)
+    providers.BUILTIN["fake"] = "tests.fake_provider:FakeProvider"
+    FakeProvider.reset()
+    root = tmp_path_factory.mktemp("built") / "board"
+    (root / "assets").mkdir(parents=True)
+    Image.new("RGB", (64, 36), (200, 80, 20)).save(root / "assets" / "fox.png")
+    path = root / "storyboard.toml"
+    path.write_text(BOARD)
+    try:
+        _, report = run_build(path)
+    finally:
+        providers.BUILTIN.clear()
+        providers.BUILTIN.update(saved)
+    return path, report, sorted(shot for shot, _ in FakeProvider.calls)
+
+
 @pytest.fixture
-def board(write_board, fake_provider):
-    return write_board(BOARD, fox=(200, 80, 20))
+def board(first_build, fake_provider, tmp_path):
+    """A copy of the built board and its cache; the fake provider's call log starts empty."""
+    import shutil
+
+    copy = tmp_path / "board"
+    shutil.copytree(first_build[0].parent, copy)
+    (copy / ".storyboard" / "hashes.json").unlink()
+    return copy / "storyboard.toml"
 
 
-def test_first_build_renders_all_and_makes_the_film(board, fake_provider):
-    project, report = run_build(board)
-    assert rendered(fake_provider) == ["a", "b", "c", "d", "e"]
+def test_first_build_renders_all_and_makes_the_film(first_build):
+    board, report, calls = first_build
+    assert calls == ["a", "b", "c", "d", "e"]
     assert report.count(Outcome.RENDERED) == 5
     film = board.parent / "build" / "film.mp4"
     assert report.film.path == film and film.is_file()
@@ -87,8 +115,6 @@ def test_first_build_renders_all_and_makes_the_film(board, fake_provider):
 
 
 def test_rebuild_calls_no_provider_and_renders_nothing(board, fake_provider):
-    run_build(board)
-    fake_provider.reset()
     film = board.parent / "build" / "film.mp4"
     before = film.stat().st_mtime_ns
     _, report = run_build(board)
@@ -99,8 +125,6 @@ def test_rebuild_calls_no_provider_and_renders_nothing(board, fake_provider):
 
 
 def test_editing_a_prompt_reruns_exactly_the_shot_and_its_dependants(board, fake_provider):
-    run_build(board)
-    fake_provider.reset()
     board.write_text(board.read_text().replace("{{ hero }} runs", "{{ hero }} sprints"))
     project = open_project(board)
     steps, _ = plan_project(project)
@@ -113,8 +137,6 @@ def test_editing_a_prompt_reruns_exactly_the_shot_and_its_dependants(board, fake
 
 
 def test_editing_a_var_reruns_exactly_the_shots_whose_prompt_changed(board, fake_provider):
-    run_build(board)
-    fake_provider.reset()
     board.write_text(board.read_text().replace('place = "a snowy forest"', 'place = "a pine forest"'))
     run_build(board)
     assert rendered(fake_provider) == ["d"]
@@ -122,7 +144,6 @@ def test_editing_a_var_reruns_exactly_the_shots_whose_prompt_changed(board, fake
 
 def test_reverting_an_edit_is_a_cache_hit(board, fake_provider):
     original = board.read_text()
-    run_build(board)
     board.write_text(original.replace("seed = 3", "seed = 4"))
     run_build(board)
     fake_provider.reset()
@@ -133,8 +154,6 @@ def test_reverting_an_edit_is_a_cache_hit(board, fake_provider):
 
 
 def test_changing_an_asset_reruns_the_shot_that_uses_it(board, fake_provider):
-    run_build(board)
-    fake_provider.reset()
     Image.new("RGB", (64, 36), (10, 200, 10)).save(board.parent / "assets" / "fox.png")
     steps, _ = plan_project(open_project(board))
     assert {s.shot: s.reason for s in steps}["e"] == "reference images changed (asset 'fox')"
@@ -143,8 +162,6 @@ def test_changing_an_asset_reruns_the_shot_that_uses_it(board, fake_provider):
 
 
 def test_take_is_part_of_the_key(board, fake_provider):
-    run_build(board)
-    fake_provider.reset()
     board.write_text(board.read_text().replace('prompt = "portrait of {{ hero }}"',
                                                'prompt = "portrait of {{ hero }}"\ntake = 2'))
     run_build(board)
@@ -152,7 +169,7 @@ def test_take_is_part_of_the_key(board, fake_provider):
 
 
 def test_a_corrupted_object_is_detected_and_regenerated(board, fake_provider):
-    project, _ = run_build(board)
+    project = open_project(board)
     clip = project.cache.object_path(project.lock.shots["e"]["clip"])
     clip.write_bytes(clip.read_bytes()[:-100] + b"x" * 100)
     fake_provider.reset()
@@ -162,8 +179,8 @@ def test_a_corrupted_object_is_detected_and_regenerated(board, fake_provider):
     assert rendered(fake_provider) == ["e"]
 
 
-def test_handed_off_frame_is_the_exact_last_frame_of_the_source(board, fake_provider):
-    project, _ = run_build(board)
+def test_handed_off_frame_is_the_exact_last_frame_of_the_source(board):
+    project = open_project(board)
     cache, lock = project.cache, project.lock
     a_clip = cache.object_path(lock.shots["a"]["clip"])
     last_decoded = decoded_frames(a_clip)[-1]
@@ -173,7 +190,8 @@ def test_handed_off_frame_is_the_exact_last_frame_of_the_source(board, fake_prov
     assert np.array_equal(handed, last_decoded)
 
 
-def test_a_failed_shot_skips_its_dependants_and_exits_one(board, fake_provider):
+def test_a_failed_shot_skips_its_dependants_and_exits_one(write_board, fake_provider):
+    board = write_board(BOARD, fox=(200, 80, 20))
     fake_provider.fail_prompts = {"runs"}
     _, report = run_build(board, keep_going=True)
     assert report.shots["b"].outcome is Outcome.FAILED
@@ -183,8 +201,8 @@ def test_a_failed_shot_skips_its_dependants_and_exits_one(board, fake_provider):
 
 
 def test_two_clean_stitches_give_identical_bytes(board, fake_provider, tmp_path):
-    project, first = run_build(board)
-    data = first.film.path.read_bytes()
+    project = open_project(board)
+    data = (board.parent / "build" / "film.mp4").read_bytes()
     # a second cache with the same clips: copy only the clips' objects, not the stitch memo
     import shutil
 

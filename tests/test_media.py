@@ -206,3 +206,10 @@ def test_falls_back_to_path_then_explains_how_to_get_ffmpeg(
             media.ffmpeg_exe()
     finally:
         media._find_ffmpeg.cache_clear()
+
+
+def test_unwritable_destination_is_a_media_error(clips: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(MediaError, match="cannot write"):
+        media.extract_frame(clips["trap"], "first", blocker / "frame.png")

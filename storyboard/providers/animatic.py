@@ -3,18 +3,19 @@
 It enforces Veo 3.1's capabilities, so a board that drafts will also generate, and renders a
 clip that honours the shot: exact duration, size and 24 fps; the first-frame image on frame 0
 and the last-frame image on the last frame, crossfading between them; a slow push-in chosen by
-the seed; the shot id, the prompt and the reference images as overlays that stay off the first
-and last frames; a quiet seeded audio bed (or a silent track). Same job, same bytes.
+the seed; the shot id, the prompt and the reference images as overlays kept off the first and
+last frames; a quiet seeded audio bed or a silent track. Same job, same bytes.
 
-The ffmpeg filter graph of a shot::
+The filter graph of a shot::
 
-    first-frame image or seeded background ── push-in ─┐
-                                                        ├─ crossfade ─ captions ─ H.264
-    last-frame image (when given) ─────────── push-in ─┘   thumbnails
-    seeded brown noise + low tone (or silence) ─────────────────────────── AAC
+    first-frame image or seeded background ─┐
+                                            ├─ crossfade ─ push-in ─ captions ─ fps ─ H.264
+    last-frame image (when given) ──────────┘                        thumbnails
+    seeded brown noise and tone, or silence ──────────────────────────────────────── AAC
 
-Pictures are letterboxed (scaled to fit, padded black), never cropped: the whole image stays
-in frame, and an image of the clip's own size is used pixel for pixel.
+Pictures are letterboxed (scaled to fit, padded black), never cropped, so nothing of them is
+lost, and a picture of the clip's own size is used pixel for pixel. Work is done once per run
+of identical frames, not per frame: see `camera_runs`.
 """
 
 from __future__ import annotations
@@ -43,56 +44,53 @@ from storyboard.job import (
 from storyboard.providers import ProviderSettings
 
 FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
-"""DejaVu Sans ships with the package: drawtext finds no font on a bare machine."""
-
+"""Shipped with the package: drawtext finds no font on a bare machine."""
 OVERLAY_MARGIN = 0.5
-"""Seconds at each end of a segment kept free of overlays, so handed-off frames are clean."""
+"""Seconds at each end kept free of overlays, so the handed-off frames are clean pictures."""
 OVERLAY_FADE = 0.25
 CRF = 20
-X264_THREADS = "4"
+X264_THREADS = "2"
 """Fixed, because x264's bitstream depends on its thread count: same bytes on any machine."""
 AUDIO_RATE = 48_000
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS
 CAPTION_LINES = 3
 MAX_THUMBNAILS = 3
 
-# Exact, platform-independent scaling: swscale's SIMD paths may round differently without it.
+# bitexact: swscale's SIMD paths may otherwise round differently from one CPU to another.
 _SWS = "accurate_rnd+full_chroma_int+bitexact"
 _TO_YUV = f"out_color_matrix=bt709:out_range=tv:flags=bicubic+{_SWS}"
+_FIT = "force_original_aspect_ratio=decrease:force_divisible_by=2"
 _FILTER_SPECIALS = re.compile(r"([\\'\[\],;])")
+Runs = list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class Look:
-    """What the seed decides: background, camera move and audio bed."""
+    """What the seed decides: background, camera move and audio bed (fractions of the frame)."""
 
     colors: tuple[str, str]
     gradient: tuple[float, float, float, float]
-    """Gradient line (x0, y0, x1, y1) as fractions of the frame."""
     boxes: tuple[tuple[float, float, float, float], ...]
-    """Translucent blocks (x, y, w, h) as fractions of the frame, for a sense of layout."""
     zoom: float
-    """Push-in depth: 0.05 means the frame ends (or peaks) 5 % closer."""
+    """Push-in depth: 0.05 ends (or peaks) 5 % closer."""
     focus: tuple[float, float]
-    """Where the camera pushes towards, as fractions of the frame."""
     tone: float
     noise_seed: int
 
 
 def look_for(seed: int | None) -> Look:
-    """The look for `seed` (0 when None): a pure function of it."""
+    """The look for `seed` (0 when None), a pure function of it."""
     h = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
 
     def unit(i: int) -> float:
         return h[i] / 255
 
     def color(hue: float, value: float) -> str:
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.55, value)
-        return f"0x{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+        rgb = colorsys.hsv_to_rgb(hue % 1, 0.55, value)
+        return "0x" + "".join(f"{round(c * 255):02x}" for c in rgb)
 
-    hue = unit(0)
     return Look(
-        colors=(color(hue, 0.35 + 0.3 * unit(1)), color((hue + 0.12 + 0.2 * unit(2)) % 1, 0.85)),
+        colors=(color(unit(0), 0.35 + 0.3 * unit(1)), color(unit(0) + 0.12 + 0.2 * unit(2), 0.85)),
         gradient=(unit(3) * 0.3, unit(4) * 0.3, 0.7 + unit(5) * 0.3, 0.7 + unit(6) * 0.3),
         boxes=tuple(
             (0.05 + 0.6 * unit(i), 0.1 + 0.5 * unit(i + 1), 0.1 + 0.25 * unit(i + 2),
@@ -107,13 +105,12 @@ def look_for(seed: int | None) -> Look:
 
 
 def filter_value(value: str) -> str:
-    """Quote `value` (a path) for an ffmpeg filtergraph option, whatever characters it holds.
+    """Quote `value` (a path) as an ffmpeg filtergraph option value, whatever it holds.
 
-    Two parsers unquote it in turn: the option parser (quote with '...') and then the
-    graph parser (backslash its specials).
+    Two parsers unquote it in turn: the graph parser (backslashes) and then the option
+    parser (single quotes).
     """
-    quoted = "'" + value.replace("'", "'\\''") + "'"
-    return _FILTER_SPECIALS.sub(r"\\\1", quoted)
+    return _FILTER_SPECIALS.sub(r"\\\1", "'" + value.replace("'", "'\\''") + "'")
 
 
 def caption_lines(prompt: str, columns: int) -> list[str]:
@@ -125,9 +122,62 @@ def caption_lines(prompt: str, columns: int) -> list[str]:
     return lines
 
 
+def camera_runs(look: Look, width: int, frames: int, returns: bool) -> Runs:
+    """The clip as runs of identical frames: (zoom level, first frame); level k crops 2k px.
+
+    Each run is blended, scaled and captioned once, and `fps` repeats it: several times less
+    work than per frame (zoompan, or scale with eval=frame alone), and repeated frames cost
+    the encoder next to nothing. The push-in eases in from level 0 on frame 0, so the first
+    frame is the untouched picture. When `returns` (a last frame is given) it rises and falls
+    back to 0 on the final frame, and the crossfade changes the picture on twos (every other
+    frame, as drawn animation does), the final frame alone: the end picture, unblended.
+    Each frame of an overlay fade is a run too.
+    """
+    levels = max(1, round(look.zoom * width / 2))
+    last = max(frames - 1, 1)
+    runs: Runs = []
+    for n in range(frames):
+        u = math.pi * (n - n % 2 if returns and n < last else n) / last
+        level = round(levels * (math.sin(u) if returns else (1 - math.cos(u)) / 2))
+        if (
+            not runs
+            or runs[-1][0] != level
+            or (returns and (n % 2 == 0 or n == last))
+            or _opacity(n, frames) != _opacity(n - 1, frames)
+        ):
+            runs.append((level, n))
+    return runs
+
+
+def _opacity(n: int, frames: int) -> float:
+    """Overlay opacity on frame n, as `_fade_alpha` computes it in ffmpeg."""
+    t, a, b = n / FPS, OVERLAY_MARGIN, (frames - 1) / FPS - OVERLAY_MARGIN
+    return max(0.0, min(1.0, (t - a) / OVERLAY_FADE, (b - t) / OVERLAY_FADE))
+
+
+def _fade_alpha(t_end: float) -> str:
+    a, b = OVERLAY_MARGIN, t_end - OVERLAY_MARGIN
+    return f"max(0,min(1,min((t-{a})/{OVERLAY_FADE},({b}-t)/{OVERLAY_FADE})))"
+
+
+def _lookup(var: str, keys: list[int], values: list[int]) -> str:
+    """An ffmpeg expression worth values[i] when `var` is keys[i] (ascending integers).
+
+    A balanced tree of ifs: a flat sum of eq() terms breaks ffmpeg's parser when long.
+    """
+
+    def tree(lo: int, hi: int) -> str:
+        if hi - lo == 1:
+            return str(values[lo])
+        mid = (lo + hi) // 2
+        return f"if(lt({var},{keys[mid] - 0.5}),{tree(lo, mid)},{tree(mid, hi)})"
+
+    return tree(0, len(values))
+
+
 @dataclass(frozen=True)
 class _Segment:
-    """One stretch of new footage: `frames` frames, optionally dropping its first."""
+    """One stretch of new footage, `frames` long; `skip_first` drops its first frame."""
 
     width: int
     height: int
@@ -148,24 +198,20 @@ class _Graph:
     def __init__(self) -> None:
         self.inputs: list[str] = []
         self.chains: list[str] = []
-        self._files = 0
-        self._count = 0
 
     def input(self, *args: str) -> str:
-        """Add an input file (options, then "-i", path); returns its stream prefix."""
+        """Add an input (its options, "-i", its path); returns its index."""
         self.inputs.extend(args)
-        self._files += 1
-        return str(self._files - 1)
+        return str(self.inputs.count("-i") - 1)
 
     def image(self, path: Path) -> str:
-        """Add a still (PNG or JPEG, sniffed: cache objects have no extension)."""
+        """Add a still, PNG or JPEG by content: cache objects have no extension."""
         demuxer = "jpeg_pipe" if media.sniff(path) == "jpeg" else "png_pipe"
         return self.input("-f", demuxer, "-i", f"file:{path}")
 
     def add(self, chain: str, *sources: str) -> str:
         """Append `chain` fed by `sources` (labels or "N:v"); returns its output label."""
-        self._count += 1
-        label = f"s{self._count}"
+        label = f"s{len(self.chains)}"
         self.chains.append("".join(f"[{s}]" for s in sources) + chain + f"[{label}]")
         return label
 
@@ -174,18 +220,11 @@ class _Graph:
         return f"sws_flags=bicubic+{_SWS};" + ";".join(self.chains)
 
 
-def _hold(n: int) -> str:
-    """Repeat one decoded frame n times at 24 fps: a still decodes once, not per frame."""
-    return f"loop=loop={n - 1}:size=1:start=0,settb=1/{FPS},setpts=N"
-
-
 def _still(g: _Graph, path: Path, w: int, h: int) -> str:
-    """One frame: a picture letterboxed (never cropped) into w x h, as BT.709 yuv420p."""
-    idx = g.image(path)
+    """One frame: a picture letterboxed into w x h, as BT.709 yuv420p."""
     return g.add(
-        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2:{_TO_YUV},"
-        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p",
-        f"{idx}:v",
+        f"scale={w}:{h}:{_FIT}:{_TO_YUV},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p",
+        f"{g.image(path)}:v",
     )
 
 
@@ -204,49 +243,8 @@ def _background(g: _Graph, look: Look, w: int, h: int) -> str:
     )
 
 
-def camera_runs(look: Look, width: int, frames: int, returns: bool) -> list[tuple[int, int]]:
-    """The picture's changes as runs of (zoom level, first frame); level k crops 2k px.
-
-    The depth eases in from 0 on frame 0, so the first frame is the untouched picture. When
-    `returns` (a last frame is given) it rises and falls back to 0 on the final frame; the
-    crossfade then changes the picture on twos (every other frame, as drawn animation does)
-    and the final frame is a run of its own, the end picture with nothing blended in.
-    """
-    levels = max(1, round(look.zoom * width / 2))
-    last = max(frames - 1, 1)
-    if returns:
-        starts = sorted({*range(0, frames, 2), frames - 1})
-        return [(round(levels * math.sin(math.pi * n / last)), n) for n in starts]
-    runs: list[tuple[int, int]] = []
-    for n in range(frames):
-        level = round(levels * (1 - math.cos(math.pi * n / last)) / 2)
-        if not runs or runs[-1][0] != level:
-            runs.append((level, n))
-    return runs
-
-
-def _lookup(var: str, keys: list[int], values: list[int]) -> str:
-    """An ffmpeg expression worth values[i] when `var` equals keys[i] (ascending integers).
-
-    A balanced tree of ifs, since a flat sum of eq() terms breaks ffmpeg's parser when long.
-    """
-
-    def tree(lo: int, hi: int) -> str:
-        if hi - lo == 1:
-            return str(values[lo])
-        mid = (lo + hi) // 2
-        return f"if(lt({var},{keys[mid] - 0.5}),{tree(lo, mid)},{tree(mid, hi)})"
-
-    return tree(0, len(values))
-
-
-def _runs(g: _Graph, still: str, runs: list[tuple[int, int]], frames: int) -> str:
-    """One copy of `still` per run, stamped with the run's first frame number.
-
-    Each distinct picture is then blended and scaled once, and `fps` holds it until the next
-    run, instead of working on every frame (zoompan, or scale with eval=frame alone):
-    several times less work, and the held frames cost the encoder next to nothing.
-    """
+def _runs(g: _Graph, still: str, runs: Runs, frames: int) -> str:
+    """One copy of a one-frame stream per run, stamped with the run's first frame number."""
     # A sentinel frame at `frames` closes the last run; it is trimmed after `fps`.
     starts = [start for _, start in runs] + [frames]
     return g.add(
@@ -256,54 +254,44 @@ def _runs(g: _Graph, still: str, runs: list[tuple[int, int]], frames: int) -> st
     )
 
 
-def _push_in(look: Look, runs: list[tuple[int, int]], seg: _Segment) -> str:
-    """Scale + crop each run's picture to its zoom level (a crop 2k px narrower, enlarged)."""
-    w, h, n = seg.width, seg.height, seg.frames
-    fx, fy = look.focus
-    starts = [start for _, start in runs] + [n]
+def _push_in(look: Look, runs: Runs, w: int, h: int, frames: int) -> str:
+    """Scale up and crop back each run's picture to its zoom level."""
+    starts = [start for _, start in runs] + [frames]
     widths = [w + 2 * k for k, _ in runs] + [w]
     heights = [2 * round(h * sw / w / 2) for sw in widths]
     # Even offsets: yuv420p crops land on whole chroma samples.
-    xs = [int((sw - w) * fx) & ~1 for sw in widths]
-    ys = [int((sh - h) * fy) & ~1 for sh in heights]
-    # Frames are looked up by their stamp, not by `n`: scale counts from 1, crop from 0.
-    frame = f"t*{FPS}"
+    xs = [int((sw - w) * look.focus[0]) & ~1 for sw in widths]
+    ys = [int((sh - h) * look.focus[1]) & ~1 for sh in heights]
+    # Keyed on the stamp, not on `n`: scale counts frames from 1 where crop counts from 0.
+    at = f"t*{FPS}"
     return (
-        f"scale=w='{_lookup(frame, starts, widths)}':h='{_lookup(frame, starts, heights)}'"
+        f"scale=w='{_lookup(at, starts, widths)}':h='{_lookup(at, starts, heights)}'"
         f":eval=frame:flags=bilinear+{_SWS},"
-        f"crop={w}:{h}:x='{_lookup(frame, starts, xs)}':y='{_lookup(frame, starts, ys)}'"
+        f"crop={w}:{h}:x='{_lookup(at, starts, xs)}':y='{_lookup(at, starts, ys)}'"
     )
 
 
-def _fade_alpha(t_end: float) -> str:
-    """An opacity ramp: 0 until OVERLAY_MARGIN, up, held, down to 0 OVERLAY_MARGIN before t_end."""
-    a, b = OVERLAY_MARGIN, t_end - OVERLAY_MARGIN
-    return f"max(0,min(1,min((t-{a})/{OVERLAY_FADE},({b}-t)/{OVERLAY_FADE})))"
-
-
-def _overlays(g: _Graph, base: str, seg: _Segment, tmp: Path) -> str:
+def _overlays(g: _Graph, base: str, seg: _Segment, runs: Runs, tmp: Path) -> str:
     """Shot id, wrapped prompt and reference thumbnails, faded in and out between the ends."""
     w, h, n = seg.width, seg.height, seg.frames
     t_end = (n - 1) / FPS
     window = f"enable='between(t,{OVERLAY_MARGIN},{t_end - OVERLAY_MARGIN:.6f})'"
-    font = filter_value(str(FONT))
     unit = min(w, h)
     size = max(12, unit // 26)
-    columns = int(w * 0.86 / (size * 0.55))
-    parts = []
-    for name, text, fontsize, place in (
+    texts = [
         ("label", seg.label, max(14, unit // 18), f"x={unit // 30}:y={unit // 30}"),
-        ("caption", "\n".join(caption_lines(seg.prompt, columns)), size,
+        ("caption", "\n".join(caption_lines(seg.prompt, int(w * 0.86 / (size * 0.55)))), size,
          f"x=(w-text_w)/2:y=h-text_h-{unit // 18}:text_align=C"),
-    ):
+    ]  # fmt: skip
+    parts = []
+    for name, text, fontsize, place in texts:
         if not text.strip():
             continue
-        # Text goes through a file: nothing in a prompt can break the filter syntax.
-        path = tmp / f"{name}.txt"
-        path.write_text(text, encoding="utf-8")
+        # Text goes through a file, so nothing in a prompt can break the filter syntax.
+        (tmp / name).write_text(text, encoding="utf-8")
         parts.append(
-            f"drawtext=fontfile={font}:textfile={filter_value(str(path))}:expansion=none"
-            f":fontsize={fontsize}:fontcolor=white:box=1:boxcolor=black@0.55"
+            f"drawtext=fontfile={filter_value(str(FONT))}:textfile={filter_value(str(tmp / name))}"
+            f":expansion=none:fontsize={fontsize}:fontcolor=white:box=1:boxcolor=black@0.55"
             f":boxborderw={max(4, fontsize // 3)}:line_spacing={fontsize // 4}:{place}"
             f":alpha='{_fade_alpha(t_end)}':{window}"
         )
@@ -311,8 +299,7 @@ def _overlays(g: _Graph, base: str, seg: _Segment, tmp: Path) -> str:
     refs = seg.references[:MAX_THUMBNAILS]
     if not refs:
         return out
-    # The thumbnails are laid out once on a transparent strip, then faded and overlaid as
-    # one picture: a third of the per-frame work of three separate overlays.
+    # Thumbnails are laid out once on a transparent strip, then faded and overlaid as one.
     box_w, box_h, gap, margin = w // 5 + 4, h // 6 + 4, unit // 60, unit // 30
     strip = g.add(
         f"color=c=black@0:s={box_w}x{len(refs) * (box_h + gap) - gap}:r={FPS},"
@@ -320,31 +307,32 @@ def _overlays(g: _Graph, base: str, seg: _Segment, tmp: Path) -> str:
     )
     for i, ref in enumerate(refs):
         thumb = g.add(
-            f"scale=w={box_w - 4}:h={box_h - 4}:force_original_aspect_ratio=decrease"
-            f":force_divisible_by=2:{_TO_YUV},pad=iw+4:ih+4:2:2:color=white,format=yuva420p",
+            f"scale=w={box_w - 4}:h={box_h - 4}:{_FIT}:{_TO_YUV},"
+            "pad=iw+4:ih+4:2:2:color=white,format=yuva420p",
             f"{g.image(ref)}:v",
         )
         strip = g.add(f"overlay=x=W-w:y={i * (box_h + gap)}:format=auto", strip, thumb)
-    fade_out = t_end - OVERLAY_MARGIN - OVERLAY_FADE
     strip = g.add(
-        f"format=yuva420p,{_hold(n)},fade=t=in:st={OVERLAY_MARGIN}:d={OVERLAY_FADE}:alpha=1,"
-        f"fade=t=out:st={fade_out:.6f}:d={OVERLAY_FADE}:alpha=1",
-        strip,
+        f"format=yuva420p,fade=t=in:st={OVERLAY_MARGIN}:d={OVERLAY_FADE}:alpha=1,"
+        f"fade=t=out:st={t_end - OVERLAY_MARGIN - OVERLAY_FADE:.6f}:d={OVERLAY_FADE}:alpha=1",
+        _runs(g, strip, runs, n),
     )
     return g.add(f"overlay=x=W-w-{margin}:y={margin}:format=yuv420:{window}", out, strip)
 
 
 def _audio(g: _Graph, seg: _Segment) -> str:
-    """A quiet seeded bed (brown noise under a low tone, about -30 dB) or exact silence."""
-    samples = seg.frames * SAMPLES_PER_FRAME
-    end = f"atrim=end_sample={samples},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    """A quiet seeded bed (brown noise under a low tone, about -35 dBFS) or exact silence."""
+    end = (
+        f"atrim=end_sample={seg.frames * SAMPLES_PER_FRAME},"
+        "aformat=sample_fmts=fltp:channel_layouts=stereo"
+    )
     if not seg.audio:
         return g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}")
     seconds = seg.frames / FPS
     noise = g.add(
-        f"anoisesrc=r={AUDIO_RATE}:c=brown:a=0.05:seed={seg.look.noise_seed}:d={seconds + 0.1}"
+        f"anoisesrc=r={AUDIO_RATE}:c=brown:a=0.08:seed={seg.look.noise_seed}:d={seconds + 0.1}"
     )
-    tone = g.add(f"sine=f={seg.look.tone}:r={AUDIO_RATE}:d={seconds + 0.1},volume=0.02")
+    tone = g.add(f"sine=f={seg.look.tone}:r={AUDIO_RATE}:d={seconds + 0.1},volume=0.03")
     return g.add(
         "amix=inputs=2:normalize=0:duration=first,pan=stereo|c0=c0|c1=c0,"
         f"afade=t=in:d=0.05,afade=t=out:st={seconds - 0.05:.6f}:d=0.05,{end}",
@@ -360,22 +348,38 @@ def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
     start = _still(g, seg.start, w, h) if seg.start else _background(g, seg.look, w, h)
     video = _runs(g, start, runs, n)
     if seg.end:
-        # The start fades out over the end picture, one blend per run (overlay beats xfade
-        # here by ~40 %), before the push-in so that scales once. The final frame skips the
-        # blend: it is the end picture, exact.
+        # The start fades out over the end picture (overlay is ~40 % cheaper than xfade), all
+        # but the final frame, which is the end picture, exact.
         end = _runs(g, _still(g, seg.end, w, h), runs, n)
         fading = g.add(f"format=yuva420p,fade=t=out:st=0:d={(n - 1) / FPS:.6f}:alpha=1", video)
-        video = g.add(
-            f"overlay=format=yuv420:enable='lt(t,{(n - 1.5) / FPS:.6f})'", end, fading
-        )
-    # fps holds each run's picture until the next run starts.
-    video = g.add(f"{_push_in(seg.look, runs, seg)},fps={FPS},trim=end_frame={n}", video)
-    video = _overlays(g, video, seg, tmp)
+        video = g.add(f"overlay=format=yuv420:enable='lt(t,{(n - 1.5) / FPS:.6f})'", end, fading)
+    video = g.add(_push_in(seg.look, runs, w, h, n), video)
+    video = _overlays(g, video, seg, runs, tmp)
+    video = g.add(f"fps={FPS},trim=end_frame={n}", video)
     audio = _audio(g, seg)
     if seg.skip_first:
         video = g.add("trim=start_frame=1,setpts=PTS-STARTPTS", video)
         audio = g.add(f"atrim=start_sample={SAMPLES_PER_FRAME},asetpts=PTS-STARTPTS", audio)
     return video, audio
+
+
+def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, int]:
+    """The clip being extended, conformed to w x h, 24 fps and a stereo track of its length."""
+    info = media.probe(clip)
+    frames = info.frames if round(info.fps, 3) == FPS else round(info.duration * FPS)
+    idx = g.input("-i", f"file:{clip}")
+    video = g.add(
+        f"scale={w}:{h}:{_FIT}:{_TO_YUV},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
+        f"format=yuv420p,fps={FPS},tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}",
+        f"{idx}:v:0",
+    )
+    end = (
+        f"apad,atrim=end_sample={frames * SAMPLES_PER_FRAME},"
+        "aformat=sample_fmts=fltp:channel_layouts=stereo"
+    )
+    if info.has_audio:
+        return video, g.add(f"aresample={AUDIO_RATE},{end}", f"{idx}:a:0"), frames
+    return video, g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}"), frames
 
 
 def _encode_args(video: str, audio: str, frames: int, dest: Path) -> list[str]:
@@ -395,28 +399,8 @@ def _encode_args(video: str, audio: str, frames: int, dest: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, int]:
-    """The clip being extended, conformed to w x h at 24 fps with a stereo track of its length."""
-    info = media.probe(clip)
-    frames = info.frames if round(info.fps, 3) == FPS else round(info.duration * FPS)
-    idx = g.input("-i", f"file:{clip}")
-    video = g.add(
-        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2:{_TO_YUV},"
-        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,fps={FPS},"
-        f"tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}",
-        f"{idx}:v:0",
-    )
-    samples = frames * SAMPLES_PER_FRAME
-    end = f"apad,atrim=end_sample={samples},aformat=sample_fmts=fltp:channel_layouts=stereo"
-    if info.has_audio:
-        audio = g.add(f"aresample={AUDIO_RATE},{end}", f"{idx}:a:0")
-    else:
-        audio = g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}")
-    return video, audio, frames
-
-
 class AnimaticProvider:
-    """Offline drafts with Veo 3.1's rules: free, instant, reproducible to the byte."""
+    """Offline drafts under Veo 3.1's rules: free, quick, reproducible to the byte."""
 
     name = "animatic"
     default_model = "animatic-veo-3.1"
@@ -439,28 +423,29 @@ class AnimaticProvider:
         """Render `job` as a draft MP4 at `dest`.
 
         A shot is `job.duration` seconds; an extension is the source clip followed by
-        EXTENSION_SECONDS that continue from its last frame (the whole extended video, as Veo
-        returns it). Frame sizes come from `frame_size`, always 24 fps CFR, H.264 + AAC.
+        EXTENSION_SECONDS continuing from its last frame, the whole extended video as Veo
+        returns it. Size from `frame_size`, 24 fps CFR, H.264 (yuv420p, BT.709) + AAC stereo.
 
         Raises:
             MediaError: ffmpeg failed or an input cannot be decoded.
         """
         ctx.progress("rendering", None)
         w, h = frame_size(job.resolution, job.aspect_ratio)
-        look = look_for(job.seed)
         refs = tuple(ctx.input_path(d) for d in job.references[:MAX_THUMBNAILS])
+        common: dict[str, Any] = dict(
+            label=job.label, prompt=job.prompt, references=refs, audio=job.audio,
+            look=look_for(job.seed),
+        )  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="storyboard-animatic-") as name:
-            tmp = Path(name)
-            g = _Graph()
+            tmp, g = Path(name), _Graph()
             if job.extends:
                 clip = ctx.input_path(job.extends)
                 src_video, src_audio, src_frames = _source(g, clip, w, h)
-                last = tmp / "last.png"
-                media.extract_frame(clip, "last", last)
-                # One frame more than needed, dropped after rendering: frame 0 would repeat
-                # the source's last frame, a visible hold at the seam.
-                seg = _Segment(w, h, EXTENSION_SECONDS * FPS + 1, last, None, job.label,
-                               job.prompt, refs, job.audio, look, skip_first=True)
+                media.extract_frame(clip, "last", tmp / "last.png")
+                # One frame more, dropped after rendering: frame 0 would repeat the source's
+                # last frame, a visible hold at the seam.
+                seg = _Segment(w, h, EXTENSION_SECONDS * FPS + 1, tmp / "last.png", None,
+                               skip_first=True, **common)  # fmt: skip
                 seg_video, seg_audio = _segment(g, seg, tmp)
                 video = g.add("concat=n=2:v=1:a=0", src_video, seg_video)
                 audio = g.add("concat=n=2:v=0:a=1", src_audio, seg_audio)
@@ -469,9 +454,8 @@ class AnimaticProvider:
                 first = ctx.input_path(job.first_frame) if job.first_frame else None
                 end = ctx.input_path(job.last_frame) if job.last_frame else None
                 frames = job.duration * FPS
-                seg = _Segment(w, h, frames, first, end, job.label, job.prompt, refs,
-                               job.audio, look)
-                video, audio = _segment(g, seg, tmp)
-            media.run_ffmpeg([*g.inputs, "-filter_complex", g.text(),
-                              *_encode_args(video, audio, frames, Path(dest))])
+                video, audio = _segment(g, _Segment(w, h, frames, first, end, **common), tmp)
+            media.run_ffmpeg(
+                [*g.inputs, "-filter_complex", g.text(), *_encode_args(video, audio, frames, dest)]
+            )
         return RenderResult(cost=Price(0.0, "USD"))

@@ -111,7 +111,7 @@ class GeminiProvider(HttpProvider):
 
     def price(self, job: RenderJob) -> Price | None:
         """USD for the seconds the job generates: its duration, or 7 s at 720p for an extension."""
-        rate = per_second(self.name, job.model, "720p" if job.extends else job.resolution, audio=True)
+        rate = per_second(self.name, job.model, "720p" if job.extends else job.resolution, audio=job.audio)
         if rate is None:
             return None
         return Price(round(rate * (EXTENSION_SECONDS if job.extends else job.duration), 4))

@@ -37,9 +37,9 @@ from urllib.parse import quote
 import httpx
 
 from storyboard.errors import MissingKeyError, ProviderError
-from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
+from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
-from storyboard.providers._http import per_second, response_json
+from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider
 
 TOKEN_LIFETIME = 45 * 60.0
@@ -98,8 +98,8 @@ class VertexProvider(GeminiProvider):
 
     @property
     def default_base_url(self) -> str:  # type: ignore[override]
-        host = "aiplatform.googleapis.com" if self.location == "global" else f"{self.location}-aiplatform.googleapis.com"
-        return f"https://{host}"
+        location = self.location
+        return "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
 
     @property
     def storage_base_url(self) -> str:
@@ -108,12 +108,6 @@ class VertexProvider(GeminiProvider):
 
     def capabilities(self, model: str) -> Capabilities:
         return MODELS.get(model, VERTEX)
-
-    def price(self, job: RenderJob) -> Price | None:
-        rate = per_second(self.name, job.model, "720p" if job.extends else job.resolution, audio=job.audio)
-        if rate is None:
-            return None
-        return Price(round(rate * (EXTENSION_SECONDS if job.extends else job.duration), 4))
 
     # ---- credentials --------------------------------------------------------------------------
 

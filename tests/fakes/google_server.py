@@ -32,7 +32,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -184,6 +183,12 @@ class FakeGoogle:
         for endpoint in ("download", "media"):
             self._add(endpoint, Fault("truncate"), times)
 
+    def finish_pending(self) -> None:
+        """Let every running operation finish at its next poll (pending_polls affects new ones only)."""
+        with self._lock:
+            for op in self._state.operations.values():
+                op.polls_left = 0
+
     def forget_operations(self) -> None:
         """Drop every operation, as if they had expired: polls answer 404."""
         with self._lock:
@@ -193,7 +198,8 @@ class FakeGoogle:
         """Set knobs from JSON (POST /_fake/config), for a fake running in another process:
         {"reset": true, "pending_polls": 5, "outcome": "rai", "redirect": false,
          "fail": [{"endpoint": "poll", "status": 503, "times": 2, "retry_after": "1"}],
-         "reset_connection": [{"endpoint": "poll", "times": 1}], "truncate": 1, "forget_operations": true}
+         "reset_connection": [{"endpoint": "poll", "times": 1}], "truncate": 1, "finish_pending": true,
+         "forget_operations": true}
         """
         if config.get("reset"):
             self.reset()
@@ -207,6 +213,8 @@ class FakeGoogle:
             self.reset_connection(fault["endpoint"], times=fault.get("times", 1))
         if config.get("truncate"):
             self.truncate(times=config["truncate"])
+        if config.get("finish_pending"):
+            self.finish_pending()
         if config.get("forget_operations"):
             self.forget_operations()
 
@@ -336,7 +344,8 @@ class FakeGoogle:
             seconds = source + 7
             limit = 148 if api == "gemini" else 37
             if seconds > limit:
-                raise Reject(400, "INVALID_ARGUMENT", f"The extended video would be {seconds} s; the limit is {limit} s.")
+                raise Reject(400, "INVALID_ARGUMENT", f"The extended video would be {seconds} s; the limit is "
+                             f"{limit} s.")
         prompt = instance.get("prompt", "")
         name = self._create(api, model, prompt, seconds, size, params.get("storageUri"))
         with self._lock:
@@ -383,10 +392,8 @@ def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = Fal
             if key not in known:
                 raise Reject(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name \"{key}\" at "
                              f"'{where}': Cannot find field.")
-    if "durationSeconds" in params:
-        params["durationSeconds"] = _number(params["durationSeconds"], "durationSeconds")
     extension = "video" in instance
-    duration = params.get("durationSeconds", 8)
+    duration = _number(params["durationSeconds"], "durationSeconds") if "durationSeconds" in params else 8
     resolution = params.get("resolution", "720p")
     refs = instance.get("referenceImages") or []
     if duration not in ((7, 8) if extension else (4, 6, 8)):
@@ -428,7 +435,7 @@ def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = Fal
         raise Reject(400, "INVALID_ARGUMENT", "1080p, 4k, reference images and extension need durationSeconds 8.")
     if extension and resolution != "720p":
         raise Reject(400, "INVALID_ARGUMENT", "Video extension supports 720p only.")
-    return instance, params
+    return instance, {**params, "durationSeconds": duration}
 
 
 def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:

@@ -1,7 +1,6 @@
 import hashlib
 import random
 import stat
-from pathlib import Path
 
 import pytest
 

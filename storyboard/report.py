@@ -1,0 +1,468 @@
+"""make_report(): one HTML page per board, a contact sheet of every shot and the film.
+
+The page is self-contained except for the film: each shot's first and last frames are
+embedded as small JPEG data: URIs, and the film is linked by a path relative to the page
+(a film is tens of megabytes; as base64 it would be a third bigger still, held in memory
+by the browser and unseekable until fully parsed). The default page sits beside the film,
+so `build/` can be copied or served as a whole.
+
+At every cut of the film's sequence, the outgoing clip's last frame and the incoming clip's
+first frame (the lossless PNGs in the cache) are compared:
+
+    PSNR  over RGB, in dB; infinite when the pixels are identical
+    SSIM  over luma, downsampled as Wang et al. do for frames this size, 7x7 uniform window
+
+A cut scoring below PSNR_FLAG or SSIM_FLAG is flagged: a "bad join" where the incoming shot
+was meant to continue the outgoing one, a "jump" where it was not (usually intended, worth
+a look).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from storyboard.cache import atomic_write_bytes
+from storyboard.errors import MediaError
+from storyboard.job import EXTENSION_SECONDS
+from storyboard.model import Asset, FrameInput, ImageInput, Shot
+
+if TYPE_CHECKING:
+    from storyboard.build import Project
+    from storyboard.executor import BuildReport
+    from storyboard.plan import Resolver, Step
+
+PSNR_FLAG = 20.0
+"""Cuts below this many dB are flagged. A hand-off through an encoder scores above 40 dB."""
+
+SSIM_FLAG = 0.80
+"""Cuts whose SSIM is below this are flagged too: SSIM sees structure, PSNR sees colour.
+
+SSIM alone forgives a change of flat colour (blue to red fields score 0.98); PSNR alone
+forgives moved detail at similar brightness. Either one low is a visible jump.
+"""
+
+THUMB_WIDTH = 320
+_JPEG_QUALITY = 82
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The join between two consecutive clips of the film, and how alike its two frames are.
+
+    Attributes:
+        before: the outgoing shot.
+        after: the incoming shot.
+        transition: "cut", "crossfade" or "fade", from `[edit]`.
+        handed_off: the incoming shot starts on the outgoing shot's exact last frame
+            (`continues`, or `first_frame = { shot = before, frame = "last" }`).
+        psnr: dB, `inf` for identical pixels; None when either frame is not built.
+        ssim: 0..1; None when either frame is not built.
+    """
+
+    kind: ClassVar[str] = "cut"
+    before: str
+    after: str
+    transition: str
+    handed_off: bool
+    psnr: float | None = None
+    ssim: float | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.psnr is not None and self.ssim is not None
+
+    @property
+    def identical(self) -> bool:
+        return self.psnr is not None and math.isinf(self.psnr)
+
+    @property
+    def flagged(self) -> bool:
+        if not self.scored or self.identical:
+            return False
+        return self.psnr < PSNR_FLAG or self.ssim < SSIM_FLAG  # type: ignore[operator]
+
+    @property
+    def verdict(self) -> str:
+        """"ok", "jump" (a hard cut that looks like one) or "bad" (a continuation that does not)."""
+        if not self.flagged:
+            return "ok"
+        return "bad" if self.handed_off else "jump"
+
+
+@dataclass
+class ShotCard:
+    """What the page shows for one shot."""
+
+    kind: ClassVar[str] = "shot"
+    id: str
+    number: int
+    prompt: str
+    negative_prompt: str | None
+    seed: int | None
+    take: int
+    provider: str
+    model: str
+    duration: int
+    resolution: str
+    aspect_ratio: str
+    status: str
+    reason: str
+    cost: str
+    inputs: list[str]
+    first: str | None = None
+    last: str | None = None
+    stale: bool = False
+    note: str = ""
+    created: str | None = None
+    length: str = ""
+
+
+@dataclass
+class FilmCard:
+    """The film: where it is relative to the page, and whether it is current."""
+
+    src: str | None
+    name: str
+    status: str
+    duration: float | None = None
+    megabytes: float | None = None
+    poster: str | None = None
+
+
+@dataclass
+class _Page:
+    title: str
+    board: str
+    film: FilmCard
+    timeline: list[ShotCard | Cut]
+    others: list[ShotCard]
+    counts: dict[str, int]
+    spent: str
+    to_spend: str
+    psnr_flag: float = PSNR_FLAG
+    ssim_flag: float = SSIM_FLAG
+    thumb_width: int = THUMB_WIDTH
+    version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_report_path(project: Project) -> Path:
+    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix."""
+    board = project.board
+    return board.root / Path(board.film.output).with_suffix(".report.html")
+
+
+def make_report(project: Project, out: Path | None = None, *, build: BuildReport | None = None) -> Path:
+    """Write the board's HTML report and return its path.
+
+    Plans the board (no rendering, no network), so each shot is "cached" or "to run" with
+    the plan's reason; pass the `build` report of a run that just finished to show which
+    shots failed or were skipped. A shot not built shows the frames of its previous take
+    (from the lock, marked out of date) when the cache still has them, else a placeholder.
+
+    Args:
+        project: an opened board (`storyboard.build.open_project`).
+        out: the HTML file to write; default `default_report_path(project)`.
+        build: the outcome of a build, if one just ran.
+
+    Raises:
+        CacheError: the page cannot be written.
+    """
+    from storyboard import __version__
+    from storyboard.build import plan_project
+
+    out = Path(out) if out is not None else default_report_path(project)
+    steps, resolver = plan_project(project)
+    cards = {step.shot: _card(project, resolver, step, build) for step in steps}
+    board = project.board
+    for number, shot_id in enumerate(project.order, 1):
+        cards[shot_id].number = number
+    extended_by = {s.extends: s.id for s in board.shots.values() if s.extends}
+    for shot_id, card in cards.items():
+        if shot_id not in board.sequence and shot_id in extended_by:
+            card.note = f"not in the film: '{extended_by[shot_id]}' extends it and plays in its place"
+        elif shot_id not in board.sequence:
+            card.note = "not in the film's sequence"
+
+    timeline: list[ShotCard | Cut] = []
+    for i, shot_id in enumerate(board.sequence):
+        if i:
+            timeline.append(_cut(project, resolver, board.sequence[i - 1], shot_id))
+        timeline.append(cards[shot_id])
+    others = [cards[s] for s in project.order if s not in board.sequence]
+
+    counts = {"shots": len(steps)}
+    for card in cards.values():
+        counts[card.status] = counts.get(card.status, 0) + 1
+    spent, to_spend = _totals(project, resolver, steps)
+    film = _film(project, resolver, out)
+    if film.poster is None and board.sequence:
+        film.poster = cards[board.sequence[0]].first
+    page = _Page(
+        title=board.film.title or board.path.stem,
+        board=str(board.path),
+        film=film,
+        timeline=timeline,
+        others=others,
+        counts=counts,
+        spent=spent,
+        to_spend=to_spend,
+        version=__version__,
+    )
+    html = _template().render(page=page)
+    try:
+        atomic_write_bytes(out, html.encode("utf-8"))
+        os.chmod(out, 0o644)  # the temp file it was written as is private; a page is for sharing
+    except OSError as exc:
+        from storyboard.errors import CacheError
+
+        raise CacheError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    project.cache.save_digests()
+    return out
+
+
+# ---- frames ---------------------------------------------------------------------------------
+
+
+def compare_frames(a: Path, b: Path) -> tuple[float, float]:
+    """(PSNR in dB, SSIM) between two images; PSNR is `inf` when the pixels are identical.
+
+    PSNR is over RGB at full size. SSIM is over luma (BT.601 weights) after Wang's automatic
+    downsampling (average over f x f blocks, f = round(min(h, w) / 256)), with a 7x7 uniform
+    window and sample covariances, as scikit-image computes it by default. Frames of different
+    sizes are compared at the size of `a`.
+    """
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(a) as ia, Image.open(b) as ib:
+        ra = ia.convert("RGB")
+        rb = ib.convert("RGB")
+        if rb.size != ra.size:
+            rb = rb.resize(ra.size, Image.Resampling.BILINEAR)
+        x = np.asarray(ra, dtype=np.float64)
+        y = np.asarray(rb, dtype=np.float64)
+    mse = float(np.mean((x - y) ** 2))
+    psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    weights = np.array([0.299, 0.587, 0.114])
+    return psnr, _ssim(_downsample(x @ weights), _downsample(y @ weights))
+
+
+def _downsample(luma: Any) -> Any:
+    f = max(1, round(min(luma.shape) / 256))
+    if f == 1:
+        return luma
+    h, w = (luma.shape[0] // f) * f, (luma.shape[1] // f) * f
+    return luma[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+
+
+def _box_mean(x: Any, size: int = 7) -> Any:
+    """Mean over every size x size window that fits (a 'valid' uniform filter), by integral image."""
+    import numpy as np
+
+    c = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return (c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]) / (size * size)
+
+
+def _ssim(x: Any, y: Any, size: int = 7) -> float:
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    if min(x.shape) < size:
+        size = min(x.shape)
+    norm = size * size / (size * size - 1)
+    mx, my = _box_mean(x, size), _box_mean(y, size)
+    vx = norm * (_box_mean(x * x, size) - mx * mx)
+    vy = norm * (_box_mean(y * y, size) - my * my)
+    vxy = norm * (_box_mean(x * y, size) - mx * my)
+    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def thumbnail(path: Path, width: int = THUMB_WIDTH) -> str | None:
+    """A JPEG data: URI of the image scaled to `width` pixels wide; None if it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (OSError, UnidentifiedImageError):
+        return None
+    rgb.thumbnail((width, max(1, round(width * rgb.height / rgb.width))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=_JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ---- building the page ---------------------------------------------------------------------
+
+
+def _outputs(project: Project, resolver: Resolver, shot_id: str) -> tuple[dict[str, str] | None, bool]:
+    """The shot's current outputs, else the previous take's from the lock; and whether stale."""
+    entry = resolver.outputs.get(shot_id)
+    if entry is not None:
+        return entry["outputs"], False
+    locked = project.lock.shots.get(shot_id)
+    if locked and all(project.cache.has_object(locked.get(k, "")) for k in ("first", "last")):
+        return {"first": locked["first"], "last": locked["last"], "clip": locked.get("clip", "")}, True
+    return None, False
+
+
+def _card(project: Project, resolver: Resolver, step: Step, build: BuildReport | None) -> ShotCard:
+    from storyboard.plan import CACHED
+
+    shot = project.board.shots[step.shot]
+    status = "cached" if step.status == CACHED else "to run"
+    reason = "up to date" if status == "cached" else step.reason
+    outcome = build.shots.get(shot.id) if build is not None else None
+    if outcome is not None and outcome.outcome.value in ("failed", "skipped"):
+        status, reason = outcome.outcome.value, outcome.error or reason
+    elif status == "to run" and step.key and project.cache.journal(step.key).read():
+        reason += "; a provider job is in flight and resumes on the next build"
+    outputs, stale = _outputs(project, resolver, shot.id)
+    card = ShotCard(
+        id=shot.id, number=0, prompt=shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,
+        take=shot.take, provider=shot.provider, model=shot.model, duration=shot.duration,
+        resolution=shot.resolution, aspect_ratio=shot.aspect_ratio, status=status, reason=reason,
+        cost=_cost(project, resolver, step), inputs=_inputs(shot), stale=stale,
+    )
+    if outputs is not None:
+        card.first = thumbnail(project.cache.object_path(outputs["first"]))
+        card.last = thumbnail(project.cache.object_path(outputs["last"]))
+    entry = resolver.outputs.get(shot.id) or project.lock.shots.get(shot.id) or {}
+    card.created = entry.get("created")
+    seconds = (resolver.outputs.get(shot.id) or {}).get("meta", {}).get("duration")
+    if seconds is not None:
+        card.length = f"{seconds:.2f} s"
+    elif shot.extends:
+        card.length = f"the clip of '{shot.extends}' + {EXTENSION_SECONDS} s"
+    else:
+        card.length = f"{shot.duration} s"
+    return card
+
+
+def _inputs(shot: Shot) -> list[str]:
+    def label(image: ImageInput) -> str:
+        if isinstance(image, Asset):
+            return f"asset '{image.name}'" if image.name else f"image {image.path or image.url}"
+        assert isinstance(image, FrameInput)
+        which = f"{image.frame} frame" if isinstance(image.frame, str) else f"frame at {image.frame:g} s"
+        return f"the {which} of '{image.shot}'"
+
+    lines = []
+    if shot.continues:
+        lines.append(f"starts on the exact last frame of '{shot.continues}'")
+    elif shot.first_frame is not None:
+        lines.append(f"starts on {label(shot.first_frame)}")
+    if shot.last_frame is not None:
+        lines.append(f"ends on {label(shot.last_frame)}")
+    if shot.extends:
+        lines.append(f"extends the clip of '{shot.extends}'")
+    if shot.references:
+        lines.append("references: " + ", ".join(label(r) for r in shot.references))
+    return lines
+
+
+def _cost(project: Project, resolver: Resolver, step: Step) -> str:
+    entry = resolver.outputs.get(step.shot)
+    if entry is not None:
+        return _money(entry.get("cost"), entry.get("unit")) or "unknown"
+    if step.job is not None:
+        price = _price(project, step)
+        if price is not None:
+            return f"est. {_money(price.amount, price.unit)}"
+    return "unknown until upstream runs" if step.job is None else "unknown"
+
+
+def _price(project: Project, step: Step) -> Any:
+    assert step.job is not None
+    provider = project.providers.get(step.job.provider)
+    try:
+        return provider.price(step.job) if provider is not None else None
+    except Exception:  # noqa: BLE001 - a price table is advisory; the page must still render
+        return None
+
+
+def _money(amount: float | None, unit: str | None) -> str | None:
+    if amount is None:
+        return None
+    return f"{amount:.2f} {unit or ''}".strip()
+
+
+def _totals(project: Project, resolver: Resolver, steps: list[Step]) -> tuple[str, str]:
+    spent: dict[str, float] = {}
+    to_spend: dict[str, float] = {}
+    for step in steps:
+        entry = resolver.outputs.get(step.shot)
+        if entry is not None and entry.get("cost") is not None:
+            unit = entry.get("unit") or ""
+            spent[unit] = spent.get(unit, 0.0) + entry["cost"]
+        elif entry is None and step.job is not None and (price := _price(project, step)) is not None:
+            to_spend[price.unit] = to_spend.get(price.unit, 0.0) + price.amount
+
+    def show(sums: dict[str, float]) -> str:
+        return " + ".join(_money(v, u) or "" for u, v in sorted(sums.items())) or "0.00"
+
+    return show(spent), show(to_spend)
+
+
+def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
+    board = project.board
+    incoming = board.shots[after]
+    while incoming.extends:  # an extension's clip opens with its source's clip
+        incoming = board.shots[incoming.extends]
+    first = incoming.first_frame
+    handed_off = isinstance(first, FrameInput) and first.shot == before and first.frame == "last"
+    cut = Cut(before, after, board.edit.transition.kind, handed_off)
+    a, b = resolver.outputs.get(before), resolver.outputs.get(after)
+    if a is None or b is None:
+        return cut
+    try:
+        psnr, ssim = compare_frames(project.cache.object_path(a["outputs"]["last"]),
+                                    project.cache.object_path(b["outputs"]["first"]))
+    except OSError:
+        return cut
+    return Cut(before, after, cut.transition, handed_off, psnr, ssim)
+
+
+def _film(project: Project, resolver: Resolver, out: Path) -> FilmCard:
+    from storyboard.film import film_key
+    from storyboard.media import probe
+
+    board, lock = project.board, project.lock
+    path = board.output
+    if not path.is_file():
+        return FilmCard(None, path.name, "not built yet: run `storyboard build` to stitch it")
+    rel = Path(os.path.relpath(path.resolve(), out.resolve().parent)).as_posix()
+    card = FilmCard(quote(rel), path.name, "current", megabytes=path.stat().st_size / 1e6)
+    try:
+        card.duration = probe(path).duration
+    except MediaError:
+        card.status = "cannot be decoded: run `storyboard build` to stitch it again"
+        return card
+    clips = [resolver.outputs[s]["outputs"]["clip"] for s in board.sequence if s in resolver.outputs]
+    current = (len(clips) == len(board.sequence) and lock.film.get("key") == film_key(board, clips)
+               and project.cache.digest(path) == lock.film.get("sha"))
+    if not current:
+        card.status = "out of date: shots changed since it was stitched; run `storyboard build`"
+    return card
+
+
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("storyboard", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["db"] = lambda v: "∞" if math.isinf(v) else f"{v:.1f}"
+    env.filters["pct"] = lambda v: f"{100 * v:.1f}%"
+    return env.get_template("report.html.j2")
