@@ -86,6 +86,10 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                      on_event=on_event, cancel=cancel)
     finally:
         project.cache.save_digests()
+        for impl in project.providers.values():
+            close = getattr(impl, "close", None)
+            if close is not None:
+                close()
     project.lock.prune(set(project.board.shots))
     if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
         report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step)

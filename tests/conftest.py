@@ -9,6 +9,8 @@ import pytest
 
 from tests.fake_provider import FakeProvider
 
+pytest_plugins = ["tests.fakes.google_server"]
+
 
 @pytest.fixture
 def fake_provider(monkeypatch: pytest.MonkeyPatch) -> type[FakeProvider]:
