@@ -81,6 +81,9 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     """Render what is not cached, then stitch the film (unless `only` narrows the build)."""
     order = select(project, only) if only else project.order
     resolver = project.resolver()
+    planned = project.resolver()
+    plan(project.board, order, planned, project.lock.shots)
+    resolver.force = planned.force
     try:
         report = run(project.board, order, resolver, project.lock, jobs=jobs, keep_going=keep_going,
                      on_event=on_event, cancel=cancel)

@@ -119,7 +119,7 @@ def run(
                         stop = not keep_going
                         continue
                     key = cache_key(job.model_dump(mode="json"))
-                    entry = cache.get_action(key)
+                    entry = None if shot_id in resolver.force else cache.get_action(key)
                     if entry is not None:
                         resolver.outputs[shot_id] = entry
                         _record(lock, shot_id, key, job, entry)
@@ -199,7 +199,7 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
     provider = resolver.providers[job.provider]
     try:
         with cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
-            entry = cache.get_action(key)
+            entry = None if shot_id in resolver.force else cache.get_action(key)
             if entry is None:
                 with slot:
                     if cancel.is_set():

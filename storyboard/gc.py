@@ -179,7 +179,7 @@ def collect(cache: Cache, keep_locks: list[Path], dry_run: bool = False, *, now:
         _unlink(path)
     for shard in (root / "objects").glob("*"):
         _rmdir(shard)
-    _forget_digests(root, {str(p) for p, _ in gone})
+    _forget_digests(root, removed)
     return report
 
 
@@ -246,14 +246,16 @@ def _rmdir(path: Path) -> None:
         pass  # not empty, or already gone
 
 
-def _forget_digests(root: Path, paths: set[str]) -> None:
-    """Drop the digest memo's entries for removed objects."""
+def _forget_digests(root: Path, removed: set[str]) -> None:
+    """Drop the digest memo's entries for removed objects (by name: a build may have used a
+    relative path to the same cache)."""
     memo = root / "hashes.json"
     try:
         digests = json.loads(memo.read_text())
     except (OSError, ValueError):
         return
-    kept = {k: v for k, v in digests.items() if k not in paths}
+    kept = {k: v for k, v in digests.items()
+            if not (Path(k).name in removed and Path(k).parent.parent.name == "objects")}
     if len(kept) != len(digests):
         try:
             atomic_write_json(memo, kept)
@@ -261,9 +263,11 @@ def _forget_digests(root: Path, paths: set[str]) -> None:
             pass  # a stale memo entry is harmless: it is checked against size and mtime
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
+def _size(n: float) -> str:
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
         if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"
+            break
+    return f"{n:.1f} {unit}"

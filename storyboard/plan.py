@@ -39,6 +39,8 @@ class Resolver:
     providers: dict[str, Any]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
+    force: set[str] = field(default_factory=set)
+    """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
 
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
@@ -106,8 +108,18 @@ class Resolver:
         return sha, self.cache.object_path(sha)
 
 
-def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, dict[str, Any]]) -> list[Step]:
-    """Decide every shot in `order`, filling `resolver.outputs` with the cached ones."""
+def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, dict[str, Any]],
+         now: float | None = None) -> list[Step]:
+    """Decide every shot in `order`, filling `resolver.outputs` with the cached ones.
+
+    A cached shot is generated again when a shot extends it on a provider that needs its own handle
+    on the clip (Gemini keeps files 2 days) and that handle has expired: `resolver.force` lists them.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    handle_needed = {s.extends: s.id for s in board.shots.values()
+                     if s.extends and getattr(resolver.providers[s.provider], "extension_needs_handle", False)}
     steps: list[Step] = []
     rerun: set[str] = set()
     for shot_id in order:
@@ -120,6 +132,13 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         job, _ = resolver.job(shot)
         key = cache_key(job.model_dump(mode="json"))
         entry = resolver.cache.get_action(key)
+        stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
+        if stale:
+            resolver.force.add(shot_id)
+            rerun.add(shot_id)
+            steps.append(Step(shot_id, RUN, f"{stale}: '{handle_needed[shot_id]}' extends it, so it is "
+                                            "generated again", key, job))
+            continue
         if entry is not None:
             resolver.outputs[shot_id] = entry
             steps.append(Step(shot_id, CACHED, "up to date", key, job))
@@ -127,6 +146,24 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         rerun.add(shot_id)
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps
+
+
+def _stale_handle(entry: dict[str, Any], now: float) -> str | None:
+    """Why a cached clip's provider handle can no longer be extended, or None."""
+    from datetime import datetime
+
+    handle = entry.get("handle") or {}
+    if not handle.get("uri"):
+        return f"the clip has no {entry.get('provider')} file handle"
+    expires = handle.get("expires")
+    if expires:
+        try:
+            when = datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+        if when <= now:
+            return f"its {entry.get('provider')} file handle expired at {expires}"
+    return None
 
 
 def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] | None) -> str:

@@ -20,6 +20,13 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
         caps = providers[shot.provider].capabilities(shot.model)
         check_shot(shot, caps, error)
     build_graph(board)  # cycles first: lengths below follow 'extends' chains
+    for shot in board.shots.values():
+        source = board.shots[shot.extends] if shot.extends else None
+        if source and source.provider != shot.provider and getattr(providers[shot.provider],
+                                                                   "extension_needs_handle", False):
+            raise error(f"{shot.provider} extends only clips it generated itself, but '{source.id}' is made by "
+                        f"{source.provider}; set provider = \"{shot.provider}\" on '{source.id}' too",
+                        shot.id, "extends")
     lengths = clip_lengths(board)
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)

@@ -104,6 +104,8 @@ class GeminiProvider(HttpProvider):
     trusted_suffixes = (".googleapis.com", ".googleusercontent.com")
     default_concurrency = 2
     default_rpm = 10  # the preview models' published quota
+    extension_needs_handle = True
+    """Gemini extends only files it generated (kept 2 days): plan regenerates a source whose handle expired."""
 
     def capabilities(self, model: str) -> Capabilities:
         """Known models' limits; an unknown name gets the standard model's."""
