@@ -134,8 +134,12 @@ def build(
     steps, _ = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
-    if pv.problems:
-        raise MissingKeyError(pv.problems[0] + "; nothing was run")
+    blocking = [p for p in pv.problems if not p.startswith("note:")]
+    if blocking:
+        raise MissingKeyError(blocking[0] + "; nothing was run")
+    for note in pv.problems:
+        if not quiet and not json_out:
+            typer.echo(note, err=True)
     usd = pv.totals.usd()
     if budget is not None and usd > budget:
         raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.to_generate} shot(s) exceeds "

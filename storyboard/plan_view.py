@@ -83,6 +83,12 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
                 status, reason = INVALID, f"{reason}; no API key"
         rows.append(Row(step.shot, status, reason, shot.provider, shot.model, shot.duration,
                         price.amount if price else None, price.unit if price else None, step.key))
+    for name, impl in project.providers.items():
+        running = [r.shot for r in rows if r.provider == name and r.status != CACHED]
+        if running and not impl.capabilities(board.shots[running[0]].model).resumable:
+            problems.append(f"note: {name} answers synchronously: if this build is killed while {name} works on "
+                            f"{', '.join(running)}, the request cannot be resumed and is sent (and may be charged) "
+                            "again")
     for name, message in missing_key.items():
         if any(r.provider == name and r.status == INVALID for r in rows):
             problems.append(message)
@@ -114,7 +120,7 @@ def render_table(pv: PlanView, console: Any) -> None:
     if pv.to_generate:
         console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")
     for problem in pv.problems:
-        console.print(f"[red]problem:[/] {problem}")
+        console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
 
 
 def _price(row: Row) -> Any:

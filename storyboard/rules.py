@@ -115,6 +115,14 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         if shot.resolution not in caps.extension_resolutions:
             raise error(f"extension is {'/'.join(sorted(caps.extension_resolutions))} only, but the shot is "
                         f"{shot.resolution}; set resolution = \"720p\"", shot.id, "resolution")
+    if not caps.local_media:
+        for field, present in (("first_frame" if not shot.continues else "continues", shot.first_frame),
+                               ("last_frame", shot.last_frame), ("references", shot.references),
+                               ("extends", shot.extends)):
+            if present:
+                raise error(f"{shot.provider} takes images and clips only as URLs: set upload = \"s3://bucket/prefix\" "
+                            f"and public_url = \"https://…/{{key}}\" in [providers.{shot.provider}] so storyboard "
+                            "can publish them", shot.id, field)
     if shot.first_frame is not None and not caps.first_frame:
         raise error(f"{p} cannot start from an image", shot.id, first_field)
     if shot.last_frame is not None and not caps.last_frame:

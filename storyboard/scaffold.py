@@ -77,11 +77,14 @@ def init(folder: Path) -> Path:
     folder = Path(folder)
     board = folder / "storyboard.toml"
     pictures = {folder / "assets" / "boat.png": _boat(), folder / "assets" / "sunset.png": _sunset()}
-    taken = [p for p in (board, *pictures) if p.exists()]
+    if board.exists():
+        raise StoryboardError(f"{board} already exists: init never overwrites a storyboard; "
+                              "give it another folder (storyboard init DIR)")
+    taken = [p.name for p in pictures if p.exists()]
     if taken:
-        names = ", ".join(str(p) for p in taken)
-        raise StoryboardError(f"{names} already exist{'s' if len(taken) == 1 else ''}: init never "
-                              "overwrites; choose an empty folder (storyboard init DIR)")
+        raise StoryboardError(f"{folder / 'assets'}: {' and '.join(taken)} already exist"
+                              f"{'s' if len(taken) == 1 else ''}: init never overwrites; give it "
+                              "an empty folder (storyboard init DIR)")
     try:
         (folder / "assets").mkdir(parents=True, exist_ok=True)
         for path, data in pictures.items():

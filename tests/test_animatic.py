@@ -188,6 +188,9 @@ def test_six_seconds_with_references_and_silence(refs6: Path) -> None:
 
 def test_eight_seconds_default_job(plain8: Path) -> None:
     _check_clip(plain8, 8, (1280, 720))
+    with av.open(str(plain8)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 192
+    assert _audio(plain8).shape[1] / 48000 == pytest.approx(8, abs=1 / 24)
 
 
 def test_first_frame_is_the_picture_whatever_the_seed_and_move(

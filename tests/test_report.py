@@ -218,3 +218,27 @@ def test_report_renders_in_headless_chromium(built, page, serve, tmp_path):
     with Image.open(screenshot) as shot:
         assert shot.size == (1280, 2000)
         assert len(shot.convert("L").getcolors(1 << 16) or ()) > 50
+
+
+def test_a_continuation_that_does_not_continue_is_a_bad_join(write_board, fake_provider):
+    board = write_board("""
+        [film]
+        provider = "fake"
+        duration = 4
+
+        [[shot]]
+        id = "a"
+        prompt = "a lighthouse at dusk"
+
+        [[shot]]
+        id = "b"
+        continues = "a"
+        prompt = "the lamp comes on"
+    """)
+    project = open_project(board)
+    build(project, only=["b"])
+    text = make_report(project).read_text()
+    join = cuts(text)["a", "b"]
+    assert join.startswith("cut-bad") and "⚠ bad join: &#39;b&#39; does not start where &#39;a&#39; ends" in join
+    assert "<dt>cost</dt><dd>2.00 USD</dd>" in text and "spent <b>4.00 USD</b>" in text
+    assert "build.mp4" not in text and "film.mp4: not built yet" in text
