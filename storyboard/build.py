@@ -26,13 +26,15 @@ class Project:
     lock: LockFile
     providers: dict[str, Any]
     graph: Any
+    remote: Any = None
+    """A storyboard.remote.Remote shared by a team, or None."""
 
     def resolver(self) -> Resolver:
         return Resolver(self.board, self.cache, self.providers)
 
 
 def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: str | None = None,
-                 allow_outside: bool = False) -> Project:
+                 allow_outside: bool = False, remote: Any = None) -> Project:
     """Load and validate the board; `provider` overrides every shot's provider."""
     from storyboard.graph import build_graph, order
     from storyboard.load import load
@@ -51,13 +53,28 @@ def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: s
             cls = provider_class(shot.provider)
             providers[shot.provider] = cls(board.providers.get(shot.provider) or cls.Settings())
     cache = Cache(cache_dir or default_cache_dir(board.path))
-    return Project(board, order(graph), cache, LockFile(lock_path(board.path)), providers, graph)
+    return Project(board, order(graph), cache, LockFile(lock_path(board.path)), providers, graph, remote)
+
+
+def attach_remote(project: Project, url: str | None = None, *, no_remote: bool = False,
+                  required: bool = False, warn: Any = None) -> None:
+    """Use the team's remote cache: --no-remote > --remote > STORYBOARD_REMOTE > [cache] remote."""
+    from storyboard.remote import Remote, remote_from
+
+    chosen = remote_from(project.board.cache.remote, url, no_remote)
+    if chosen:
+        kwargs = {"warn": warn} if warn else {}
+        project.remote = Remote(chosen, writable=project.board.cache.remote_write, required=required, **kwargs)
+
+
+REMOTE_READY = True
+"""The build consults project.remote (tests of the remote cache check for this)."""
 
 
 def plan_project(project: Project) -> tuple[list[Step], Resolver]:
     """Every shot's decision, in run order."""
     resolver = project.resolver()
-    steps = plan(project.board, project.order, resolver, project.lock.shots)
+    steps = plan(project.board, project.order, resolver, project.lock.shots, remote=project.remote)
     project.cache.save_digests()
     return steps, resolver
 
@@ -86,7 +103,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     resolver.force = planned.force
     try:
         report = run(project.board, order, resolver, project.lock, jobs=jobs, keep_going=keep_going,
-                     on_event=on_event, cancel=cancel)
+                     on_event=on_event, cancel=cancel, remote=project.remote)
     finally:
         project.cache.save_digests()
         for impl in project.providers.values():
@@ -95,7 +112,8 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                 close()
     project.lock.prune(set(project.board.shots))
     if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
-        report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step)
+        report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
+                                remote=project.remote)
         project.lock.record_film({"key": report.film.key, "sha": report.film.sha,
                                   "output": project.board.film.output})
         project.cache.save_digests()

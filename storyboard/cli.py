@@ -26,6 +26,22 @@ FileArg = Annotated[Path, typer.Argument(help="the storyboard file", show_defaul
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="cache folder (default: .storyboard/ beside the file, or STORYBOARD_CACHE)")]
 
 
+RemoteOpt = Annotated[Optional[str], typer.Option("--remote", help="shared remote cache (fsspec URL); overrides [cache] remote and STORYBOARD_REMOTE")]
+NoRemoteOpt = Annotated[bool, typer.Option("--no-remote", help="ignore any remote cache")]
+RequireRemoteOpt = Annotated[bool, typer.Option("--require-remote", help="fail instead of continuing locally when the remote is down")]
+
+
+def _open(file: Path, cache_dir: Optional[Path], provider: Optional[str] = None, remote: Optional[str] = None,
+          no_remote: bool = False, require_remote: bool = False):  # noqa: ANN202 - a storyboard.build.Project
+    """Load the project and attach the team's remote cache, if any."""
+    from storyboard.build import attach_remote, open_project
+
+    project = open_project(file, cache_dir=cache_dir, provider=provider)
+    attach_remote(project, remote, no_remote=no_remote, required=require_remote,
+                  warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
+    return project
+
+
 class GraphFormat(str, Enum):
     text = "text"
     mermaid = "mermaid"
@@ -82,12 +98,13 @@ def schema() -> None:
 def plan(file: FileArg, cache_dir: CacheOpt = None,
          provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
          jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once (for the time estimate)")] = 4,
-         json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+         json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+         remote: RemoteOpt = None, no_remote: NoRemoteOpt = False) -> None:
     """Show what a build would do: each shot cached or to run and why, its cost, and the totals."""
-    from storyboard.build import open_project, plan_project
+    from storyboard.build import plan_project
     from storyboard.plan_view import render_table, view
 
-    project = open_project(file, cache_dir=cache_dir, provider=provider)
+    project = _open(file, cache_dir, provider, remote, no_remote)
     steps, _ = plan_project(project)
     pv = view(project, steps, jobs)
     if json_out:
@@ -118,19 +135,22 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines for machines")] = False,
     cache_dir: CacheOpt = None,
+    remote: RemoteOpt = None,
+    no_remote: NoRemoteOpt = False,
+    require_remote: RequireRemoteOpt = False,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
 
     from storyboard.build import build as run_build
-    from storyboard.build import open_project, plan_project, select
+    from storyboard.build import plan_project, select
     from storyboard.errors import MissingKeyError
     from storyboard.estimate import format_price
     from storyboard.executor import Outcome
     from storyboard.job import Price
     from storyboard.plan_view import view
 
-    project = open_project(file, cache_dir=cache_dir, provider=provider)
+    project = _open(file, cache_dir, provider, remote, no_remote, require_remote)
     steps, _ = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
@@ -168,6 +188,42 @@ def build(
             verb = "stitched" if report.film.stitched else "up to date"
             typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")
     if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def push(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None) -> None:
+    """Upload what the lock pins (clips, frames, the film) to the remote cache."""
+    _sync(file, cache_dir, remote, "push")
+
+
+@app.command()
+def pull(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None) -> None:
+    """Download what the lock pins from the remote cache, so the next build pays for nothing."""
+    _sync(file, cache_dir, remote, "pull")
+
+
+def _sync(file: Path, cache_dir: Optional[Path], remote: Optional[str], direction: str) -> None:
+    project = _open(file, cache_dir, remote=remote, require_remote=True)
+    if project.remote is None:
+        raise StoryboardError(f"{file}: no remote cache: set [cache] remote, STORYBOARD_REMOTE or --remote")
+    keys = [entry["key"] for entry in project.lock.shots.values()]
+    if project.lock.film.get("key"):
+        keys.append(project.lock.film["key"])
+    if not keys:
+        raise StoryboardError(f"{file}: the lock pins nothing yet; build first (or pull after a teammate pushed "
+                              "and committed storyboard.lock)")
+
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"{direction}: {done}/{total} {what}", file=sys.stderr, flush=True)
+
+    if direction == "push" and not project.remote.writable:
+        raise StoryboardError("the remote is read-only here (remote_write = false); nothing was pushed")
+    sync = project.remote.push if direction == "push" else project.remote.pull
+    report = sync(project.cache, keys, progress)
+    typer.echo(f"{direction}: {report.actions} actions, {report.objects} objects, {report.bytes / 1e6:.1f} MB"
+               + (f"; missing: {', '.join(k[:12] for k in report.missing)}" if report.missing else ""))
+    if report.missing:
         raise typer.Exit(1)
 
 

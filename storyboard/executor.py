@@ -86,6 +86,7 @@ def run(
     keep_going: bool = False,
     on_event: EventFn | None = None,
     cancel: threading.Event | None = None,
+    remote: Any = None,
 ) -> BuildReport:
     """Render every shot in `order` that is not cached; returns what happened to each."""
     cache = resolver.cache
@@ -128,7 +129,7 @@ def run(
                         continue
                     notify(shot_id, "queued", {})
                     fut = pool.submit(_render_one, board, resolver, lock, shot_id, job, inputs, key,
-                                      limiter(shot.provider), notify, cancel)
+                                      limiter(shot.provider), notify, cancel, remote)
                     running[fut] = shot_id
                 if not running:
                     if pending and (stop or not any(resolver.ready(board.shots[s]) for s in pending)):
@@ -193,21 +194,25 @@ def expected_seconds(job: RenderJob, resolver: Resolver) -> float:
 
 def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, job: RenderJob,
                 inputs: dict[str, Any], key: str, slot: threading.Semaphore, notify: EventFn,
-                cancel: threading.Event) -> ShotReport:
+                cancel: threading.Event, remote: Any = None) -> ShotReport:
     cache = resolver.cache
     started = time.monotonic()
     provider = resolver.providers[job.provider]
     try:
         with cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
             entry = None if shot_id in resolver.force else cache.get_action(key)
+            outcome = Outcome.CACHED
+            if entry is None and remote is not None and shot_id not in resolver.force:
+                notify(shot_id, "downloading", {"from": "remote"})
+                entry = remote.fetch(key, cache)
             if entry is None:
                 with slot:
                     if cancel.is_set():
                         raise Cancelled("interrupted")
                     entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
                 outcome = Outcome.RENDERED
-            else:
-                outcome = Outcome.CACHED
+                if remote is not None:
+                    remote.publish(key, entry, cache)
         resolver.outputs[shot_id] = entry
         _record(lock, shot_id, key, job, entry)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})

@@ -36,11 +36,13 @@ def film_key(board: Board, clips: list[str]) -> str:
 
 
 def make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]],
-              on_step: Any = None) -> FilmReport:
+              on_step: Any = None, remote: Any = None) -> FilmReport:
     """Stitch (or fetch from the cache) the film and place it at the board's output path."""
     clips = [outputs[s]["outputs"]["clip"] for s in board.sequence]
     key = film_key(board, clips)
     entry = cache.get_action(key)
+    if entry is None and remote is not None:
+        entry = remote.fetch(key, cache)
     stitched = False
     stats = None
     if entry is None:
@@ -69,6 +71,8 @@ def make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]],
         entry = {"key": key, "outputs": {"film": sha}, "meta": {"duration": info.duration}}
         cache.put_action(key, entry)
         stitched = True
+        if remote is not None:
+            remote.publish(key, entry, cache)
     sha = entry["outputs"]["film"]
     _place(cache, sha, board.output)
     return FilmReport(board.output, sha, key, stitched, entry["meta"]["duration"], stats)

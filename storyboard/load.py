@@ -118,7 +118,7 @@ def _explain_validation(where: _Where, raw: dict[str, Any], exc: ValidationError
         owners: dict[str | None, type] = {
             "film": model.Film, "edit": model.Edit, "transition": model.Transition, "audio": model.AudioEdit,
             "first_frame": model.FrameRef, "last_frame": model.FrameRef, "references": model.FrameRef,
-            "assets": model.AssetTable,
+            "assets": model.AssetTable, "cache": model.CacheTable,
         }
         parent = fields[-2] if len(fields) > 1 else (None if shot is not None else names[0])
         owner = model.ShotSpec if parent is None else owners.get(parent, model.FrameRef)
@@ -214,7 +214,7 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
 
     sequence = _sequence(where, spec, shots)
     board = Board(path=path, film=spec.film, shots=shots, assets=assets, edit=spec.edit,
-                  sequence=sequence, providers=providers)
+                  sequence=sequence, providers=providers, cache=spec.cache)
     def error(message: str, shot: str | None = None, field: str | None = None) -> StoryboardFileError:
         if shot is not None and field is not None and field in board.shots[shot].inherited:
             message = f"{message} (the value comes from [film] {field}: change it there, or set it on the shot)"

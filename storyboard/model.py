@@ -105,6 +105,13 @@ class Edit(_Strict):
     audio: AudioEdit = AudioEdit()
 
 
+class CacheTable(_Strict):
+    """`[cache]`: a remote shared by a team (any fsspec URL), so nobody pays twice for a shot."""
+
+    remote: str | None = Field(None, description='e.g. "s3://bucket/prefix"; STORYBOARD_REMOTE overrides')
+    remote_write: bool = Field(True, description="false: read from the remote, never upload (CI)")
+
+
 class ProviderTable(ProviderSettings):
     """`[providers.NAME]` in the schema; each provider validates its own table strictly."""
 
@@ -120,6 +127,7 @@ class StoryboardFile(_Strict):
     shot: list[ShotSpec] = Field(default_factory=list)
     edit: Edit = Edit()
     providers: dict[str, ProviderTable] = Field(default_factory=dict)
+    cache: CacheTable = CacheTable()
 
 
 # ---- the resolved board -------------------------------------------------------------------
@@ -198,6 +206,7 @@ class Board:
     edit: Edit
     sequence: tuple[str, ...]
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    cache: CacheTable = CacheTable()
 
     @property
     def root(self) -> Path:

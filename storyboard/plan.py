@@ -15,7 +15,7 @@ from storyboard.errors import StoryboardFileError
 from storyboard.job import RenderJob
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
-CACHED, RUN, WAITS = "cached", "to run", "waits on upstream"
+CACHED, REMOTE, RUN, WAITS = "cached", "remote hit", "to run", "waits on upstream"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Resolver:
 
 
 def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, dict[str, Any]],
-         now: float | None = None) -> list[Step]:
+         now: float | None = None, remote: Any = None) -> list[Step]:
     """Decide every shot in `order`, filling `resolver.outputs` with the cached ones.
 
     A cached shot is generated again when a shot extends it on a provider that needs its own handle
@@ -122,12 +122,18 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
                      if s.extends and getattr(resolver.providers[s.provider], "extension_needs_handle", False)}
     steps: list[Step] = []
     rerun: set[str] = set()
+    from_remote: set[str] = set()
     for shot_id in order:
         shot = board.shots[shot_id]
         blocked = next((up for up in shot.upstream() if up in rerun), None)
         if blocked is not None:
             rerun.add(shot_id)
             steps.append(Step(shot_id, WAITS, f"upstream '{blocked}' reruns", upstream_reruns=blocked))
+            continue
+        fetched = next((up for up in shot.upstream() if up in from_remote), None)
+        if fetched is not None and _needs_timed_frame(shot, fetched):
+            rerun.add(shot_id)
+            steps.append(Step(shot_id, WAITS, f"needs a frame of '{fetched}', which comes from the remote"))
             continue
         job, _ = resolver.job(shot)
         key = cache_key(job.model_dump(mode="json"))
@@ -143,9 +149,21 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             resolver.outputs[shot_id] = entry
             steps.append(Step(shot_id, CACHED, "up to date", key, job))
             continue
+        remote_entry = remote.lookup(key) if remote is not None else None
+        if remote_entry is not None:
+            resolver.outputs[shot_id] = remote_entry
+            from_remote.add(shot_id)
+            steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
+            continue
         rerun.add(shot_id)
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps
+
+
+def _needs_timed_frame(shot: Shot, upstream: str) -> bool:
+    """True when `shot` takes a frame at a time from `upstream`: extracting it needs the clip itself."""
+    return any(isinstance(i, FrameInput) and i.shot == upstream and i.frame not in ("first", "last")
+               for i in (shot.first_frame, shot.last_frame, *shot.references))
 
 
 def _stale_handle(entry: dict[str, Any], now: float) -> str | None:

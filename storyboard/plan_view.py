@@ -7,7 +7,7 @@ from typing import Any
 
 from storyboard.errors import MissingKeyError
 from storyboard.estimate import Totals, format_price, limits_for, pseudo_job, typical_seconds, wall_time
-from storyboard.plan import CACHED, Step
+from storyboard.plan import CACHED, REMOTE, Step
 
 INVALID = "invalid"
 
@@ -34,16 +34,21 @@ class PlanView:
 
     @property
     def to_generate(self) -> int:
-        return sum(1 for r in self.rows if r.status != CACHED)
+        return sum(1 for r in self.rows if r.status not in (CACHED, REMOTE))
 
     @property
     def cached(self) -> int:
         return sum(1 for r in self.rows if r.status == CACHED)
 
+    @property
+    def remote_hits(self) -> int:
+        return sum(1 for r in self.rows if r.status == REMOTE)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "shots": [asdict(r) for r in self.rows],
             "cached": self.cached,
+            "remote_hits": self.remote_hits,
             "to_generate": self.to_generate,
             "cost": {unit: round(v, 4) for unit, v in self.totals.by_unit.items()},
             "cost_by_provider": {p: {u: round(v, 4) for u, v in units.items()}
@@ -74,7 +79,7 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
         impl = project.providers[shot.provider]
         status, reason = step.status, step.reason
         price = None
-        if status != CACHED:
+        if status not in (CACHED, REMOTE):
             job = step.job or pseudo_job(shot)
             price = impl.price(job)
             totals.add(step.shot, shot.provider, price)
@@ -84,7 +89,7 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
         rows.append(Row(step.shot, status, reason, shot.provider, shot.model, shot.duration,
                         price.amount if price else None, price.unit if price else None, step.key))
     for name, impl in project.providers.items():
-        running = [r.shot for r in rows if r.provider == name and r.status != CACHED]
+        running = [r.shot for r in rows if r.provider == name and r.status not in (CACHED, REMOTE)]
         if running and not impl.capabilities(board.shots[running[0]].model).resumable:
             problems.append(f"note: {name} answers synchronously: if this build is killed while {name} works on "
                             f"{', '.join(running)}, the request cannot be resumed and is sent (and may be charged) "
@@ -107,15 +112,16 @@ def render_table(pv: PlanView, console: Any) -> None:
     for col in ("shot", "status", "reason", "provider / model", "dur", "est. cost"):
         table.add_column(col, justify="right" if col in ("dur", "est. cost") else "left",
                          overflow="fold")
-    styles = {CACHED: "green", INVALID: "red"}
+    styles = {CACHED: "green", REMOTE: "cyan", INVALID: "red"}
     for r in pv.rows:
-        cost = "" if r.status == CACHED else format_price(_price(r))
+        cost = "" if r.status in (CACHED, REMOTE) else format_price(_price(r))
         table.add_row(r.shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", r.reason,
                       f"{r.provider} / {r.model}", f"{r.duration}s", cost)
     console.print(table)
     cost = ", ".join(f"{p}: " + " + ".join(format_price(_unit_price(v, u)) for u, v in units.items())
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
-    console.print(f"{pv.cached} cached, {pv.to_generate} to generate; estimated cost {cost}"
+    fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
+    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate; estimated cost {cost}"
                   + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
     if pv.to_generate:
         console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")

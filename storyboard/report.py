@@ -23,7 +23,8 @@ import base64
 import io
 import math
 import os
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -117,6 +118,7 @@ class ShotCard:
     cost: str
     inputs: list[str]
     first: str | None = None
+    """The first frame as a data: URI, or None for a placeholder."""
     last: str | None = None
     stale: bool = False
     note: str = ""
@@ -150,7 +152,6 @@ class _Page:
     ssim_flag: float = SSIM_FLAG
     thumb_width: int = THUMB_WIDTH
     version: str = ""
-    warnings: list[str] = field(default_factory=list)
 
 
 def default_report_path(project: Project) -> Path:
@@ -182,6 +183,14 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
     steps, resolver = plan_project(project)
     cards = {step.shot: _card(project, resolver, step, build) for step in steps}
     board = project.board
+    pairs = list(zip(board.sequence, board.sequence[1:]))
+    # Decoding PNGs and scoring frames release the GIL: a few threads make big boards quick.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        frames = sorted({sha for card in cards.values() for sha in (card.first, card.last) if sha})
+        uris = dict(zip(frames, pool.map(lambda sha: thumbnail(project.cache.object_path(sha)), frames)))
+        joins = list(pool.map(lambda pair: _cut(project, resolver, *pair), pairs))
+    for card in cards.values():
+        card.first, card.last = uris.get(card.first or ""), uris.get(card.last or "")
     for number, shot_id in enumerate(project.order, 1):
         cards[shot_id].number = number
     extended_by = {s.extends: s.id for s in board.shots.values() if s.extends}
@@ -191,11 +200,9 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         elif shot_id not in board.sequence:
             card.note = "not in the film's sequence"
 
-    timeline: list[ShotCard | Cut] = []
-    for i, shot_id in enumerate(board.sequence):
-        if i:
-            timeline.append(_cut(project, resolver, board.sequence[i - 1], shot_id))
-        timeline.append(cards[shot_id])
+    timeline: list[ShotCard | Cut] = [cards[board.sequence[0]]]
+    for join, (_, shot_id) in zip(joins, pairs):
+        timeline += [join, cards[shot_id]]
     others = [cards[s] for s in project.order if s not in board.sequence]
 
     counts = {"shots": len(steps)}
@@ -203,8 +210,7 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         counts[card.status] = counts.get(card.status, 0) + 1
     spent, to_spend = _totals(project, resolver, steps)
     film = _film(project, resolver, out)
-    if film.poster is None and board.sequence:
-        film.poster = cards[board.sequence[0]].first
+    film.poster = cards[board.sequence[0]].first
     page = _Page(
         title=board.film.title or board.path.stem,
         board=str(board.path),
@@ -245,14 +251,14 @@ def compare_frames(a: Path, b: Path) -> tuple[float, float]:
     with Image.open(a) as ia, Image.open(b) as ib:
         ra = ia.convert("RGB")
         rb = ib.convert("RGB")
-        if rb.size != ra.size:
-            rb = rb.resize(ra.size, Image.Resampling.BILINEAR)
-        x = np.asarray(ra, dtype=np.float64)
-        y = np.asarray(rb, dtype=np.float64)
-    mse = float(np.mean((x - y) ** 2))
-    psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-    weights = np.array([0.299, 0.587, 0.114])
-    return psnr, _ssim(_downsample(x @ weights), _downsample(y @ weights))
+    if rb.size != ra.size:
+        rb = rb.resize(ra.size, Image.Resampling.BILINEAR)
+    diff = np.subtract(np.asarray(ra), np.asarray(rb), dtype=np.int64).ravel()
+    sse = int(np.dot(diff, diff))
+    psnr = math.inf if sse == 0 else 10 * math.log10(255.0**2 * diff.size / sse)
+    # PIL's "L" is the same BT.601 luma, computed in C
+    x, y = (np.asarray(im.convert("L"), dtype=np.float64) for im in (ra, rb))
+    return psnr, _ssim(_downsample(x), _downsample(y))
 
 
 def _downsample(luma: Any) -> Any:
@@ -331,9 +337,8 @@ def _card(project: Project, resolver: Resolver, step: Step, build: BuildReport |
         resolution=shot.resolution, aspect_ratio=shot.aspect_ratio, status=status, reason=reason,
         cost=_cost(project, resolver, step), inputs=_inputs(shot), stale=stale,
     )
-    if outputs is not None:
-        card.first = thumbnail(project.cache.object_path(outputs["first"]))
-        card.last = thumbnail(project.cache.object_path(outputs["last"]))
+    if outputs is not None:  # hashes for now; make_report swaps in the thumbnails
+        card.first, card.last = outputs["first"], outputs["last"]
     entry = resolver.outputs.get(shot.id) or project.lock.shots.get(shot.id) or {}
     card.created = entry.get("created")
     seconds = (resolver.outputs.get(shot.id) or {}).get("meta", {}).get("duration")

@@ -239,6 +239,7 @@ def test_a_continuation_that_does_not_continue_is_a_bad_join(write_board, fake_p
     build(project, only=["b"])
     text = make_report(project).read_text()
     join = cuts(text)["a", "b"]
-    assert join.startswith("cut-bad") and "⚠ bad join: &#39;b&#39; does not start where &#39;a&#39; ends" in join
+    assert join.startswith("cut-bad") and "⚠ bad join: 'b' does not start on the frame 'a' handed it" in join
+    assert "identical" not in join
     assert "<dt>cost</dt><dd>2.00 USD</dd>" in text and "spent <b>4.00 USD</b>" in text
     assert "build.mp4" not in text and "film.mp4: not built yet" in text

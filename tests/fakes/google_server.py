@@ -134,6 +134,8 @@ class FakeGoogle:
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._hold = threading.Condition()
+        self._held: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -164,6 +166,7 @@ class FakeGoogle:
             self._state = _State()
             self.pending_polls, self.redirect, self.outcome = self._defaults
             self.allow_last_frame_alone = False
+        self.release()
 
     def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
              message: str | None = None) -> None:
@@ -217,6 +220,40 @@ class FakeGoogle:
             self.finish_pending()
         if config.get("forget_operations"):
             self.forget_operations()
+        for endpoint in config.get("hold", []):
+            self.hold(endpoint)
+        if config.get("release"):
+            self.release()
+
+    def hold(self, endpoint: str = "submit") -> None:
+        """Keep new requests to `endpoint` waiting, not yet counted, until release().
+
+        A held request whose client has gone by the release (a build killed meanwhile) is dropped
+        uncounted, as if it had never left: a test can kill a build at a moment when no
+        submission is between the service and the build's journal.
+        """
+        with self._hold:
+            self._held.add(endpoint)
+
+    def release(self) -> None:
+        """Let every held request through (those whose client is gone are dropped)."""
+        with self._hold:
+            self._held.clear()
+            self._hold.notify_all()
+
+    def _pass_hold(self, endpoint: str, connection: socket.socket) -> bool:
+        """Wait while `endpoint` is held; False if the client hung up meanwhile."""
+        with self._hold:
+            if endpoint not in self._held:
+                return True
+            while endpoint in self._held:
+                self._hold.wait()
+        try:
+            return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
     def _add(self, endpoint: str, fault: Fault, times: int) -> None:
         with self._lock:
@@ -242,6 +279,11 @@ class FakeGoogle:
         """The JSON bodies received at `endpoint`, oldest first."""
         with self._lock:
             return [body for name, body in self._state.requests if name == endpoint]
+
+    def operation_names(self) -> set[str]:
+        """The name of every operation the service has created (and not forgotten)."""
+        with self._lock:
+            return set(self._state.operations)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -474,6 +516,9 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
             endpoint, handle = self._route(method, path, url.query)
             if endpoint is None:
                 return self._error(Reject(404, "NOT_FOUND", f"No route for {method} {url.path}"))
+            if not endpoint.startswith("_") and not fake._pass_hold(endpoint, self.connection):
+                self.close_connection = True
+                return
             if not endpoint.startswith("_"):
                 with fake._lock:
                     fake._state.counts[endpoint] += 1
