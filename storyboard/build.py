@@ -59,10 +59,12 @@ def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: s
 def attach_remote(project: Project, url: str | None = None, *, no_remote: bool = False,
                   required: bool = False, warn: Any = None) -> None:
     """Use the team's remote cache: --no-remote > --remote > STORYBOARD_REMOTE > [cache] remote."""
-    from storyboard.remote import Remote, remote_from
+    import os
 
-    chosen = remote_from(project.board.cache.remote, url, no_remote)
+    chosen = None if no_remote else (url or os.environ.get("STORYBOARD_REMOTE") or project.board.cache.remote)
     if chosen:
+        from storyboard.remote import Remote
+
         kwargs = {"warn": warn} if warn else {}
         project.remote = Remote(chosen, writable=project.board.cache.remote_write, required=required, **kwargs)
 

@@ -15,6 +15,7 @@ when they are used: a corrupt object is removed and counts as a miss.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -164,6 +165,12 @@ class Cache:
                 tmp.unlink()
             raise _disk_error(exc, self.root) from exc
         return self.adopt(tmp)
+
+    def write_error(self, exc: OSError) -> CacheError | None:
+        """The CacheError for a write that failed because the cache's disk is full or read-only, else None."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return _disk_error(exc, self.root)
+        return None
 
     def tmp_path(self, suffix: str = "") -> Path:
         """A fresh path under tmp/ on the cache's filesystem, so adopt() is a rename."""

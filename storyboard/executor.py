@@ -263,6 +263,10 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
                                 f"{want:.2f} s; not cached", provider=job.provider)
         extract_first_last(clip_tmp, first_tmp, last_tmp)
         outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
+    except OSError as exc:  # providers write into the cache's tmp/: a full or read-only disk is a CacheError
+        if (error := cache.write_error(exc)) is None:
+            raise
+        raise error from exc
     finally:
         for tmp in (clip_tmp, first_tmp, last_tmp):
             if tmp.exists():

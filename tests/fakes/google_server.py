@@ -202,7 +202,7 @@ class FakeGoogle:
         {"reset": true, "pending_polls": 5, "outcome": "rai", "redirect": false,
          "fail": [{"endpoint": "poll", "status": 503, "times": 2, "retry_after": "1"}],
          "reset_connection": [{"endpoint": "poll", "times": 1}], "truncate": 1, "finish_pending": true,
-         "forget_operations": true}
+         "forget_operations": true, "hold": ["submit"], "release": true}
         """
         if config.get("reset"):
             self.reset()
