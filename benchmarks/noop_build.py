@@ -1,12 +1,18 @@
 """No-op build of a generated 1,000-shot board, all cached, including process start-up.
 
-    python benchmarks/noop_build.py [--shots 1000] [--runs 10]
+    python benchmarks/noop_build.py [--shots 1000] [--runs 10] [--snakemake PATH]
 
 Populates the cache the fastest honest way: a plugin provider (registered through a real
 `storyboard.providers` entry point in a temporary site folder) that copies one pre-rendered tiny
 clip; the executor still probes it, extracts its frames and commits each shot. Then it times
 `storyboard build` as a subprocess: the stamp fast path (nothing changed), and the full check
 with the stamp removed (load, validate, graph, every key computed and its action looked up).
+
+Side by side, Snakemake's dry run (`snakemake -n`) of a generated Snakefile with the same jobs and
+edges (one wildcard rule for the shots, one for the film): the workflow is first run for real
+(each job touches its output), so every output exists, is newer than its inputs and has
+Snakemake's own metadata, and the dry run has nothing to do. `--snakemake` defaults to
+`snakemake` on PATH; without one that row is skipped.
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
+
+from _bench import Timings, load, run_timed
 
 PROVIDER = '''
 import shutil
@@ -57,31 +63,70 @@ def make_clip(path: Path) -> None:
                 "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-y", str(path)])
 
 
+def edges(shots: int) -> tuple[dict[str, list[str]], list[str]]:
+    """The generated board's shape: shot -> upstream shots (chains of 10), and the film's sequence."""
+    deps = {f"s{i:05d}": [f"s{i - 1:05d}"] if i % 10 else [] for i in range(shots)}
+    return deps, [f"s{i:05d}" for i in range(0, shots, 10)]
+
+
 def make_board(path: Path, shots: int) -> None:
+    deps, sequence = edges(shots)
     lines = ['[film]\nprovider = "bench"\nduration = 4\n\n[vars]\nhero = "a fox"\n']
-    for i in range(shots):
-        lines.append(f'[[shot]]\nid = "s{i:05d}"\nprompt = "{{{{ hero }}}} in scene {i}"\n')
-        if i % 10:
-            lines.append(f'continues = "s{i - 1:05d}"\n')
-    lines.append('\n[edit]\nsequence = [' + ", ".join(f'"s{i:05d}"' for i in range(0, shots, 10)) + "]\n")
+    for i, (shot, ups) in enumerate(deps.items()):
+        lines.append(f'[[shot]]\nid = "{shot}"\nprompt = "{{{{ hero }}}} in scene {i}"\n')
+        if ups:
+            lines.append(f'continues = "{ups[0]}"\n')
+    lines.append("\n[edit]\nsequence = [" + ", ".join(f'"{s}"' for s in sequence) + "]\n")
     path.write_text("".join(lines))
 
 
-def timed(cmd: list[str], env: dict[str, str], runs: int, before=None) -> list[float]:
-    times = []
-    for _ in range(runs):
-        if before:
-            before()
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return times
+SNAKEFILE = """\
+DEPS = {deps!r}
+SEQUENCE = {sequence!r}
+
+wildcard_constraints:
+    shot="s[0-9]+"
+
+rule all:
+    input: "film.mp4", expand("clips/{{shot}}.mp4", shot=list(DEPS))
+
+rule film:
+    input: expand("clips/{{shot}}.mp4", shot=SEQUENCE)
+    output: "film.mp4"
+    shell: "touch {{output}}"
+
+rule shot:
+    input: lambda w: [f"clips/{{up}}.mp4" for up in DEPS[w.shot]]
+    output: "clips/{{shot}}.mp4"
+    shell: "touch {{output}}"
+"""
+
+
+def renders_nothing(output: str) -> bool:
+    """A no-op build's output: no shot rendered, the film not stitched again."""
+    return "rendered" not in output and "stitched)" not in output
+
+
+def snakemake_noop(snakemake: str, root: Path, shots: int, runs: int) -> Timings:
+    """Run the equivalent workflow once for real, then time its dry run (which must find nothing)."""
+    folder = root / "snake"
+    folder.mkdir()
+    deps, sequence = edges(shots)
+    (folder / "Snakefile").write_text(SNAKEFILE.format(deps=deps, sequence=sequence))
+    start = time.perf_counter()
+    subprocess.run([snakemake, "--cores", "2", "--quiet", "all"], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"populate: snakemake ran {shots + 1} jobs in {time.perf_counter() - start:.1f} s")
+    return run_timed([snakemake, "-n", "--cores", "1"], cwd=str(folder), runs=runs,
+                     check_output=lambda text: "Nothing to be done" in text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--snakemake", default=shutil.which("snakemake"),
+                        help="snakemake executable to compare with (default: snakemake on PATH)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -96,16 +141,26 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run([*exe, "build", str(board), "--jobs", "2"], env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"populate: {args.shots} shots built in {time.perf_counter() - start:.1f} s")
-        fast = timed([*exe, "build", str(board)], env, args.runs)
+        fast = run_timed([*exe, "build", str(board)], env=env, runs=args.runs, check_output=renders_nothing)
         stamps = board.parent / ".storyboard" / "stamps"
-        full = timed([*exe, "build", str(board)], env, max(3, args.runs // 3),
-                     before=lambda: shutil.rmtree(stamps, ignore_errors=True))
-        plan = timed([*exe, "plan", str(board)], env, max(3, args.runs // 3))
-        print(f"{'case':<40} {'median s':>9} {'min s':>7}")
-        for name, times in ((f"no-op build, {args.shots} shots (stamp)", fast),
-                            (f"no-op build, {args.shots} shots (full check)", full),
-                            (f"plan, {args.shots} shots", plan)):
-            print(f"{name:<40} {statistics.median(times):>9.3f} {min(times):>7.3f}")
+        full = run_timed([*exe, "build", str(board)], env=env, runs=max(3, args.runs // 3),
+                         before=lambda: shutil.rmtree(stamps, ignore_errors=True), check_output=renders_nothing)
+        plan = run_timed([*exe, "plan", str(board)], env=env, runs=max(3, args.runs // 3))
+        rows = [("storyboard build, no-op (stamp)", fast),
+                ("storyboard build, no-op (full check)", full),
+                ("storyboard plan", plan)]
+        if args.snakemake:
+            rows.append(("snakemake -n (same jobs and edges)",
+                         snakemake_noop(args.snakemake, root, args.shots, max(3, args.runs // 2))))
+        else:
+            print("snakemake: not found (pass --snakemake PATH); its row is skipped")
+        print(f"\n{args.shots} shots, {load()}")
+        for name, times in rows:
+            print(f"{name:<38} {times.row()}")
+        if args.snakemake:
+            snake = rows[-1][1].median
+            print(f"\nsnakemake -n / storyboard no-op: {snake / fast.median:.1f}x (stamp), "
+                  f"{snake / full.median:.1f}x (full check)")
 
 
 if __name__ == "__main__":

@@ -68,11 +68,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a lock or report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with _quiet():
             os.unlink(tmp)
         raise
+
+
+def _read_umask() -> int:
+    """The process umask, read once at import (os.umask is process-wide, so never from threads)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

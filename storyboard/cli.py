@@ -240,6 +240,46 @@ def _reporter(quiet: bool, json_out: bool, total: int):  # noqa: ANN202 - see st
     return progress.PlainReporter(sys.stdout)
 
 
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="the folder to write it into (created if needed)")] = Path("."),
+) -> None:
+    """Write a small storyboard that builds at once: 3 shots, their pictures and a .gitignore."""
+    from storyboard.scaffold import init as scaffold
+
+    board = scaffold(directory)
+    typer.echo(f"wrote {board}, its pictures in {board.parent / 'assets'} and a .gitignore")
+    typer.echo(f"next: storyboard build {board}")
+
+
+@app.command()
+def report(
+    file: FileArg,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="the HTML file (default: beside the film, <film>.report.html)")] = None,
+    cache_dir: CacheOpt = None,
+    remote: RemoteOpt = None,
+    no_remote: NoRemoteOpt = False,
+) -> None:
+    """Write an HTML contact sheet: the film, each shot's frames and settings, each cut's continuity."""
+    from storyboard.report import make_report
+
+    typer.echo(f"report: {make_report(_open(file, cache_dir, remote=remote, no_remote=no_remote), out)}")
+
+
+@app.command()
+def gc(
+    files: Annotated[list[Path], typer.Argument(help="every storyboard (or its .lock) whose clips to keep", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="say what would go; remove nothing")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Remove from the cache what no given storyboard's lock refers to."""
+    from storyboard.cache import Cache
+    from storyboard.gc import collect, locate
+
+    for root, locks in locate(files, cache_dir).items():
+        typer.echo(collect(Cache(root), locks, dry_run=dry_run).summary())
+
+
 def main() -> None:
     """Entry point: run the app, turning StoryboardErrors into one line and an exit code."""
     if "--verbose" in sys.argv or "-v" in sys.argv:

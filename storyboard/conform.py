@@ -1,8 +1,13 @@
-"""The film's format (Profile) and the pure ffmpeg command that conforms one clip to it.
+"""The film's format (Profile), what a clip holds (ClipFacts), and the ffmpeg commands that conform it.
 
 Conforming turns any clip (other size, other fps, no audio) into segments the stitcher can join
 by stream copy: H.264 with fixed settings, PCM audio of exactly the video's length, in MOV (exact
 timestamps in 1/fps and 1/sample-rate; MKV's millisecond clock is not exact at 24 fps).
+
+A clip whose video is already the film's (``copy_blocker`` finds nothing against it) can skip the
+encode in a film of cuts: its H.264 packets are copied as they are and only its audio is converted
+to PCM (``build_copy_command``). The stitcher does so only when every clip of the film qualifies
+and all share one set of H.264 parameter sets, since the film keeps only the first segment's.
 
 A clip is conformed into one piece (``whole``) for cuts, or three pieces for crossfades and fades::
 
@@ -20,8 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Literal
+
+from storyboard.errors import MediaError
 
 CONFORM_VERSION = 1
 """Bump when the conform or window commands change in a way the settings below do not show."""
@@ -46,6 +57,9 @@ BITEXACT_ARGS = ("-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+
 SEGMENT_SUFFIX = ".mov"
 PARTS_WHOLE = ("whole",)
 PARTS_SPLIT = ("head", "body", "tail")
+
+VideoMode = Literal["copy", "encode"]
+"""How a conform makes its video: ``copy`` the clip's H.264 packets, or ``encode`` them anew."""
 
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 6: "5.1", 8: "7.1"}
 
@@ -99,16 +113,20 @@ def digest(fields: dict[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def conform_key(clip_sha: str, profile: Profile, edge: int, *, encoder: str) -> str:
+def conform_key(
+    clip_sha: str, profile: Profile, edge: int, *, encoder: str, mode: VideoMode = "encode"
+) -> str:
     """Key of a clip's conformed pieces: everything that shapes their bytes.
 
-    That is the clip's bytes, the profile, the split (``edge`` frames), the encoder settings and
-    the ffmpeg build (``encoder``, its version line). The frame count and audio presence are not
-    in it: both follow from the clip's bytes.
+    That is the clip's bytes, the profile, the split (``edge`` frames), how the video is made
+    (``mode``: copied, or encoded with these settings) and the ffmpeg build (``encoder``, its
+    version line). The frame count and audio presence are not in it: both follow from the
+    clip's bytes.
     """
+    video = ["copy"] if mode == "copy" else list(VIDEO_CODEC_ARGS)
     return digest({
         "v": CONFORM_VERSION, "step": "conform", "clip": clip_sha, "profile": asdict(profile),
-        "edge": edge, "video": list(VIDEO_CODEC_ARGS), "audio": "pcm_s16le", "encoder": encoder,
+        "edge": edge, "mode": mode, "video": video, "audio": "pcm_s16le", "encoder": encoder,
     })
 
 
@@ -155,12 +173,7 @@ def build_conform_command(
         f"pad={p.width}:{p.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format={p.pix_fmt},"
         f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
     )
-    total = p.samples_at(frames)
-    fmt = f"aformat=sample_fmts=s16:sample_rates={p.sample_rate}:channel_layouts={p.channel_layout}"
-    if has_audio:
-        audio = f"[0:a:0]aresample={p.sample_rate}:first_pts=0,{fmt},apad,atrim=end_sample={total}"
-    else:
-        audio = f"anullsrc=r={p.sample_rate}:cl={p.channel_layout},{fmt},atrim=end_sample={total}"
+    audio = _audio_chain(profile, frames, has_audio)
     names = list(bounds)
     if len(names) == 1:
         graph = [f"{video}[v_{names[0]}]", f"{audio}[a_{names[0]}]"]
@@ -193,3 +206,184 @@ def segment_output_args(video: str, audio: str, out: Path, profile: Profile) -> 
         "-video_track_timescale", str(profile.fps * 1000), *BITEXACT_ARGS,
         "-f", "mov", str(out),
     ]
+
+
+def build_copy_command(
+    src: Path, out: Path, *, profile: Profile, frames: int, has_audio: bool
+) -> list[str]:
+    """ffmpeg arguments that conform ``src`` into the one piece ``out`` without re-encoding video.
+
+    The H.264 packets are copied untouched (retimed to the segment clock, which is exact for a
+    clip ``copy_blocker`` accepts); the audio becomes PCM of exactly ``frames`` frames' length,
+    padded with silence or cut, or is all silence when ``src`` has none.
+    """
+    return [
+        "-y", "-i", str(src), "-filter_complex", f"{_audio_chain(profile, frames, has_audio)}[a]",
+        "-map", "0:v:0", "-map", "[a]", "-c:v", "copy",
+        "-c:a", "pcm_s16le", "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
+        "-video_track_timescale", str(profile.fps * 1000), *BITEXACT_ARGS,
+        "-f", "mov", str(out),
+    ]  # fmt: skip
+
+
+def _audio_chain(profile: Profile, frames: int, has_audio: bool) -> str:
+    """The filter chain giving PCM audio of exactly ``frames`` video frames (silence if none)."""
+    p = profile
+    total = p.samples_at(frames)
+    fmt = f"aformat=sample_fmts=s16:sample_rates={p.sample_rate}:channel_layouts={p.channel_layout}"
+    if has_audio:
+        return f"[0:a:0]aresample={p.sample_rate}:first_pts=0,{fmt},apad,atrim=end_sample={total}"
+    return f"anullsrc=r={p.sample_rate}:cl={p.channel_layout},{fmt},atrim=end_sample={total}"
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the stitcher needs to know of a clip, read by demuxing it (no decoding).
+
+    Attributes:
+        duration: length of the video stream in seconds (as ``media.probe`` reports it).
+        frames: video packets, one per frame.
+        has_audio: whether the clip has an audio stream.
+        codec: the video decoder's name (``h264``).
+        width: frame width in pixels.
+        height: frame height in pixels.
+        pix_fmt: the video's pixel format, or None when unknown.
+        square_pixels: the sample aspect ratio is 1:1 (or unset).
+        frame_rate: frames per second when every frame lasts exactly as long and the first one
+            starts at 0, else None.
+        reorders: some packet's decode time differs from its presentation time (B-frames).
+        starts_on_idr: the first packet is an H.264 IDR picture (decodable on its own, and
+            resets the decoder's reference state, so nothing before it can matter).
+        extradata: the codec's out-of-band parameter sets (for H.264, the avcC record holding
+            the SPS and PPS).
+    """
+
+    duration: float
+    frames: int
+    has_audio: bool
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str | None
+    square_pixels: bool
+    frame_rate: Fraction | None
+    reorders: bool
+    starts_on_idr: bool
+    extradata: bytes
+
+
+def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
+    """Demux ``path`` once and describe its video stream and whether it has audio.
+
+    Raises:
+        MediaError: the file is missing, not media, or has no video stream.
+    """
+    import av  # slow to import; only stitching needs it here
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{os.fspath(path)} has no video stream")
+            video = container.streams.video[0]
+            ctx = video.codec_context
+            base = video.time_base
+            sar = ctx.sample_aspect_ratio
+            facts = {
+                "has_audio": bool(container.streams.audio), "codec": ctx.name,
+                "width": ctx.width, "height": ctx.height, "pix_fmt": ctx.pix_fmt,
+                "square_pixels": not sar or sar == 1, "extradata": bytes(ctx.extradata or b""),
+            }
+            stamps, first = [], b""
+            for packet in container.demux(video):
+                if packet.size:
+                    first = first or bytes(packet)
+                    stamps.append((packet.pts, packet.dts, packet.duration, packet.is_keyframe))
+            declared = video.duration
+            rate = video.average_rate or video.guessed_rate or video.base_rate
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise MediaError(f"cannot decode {os.fspath(path)}: {exc}") from exc
+    frames = len(stamps)
+    step = stamps[0][2] if stamps and base is not None else 0  # the first frame's duration
+    shown = sorted((pts, duration) for pts, _, duration, _ in stamps if pts is not None)
+    constant = bool(step) and len(shown) == frames and declared in (None, frames * step) and all(
+        pts == i * step and duration == step for i, (pts, duration) in enumerate(shown)
+    )
+    if declared is not None and base is not None:
+        seconds = float(declared * base)
+    else:
+        seconds = frames / float(rate) if rate else 0.0
+    return ClipFacts(
+        duration=seconds, frames=frames,
+        frame_rate=1 / (step * base) if constant else None,
+        reorders=any(pts != dts for pts, dts, _, _ in stamps),
+        starts_on_idr=bool(stamps) and stamps[0][3] and _has_idr(first, facts["extradata"]),
+        **facts,
+    )  # fmt: skip
+
+
+def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:
+    """Why the clip's video cannot be copied into a film of ``profile`` as it is, or None if it can.
+
+    Copying needs H.264 of the film's size and pixel format, square pixels, exactly
+    ``profile.fps`` frames a second from time 0, no reordered frames (a B-frame's decode time
+    precedes its display time, which joins would have to shift), parameter sets out of band (an
+    avcC record, which the film can share) and an IDR frame first.
+    """
+    if facts.codec != "h264":
+        return f"its video is {facts.codec}, not h264"
+    if (facts.width, facts.height) != (profile.width, profile.height):
+        return f"it is {facts.width}x{facts.height}, not {profile.width}x{profile.height}"
+    if facts.pix_fmt != profile.pix_fmt:
+        return f"its pixel format is {facts.pix_fmt}, not {profile.pix_fmt}"
+    if not facts.square_pixels:
+        return "its pixels are not square"
+    if facts.reorders:
+        return "it has B-frames"
+    if facts.frame_rate != profile.fps:
+        return f"it is not exactly {profile.fps} frames a second from time 0"
+    if not facts.extradata.startswith(b"\x01"):
+        return "its H.264 parameter sets are not out of band (no avcC record)"
+    if not facts.starts_on_idr:
+        return "it does not start on an IDR frame"
+    return None
+
+
+def _has_idr(packet: bytes, avcc: bytes) -> bool:
+    """Whether an avcC-framed H.264 packet holds an IDR slice (NAL unit type 5)."""
+    if len(avcc) < 5 or avcc[0] != 1:
+        return False
+    size, at = (avcc[4] & 3) + 1, 0
+    while at + size < len(packet):
+        length = int.from_bytes(packet[at:at + size], "big")
+        if packet[at + size] & 0x1F == 5:
+            return True
+        at += size + length
+    return False
+
+
+def video_mode(
+    clips: Sequence[tuple[str, ClipFacts | MediaError]], profile: Profile
+) -> tuple[VideoMode, str | None]:
+    """``copy`` when every clip's video can go into a film of cuts as it is, else ``encode`` and why.
+
+    Args:
+        clips: each clip's file name and facts (or the error reading it), in film order.
+        profile: the film's format.
+
+    Copied segments keep their own H.264 parameter sets and the film keeps only the first's, so
+    all clips must share one set; a film mixing copied and encoded segments would not.
+    """
+    first: tuple[int, bytes] | None = None
+    for index, (name, facts) in enumerate(clips, 1):
+        if isinstance(facts, MediaError):
+            return "encode", f"clip {index} ({name}) cannot be read"
+        blocker = copy_blocker(facts, profile)
+        if blocker:
+            return "encode", f"clip {index} ({name}): {blocker}"
+        if first is None:
+            first = (index, facts.extradata)
+        elif facts.extradata != first[1]:
+            return "encode", f"clip {index} ({name}) has other H.264 parameter sets than clip {first[0]}"
+    return "copy", None

@@ -170,7 +170,9 @@ def _all_upstream(board: Board, shot_id: str) -> set[str]:
 
 def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any]) -> None:
     previous = lock.shots.get(shot_id, {})
-    if previous.get("key") == key:
+    # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
+    if previous.get("key") == key and previous.get("clip") == entry["outputs"]["clip"] \
+            and previous.get("handle") == entry.get("handle"):
         return
     lock.record_shot(shot_id, {
         "key": key,

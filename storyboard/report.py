@@ -31,13 +31,17 @@ from urllib.parse import quote
 
 from storyboard.cache import atomic_write_bytes
 from storyboard.errors import MediaError
-from storyboard.job import EXTENSION_SECONDS
+from storyboard.estimate import format_price
+from storyboard.job import EXTENSION_SECONDS, Price
 from storyboard.model import Asset, FrameInput, ImageInput, Shot
+from storyboard.plan import CACHED, REMOTE, RUN, WAITS
+from storyboard.plan_view import INVALID
 
 if TYPE_CHECKING:
     from storyboard.build import Project
     from storyboard.executor import BuildReport
     from storyboard.plan import Resolver, Step
+    from storyboard.plan_view import Row
 
 PSNR_FLAG = 20.0
 """Cuts below this many dB are flagged. A hand-off through an encoder scores above 40 dB."""
@@ -110,17 +114,20 @@ class ShotCard:
     take: int
     provider: str
     model: str
-    duration: int
     resolution: str
     aspect_ratio: str
     status: str
     reason: str
-    cost: str
     inputs: list[str]
+    cost: str = ""
+    price: Price | None = None
+    """What the shot cost, when it is cached and its provider said."""
     first: str | None = None
     """The first frame as a data: URI, or None for a placeholder."""
     last: str | None = None
     stale: bool = False
+    """The frames are the previous take's, from the lock."""
+    placeholder: str = "not built yet"
     note: str = ""
     created: str | None = None
     length: str = ""
@@ -163,10 +170,11 @@ def default_report_path(project: Project) -> Path:
 def make_report(project: Project, out: Path | None = None, *, build: BuildReport | None = None) -> Path:
     """Write the board's HTML report and return its path.
 
-    Plans the board (no rendering, no network), so each shot is "cached" or "to run" with
-    the plan's reason; pass the `build` report of a run that just finished to show which
-    shots failed or were skipped. A shot not built shows the frames of its previous take
-    (from the lock, marked out of date) when the cache still has them, else a placeholder.
+    Plans the board as `storyboard plan` does (no rendering, no provider call), so each shot
+    is "cached", "remote", "to run" or "invalid" with the plan's reason and price; pass the
+    `build` report of a run that just finished to show which shots failed or were skipped.
+    A shot not built shows its previous take's frames (from the lock, marked out of date)
+    when the cache still has them, else a placeholder.
 
     Args:
         project: an opened board (`storyboard.build.open_project`).
@@ -178,10 +186,12 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
     """
     from storyboard import __version__
     from storyboard.build import plan_project
+    from storyboard.plan_view import view
 
     out = Path(out) if out is not None else default_report_path(project)
     steps, resolver = plan_project(project)
-    cards = {step.shot: _card(project, resolver, step, build) for step in steps}
+    plan = view(project, steps)
+    cards = {row.shot: _card(project, resolver, step, row, build) for step, row in zip(steps, plan.rows)}
     board = project.board
     pairs = list(zip(board.sequence, board.sequence[1:]))
     # Decoding PNGs and scoring frames release the GIL: a few threads make big boards quick.
@@ -206,9 +216,11 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
     others = [cards[s] for s in project.order if s not in board.sequence]
 
     counts = {"shots": len(steps)}
+    spent: dict[str, float] = {}
     for card in cards.values():
         counts[card.status] = counts.get(card.status, 0) + 1
-    spent, to_spend = _totals(project, resolver, steps)
+        if card.status == "cached" and card.price is not None:
+            spent[card.price.unit] = spent.get(card.price.unit, 0.0) + card.price.amount
     film = _film(project, resolver, out)
     film.poster = cards[board.sequence[0]].first
     page = _Page(
@@ -218,8 +230,8 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         timeline=timeline,
         others=others,
         counts=counts,
-        spent=spent,
-        to_spend=to_spend,
+        spent=_sum(spent) or format_price(Price(0.0)),
+        to_spend=_sum(plan.totals.by_unit) or "nothing",
         version=__version__,
     )
     html = _template().render(page=page)
@@ -308,46 +320,41 @@ def thumbnail(path: Path, width: int = THUMB_WIDTH) -> str | None:
 # ---- building the page ---------------------------------------------------------------------
 
 
-def _outputs(project: Project, resolver: Resolver, shot_id: str) -> tuple[dict[str, str] | None, bool]:
-    """The shot's current outputs, else the previous take's from the lock; and whether stale."""
-    entry = resolver.outputs.get(shot_id)
-    if entry is not None:
-        return entry["outputs"], False
-    locked = project.lock.shots.get(shot_id)
-    if locked and all(project.cache.has_object(locked.get(k, "")) for k in ("first", "last")):
-        return {"first": locked["first"], "last": locked["last"], "clip": locked.get("clip", "")}, True
-    return None, False
+STATUS = {CACHED: "cached", REMOTE: "remote", INVALID: "invalid", RUN: "to run", WAITS: "to run"}
+"""The plan's statuses as the page groups them."""
 
 
-def _card(project: Project, resolver: Resolver, step: Step, build: BuildReport | None) -> ShotCard:
-    from storyboard.plan import CACHED
-
+def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: BuildReport | None) -> ShotCard:
     shot = project.board.shots[step.shot]
-    status = "cached" if step.status == CACHED else "to run"
-    reason = "up to date" if status == "cached" else step.reason
+    status, reason = STATUS.get(row.status, "to run"), row.reason
     outcome = build.shots.get(shot.id) if build is not None else None
     if outcome is not None and outcome.outcome.value in ("failed", "skipped"):
         status, reason = outcome.outcome.value, outcome.error or reason
     elif status == "to run" and step.key and project.cache.journal(step.key).read():
         reason += "; a provider job is in flight and resumes on the next build"
-    outputs, stale = _outputs(project, resolver, shot.id)
     card = ShotCard(
         id=shot.id, number=0, prompt=shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,
-        take=shot.take, provider=shot.provider, model=shot.model, duration=shot.duration,
-        resolution=shot.resolution, aspect_ratio=shot.aspect_ratio, status=status, reason=reason,
-        cost=_cost(project, resolver, step), inputs=_inputs(shot), stale=stale,
+        take=shot.take, provider=shot.provider, model=shot.model, resolution=shot.resolution,
+        aspect_ratio=shot.aspect_ratio, status=status, reason=reason, inputs=_inputs(shot),
     )
-    if outputs is not None:  # hashes for now; make_report swaps in the thumbnails
-        card.first, card.last = outputs["first"], outputs["last"]
-    entry = resolver.outputs.get(shot.id) or project.lock.shots.get(shot.id) or {}
-    card.created = entry.get("created")
-    seconds = (resolver.outputs.get(shot.id) or {}).get("meta", {}).get("duration")
-    if seconds is not None:
-        card.length = f"{seconds:.2f} s"
-    elif shot.extends:
-        card.length = f"the clip of '{shot.extends}' + {EXTENSION_SECONDS} s"
+    entry = resolver.outputs.get(shot.id) if row.status == CACHED else None
+    locked = project.lock.shots.get(shot.id) or {}
+    if entry is not None:  # hashes for now; make_report swaps in the thumbnails
+        card.first, card.last = entry["outputs"]["first"], entry["outputs"]["last"]
+        if entry.get("cost") is not None:
+            card.price = Price(entry["cost"], entry.get("unit") or "USD")
+        card.cost = format_price(card.price) if card.price else "unknown"
+        card.created = entry.get("created")
+        card.length = f"{entry['meta']['duration']:.2f} s" if "duration" in entry.get("meta", {}) else ""
     else:
-        card.length = f"{shot.duration} s"
+        if row.status == REMOTE:
+            card.placeholder = "in the remote cache: the next build downloads it"
+        elif all(project.cache.has_object(locked.get(k, "")) for k in ("first", "last")):
+            card.first, card.last, card.stale = locked["first"], locked["last"], True
+        card.cost = "est. " + format_price(None if row.cost is None else Price(row.cost, row.unit or "USD"))
+    if not card.length:
+        extended = f"the clip of '{shot.extends}' + {EXTENSION_SECONDS} s"
+        card.length = extended if shot.extends else f"{shot.duration} s"
     return card
 
 
@@ -373,47 +380,8 @@ def _inputs(shot: Shot) -> list[str]:
     return lines
 
 
-def _cost(project: Project, resolver: Resolver, step: Step) -> str:
-    entry = resolver.outputs.get(step.shot)
-    if entry is not None:
-        return _money(entry.get("cost"), entry.get("unit")) or "unknown"
-    if step.job is not None:
-        price = _price(project, step)
-        if price is not None:
-            return f"est. {_money(price.amount, price.unit)}"
-    return "unknown until upstream runs" if step.job is None else "unknown"
-
-
-def _price(project: Project, step: Step) -> Any:
-    assert step.job is not None
-    provider = project.providers.get(step.job.provider)
-    try:
-        return provider.price(step.job) if provider is not None else None
-    except Exception:  # noqa: BLE001 - a price table is advisory; the page must still render
-        return None
-
-
-def _money(amount: float | None, unit: str | None) -> str | None:
-    if amount is None:
-        return None
-    return f"{amount:.2f} {unit or ''}".strip()
-
-
-def _totals(project: Project, resolver: Resolver, steps: list[Step]) -> tuple[str, str]:
-    spent: dict[str, float] = {}
-    to_spend: dict[str, float] = {}
-    for step in steps:
-        entry = resolver.outputs.get(step.shot)
-        if entry is not None and entry.get("cost") is not None:
-            unit = entry.get("unit") or ""
-            spent[unit] = spent.get(unit, 0.0) + entry["cost"]
-        elif entry is None and step.job is not None and (price := _price(project, step)) is not None:
-            to_spend[price.unit] = to_spend.get(price.unit, 0.0) + price.amount
-
-    def show(sums: dict[str, float]) -> str:
-        return " + ".join(_money(v, u) or "" for u, v in sorted(sums.items())) or "0.00"
-
-    return show(spent), show(to_spend)
+def _sum(by_unit: dict[str, float]) -> str:
+    return " + ".join(format_price(Price(amount, unit)) for unit, amount in sorted(by_unit.items()))
 
 
 def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:

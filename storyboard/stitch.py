@@ -11,6 +11,13 @@ re-encodes its conform and the two windows that touch it, and copies everything 
 PCM until the end and is encoded to AAC once, over the whole film: stream-copying AAC clips
 drifts 21 ms per join (encoder priming), and one ``xfade`` chain over every clip takes memory
 that grows faster than the clip count.
+
+A film of cuts whose clips all have the film's video already (same size, pixel format and frame
+rate, no B-frames) and one set of H.264 parameter sets, as clips from one encoder have, is
+conformed without re-encoding any video: each clip's packets are copied and only its audio
+becomes PCM. Otherwise every clip is encoded, so the segments still share parameter sets. A
+transition's windows need exact frame cuts inside the clips, which copying cannot make between
+keyframes, so films with transitions always encode.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -28,16 +35,22 @@ from storyboard.conform import (
     BITEXACT_ARGS,
     CONFORM_VERSION,
     SEGMENT_SUFFIX,
+    ClipFacts,
     Profile,
+    VideoMode,
     build_conform_command,
+    build_copy_command,
     conform_key,
     conform_parts,
+    copy_blocker,
     digest,
     frames_for,
+    read_clip,
     segment_output_args,
+    video_mode,
 )
 from storyboard.errors import MediaError, StitchError
-from storyboard.media import ffmpeg_exe, probe, run_ffmpeg
+from storyboard.media import ffmpeg_exe, run_ffmpeg
 
 __all__ = [
     "Memo",
@@ -94,13 +107,18 @@ class Memo(Protocol):
 
 @dataclass(frozen=True)
 class StitchStats:
-    """What a stitch encoded and what it reused from the memo."""
+    """What a stitch encoded, copied and reused from the memo.
+
+    A conform is counted once: encoded (video re-encoded), copied (video stream-copied, audio
+    converted) or reused (found in the memo, whichever way it was made).
+    """
 
     conforms_encoded: int = 0
     conforms_reused: int = 0
     windows_encoded: int = 0
     windows_reused: int = 0
     segments: int = 0
+    conforms_copied: int = 0
 
 
 def window_key(tail_key: str, head_key: str, kind: str) -> str:
@@ -165,14 +183,15 @@ def build_concat_command(
 ) -> list[str]:
     """ffmpeg arguments that join the segments named in ``concat_list`` into the MP4 ``out``.
 
-    Video is stream-copied; the PCM audio is encoded to AAC once (after loudness normalisation
-    when ``normalize_audio``).
+    Video is stream-copied, packet for packet: the segments share their parameter sets, so the
+    demuxer's conversion to Annex B (which leaves a copy of them in every keyframe) is off. The
+    PCM audio is encoded to AAC once (after loudness normalisation when ``normalize_audio``).
     """
     audio_filter = []
     if normalize_audio:
         audio_filter = ["-af", f"{LOUDNORM},aresample={profile.sample_rate}"]
     return [
-        "-y", "-f", "concat", "-safe", "0", "-i", str(concat_list),
+        "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(concat_list),
         "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", *audio_filter,
         "-c:a", "aac", "-b:a", str(AAC_BITRATE_PER_CHANNEL * profile.channels),
         "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
@@ -214,12 +233,23 @@ def stitch(
     out.parent.mkdir(parents=True, exist_ok=True)
     edge = transition.edge_frames(profile.fps) if len(clips) > 1 else 0
     encoder = _encoder_id()
+    report = on_step or (lambda line: None)
+    paths = [(sha, Path(path)) for sha, path in clips]
+    facts: dict[str, ClipFacts | MediaError] = {}
+    mode: VideoMode = "encode"
+    if not edge:
+        for sha, path in paths:
+            if sha not in facts:
+                facts[sha] = _read(path)
+        mode, why = video_mode([(path.name, facts[sha]) for sha, path in paths], profile)
+        if why:
+            report(f"re-encode the video: {why}")
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
         run = _Run(
-            clips=[(sha, Path(path)) for sha, path in clips],
-            keys=[conform_key(sha, profile, edge, encoder=encoder) for sha, _ in clips],
+            clips=paths,
+            keys=[conform_key(sha, profile, edge, encoder=encoder, mode=mode) for sha, _ in paths],
             profile=profile, kind=transition.kind, edge=edge, memo=memo, work=Path(work_dir),
-            report=on_step or (lambda line: None),
+            report=report, mode=mode, facts=facts,
         )
         segments = run.segments(run.conform_all())
         concat_list = run.work / "segments.ffconcat"
@@ -231,7 +261,15 @@ def stitch(
         _ffmpeg(argv, f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
     return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
-                       run.windows_reused, len(segments))
+                       run.windows_reused, len(segments), run.conforms_copied)
+
+
+def _read(path: Path) -> ClipFacts | MediaError:
+    """The clip's facts, or the error reading it (raised when the clip's turn to conform comes)."""
+    try:
+        return read_clip(path)
+    except MediaError as exc:
+        return exc
 
 
 Pieces = dict[str, Path]
@@ -250,7 +288,10 @@ class _Run:
     memo: Memo
     work: Path
     report: Callable[[str], None]
+    mode: VideoMode = "encode"
+    facts: dict[str, ClipFacts | MediaError] = field(default_factory=dict)
     conforms_encoded: int = 0
+    conforms_copied: int = 0
     conforms_reused: int = 0
     windows_encoded: int = 0
     windows_reused: int = 0
@@ -260,31 +301,43 @@ class _Run:
         done: dict[str, Pieces] = {}
         for index, key in enumerate(self.keys):
             if key not in done:
-                found = {part: self.memo.memo_get(_conform_name(key, part))
+                found = {part: self.memo.memo_get(self.name(key, part))
                          for part in conform_parts(self.edge)}
                 if all(found.values()):
                     done[key] = found  # type: ignore[assignment]
                     self.conforms_reused += 1
                 else:
                     done[key] = self.conform(index)
-                    self.conforms_encoded += 1
+                    if self.mode == "copy":
+                        self.conforms_copied += 1
+                    else:
+                        self.conforms_encoded += 1
             else:
                 self.conforms_reused += 1
         return [done[key] for key in self.keys]
 
+    def name(self, key: str, part: str) -> str:
+        """Memo name of a conformed piece; it says how the video was made (copied or encoded)."""
+        return f"conform-{self.mode}-{key}.{part}{SEGMENT_SUFFIX}"
+
     def conform(self, index: int) -> Pieces:
-        """Encode one clip's pieces, then adopt them into the memo (all of them, or none)."""
-        path, key, profile = self.clips[index][1], self.keys[index], self.profile
+        """Make one clip's pieces, then adopt them into the memo (all of them, or none)."""
+        (sha, path), key, profile = self.clips[index], self.keys[index], self.profile
         where = f"clip {index + 1} ({path})"
-        self.report(f"conform clip {index + 1}/{len(self.clips)} ({path.name})")
-        try:
-            info = probe(path)
-        except MediaError as exc:
-            raise StitchError(f"stitch: cannot read {where}: {exc.message}") from exc
-        frames = frames_for(info.duration, profile.fps)
+        verb = "copy" if self.mode == "copy" else "conform"
+        self.report(f"{verb} clip {index + 1}/{len(self.clips)} ({path.name})")
+        info = self.facts.get(sha) or _read(path)
+        if isinstance(info, MediaError):
+            raise StitchError(f"stitch: cannot read {where}: {info.message}") from info
+        frames = info.frames if self.mode == "copy" else frames_for(info.duration, profile.fps)
         if frames < 1:
             raise StitchError(f"stitch: {where} has no video frames ({info.duration:.3f} s)")
-        outs = {part: self.work / _conform_name(key, part) for part in conform_parts(self.edge)}
+        outs = {part: self.work / self.name(key, part) for part in conform_parts(self.edge)}
+        if self.mode == "copy":
+            argv = build_copy_command(path, outs["whole"], profile=profile, frames=frames,
+                                      has_audio=info.has_audio)
+            _ffmpeg(argv, f"conforming {where}")
+            return {"whole": self.memo.memo_put(self.name(key, "whole"), outs["whole"])}
         try:
             argv = build_conform_command(path, outs, profile=profile, frames=frames,
                                          has_audio=info.has_audio, edge=self.edge)
@@ -294,7 +347,7 @@ class _Run:
                 f"{self.edge / profile.fps:.3f} s transition at each end: use a shorter one"
             ) from None
         _ffmpeg(argv, f"conforming {where}")
-        return {part: self.memo.memo_put(_conform_name(key, part), produced)
+        return {part: self.memo.memo_put(self.name(key, part), produced)
                 for part, produced in outs.items()}
 
     def segments(self, pieces: list[Pieces]) -> list[Path]:
@@ -323,10 +376,6 @@ class _Run:
         _ffmpeg(argv, f"encoding the {self.kind} from clip {i} ({self.clips[i - 1][1]}) "
                       f"to clip {i + 1} ({self.clips[i][1]})")
         return self.memo.memo_put(name, produced)
-
-
-def _conform_name(key: str, part: str) -> str:
-    return f"conform-{key}.{part}{SEGMENT_SUFFIX}"
 
 
 def _move_into_place(produced: Path, out: Path) -> None:

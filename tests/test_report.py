@@ -72,7 +72,7 @@ def test_report_sits_beside_the_film_and_links_it(built, page):
     out, text = page
     assert out == built.parent / "build" / "kite.report.html"
     assert '<video id="film-video" controls preload="metadata" src="kite.mp4"' in text
-    assert "Kite &amp; Harbour" in text
+    assert "Kite &amp; Harbour" in text and "<code>kite.mp4</code> · 12.00 s" in text and " MB · current." in text
 
 
 def test_report_shows_every_shot_with_its_frames_and_settings(page):
@@ -83,7 +83,7 @@ def test_report_shows_every_shot_with_its_frames_and_settings(page):
     assert len(re.findall(r'<img src="data:image/jpeg;base64,[A-Za-z0-9+/=]+"', text)) == 6
     for shot in ("hill", "clouds", "harbour"):
         assert f'data-shot="{shot}" data-status="cached"' in text
-    assert "<dt>seed</dt><dd>9</dd>" in text and "0.00 USD" in text and "animatic-veo-3.1" in text
+    assert "<dt>seed</dt><dd>9</dd>" in text and "$0.00" in text and "animatic-veo-3.1" in text
     assert "not built yet" not in text
 
 
@@ -139,6 +139,7 @@ def test_unbuilt_and_changed_shots_show_placeholders_and_stale_frames(built, tmp
     assert text.count(">not built yet</div>") == 6
     assert 'data-shot="hill" data-status="failed"' in text and "quota exhausted" in text
     assert "kite.mp4: not built yet" in text
+    assert "<dt>cost</dt><dd>est. $0.00</dd>" in text and "to spend <b>$0.00</b>" in text
 
 
 # ---- in a real browser --------------------------------------------------------------------
@@ -241,5 +242,5 @@ def test_a_continuation_that_does_not_continue_is_a_bad_join(write_board, fake_p
     join = cuts(text)["a", "b"]
     assert join.startswith("cut-bad") and "⚠ bad join: 'b' does not start on the frame 'a' handed it" in join
     assert "identical" not in join
-    assert "<dt>cost</dt><dd>2.00 USD</dd>" in text and "spent <b>4.00 USD</b>" in text
+    assert "<dt>cost</dt><dd>$2.00</dd>" in text and "spent <b>$4.00</b>" in text
     assert "build.mp4" not in text and "film.mp4: not built yet" in text

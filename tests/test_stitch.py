@@ -16,10 +16,15 @@ import pytest
 from storyboard.conform import (
     Profile,
     build_conform_command,
+    build_copy_command,
     conform_key,
+    copy_blocker,
     frames_for,
     piece_bounds,
+    read_clip,
 )
+from storyboard.job import RenderContext, RenderJob
+from storyboard.providers.animatic import AnimaticProvider
 from storyboard.errors import StitchError
 from storyboard.stitch import (
     StitchStats,
@@ -56,13 +61,13 @@ class DirMemo:
         return path
 
 
-def render(path: Path, video: str, audio: str | None) -> tuple[str, Path]:
+def render(path: Path, video: str, audio: str | None, *x264: str) -> tuple[str, Path]:
     argv = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
             "-f", "lavfi", "-i", video]
     if audio:
         argv += ["-f", "lavfi", "-i", audio, "-c:a", "aac", "-shortest"]
-    subprocess.run([*argv, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-                   check=True)
+    subprocess.run([*argv, "-c:v", "libx264", "-preset", "ultrafast", *x264, "-pix_fmt", "yuv420p",
+                    str(path)], check=True)
     return hashlib.sha256(path.read_bytes()).hexdigest(), path
 
 
@@ -82,6 +87,30 @@ def clips(tmp_path_factory):
 
 SECONDS = {"a": 2.0, "tall": 2.5, "mute": 2.0, "b": 3.0, "new": 2.0}
 ORDER = ["a", "tall", "mute", "b"]
+
+
+@pytest.fixture(scope="module")
+def same(tmp_path_factory):
+    """Clips from one encoder in the profile's format, as a provider returns them: name -> clip.
+
+    ``one`` to ``three`` can be copied into a film of PROFILE; ``bframes`` and ``refs`` are
+    the same size and rate but have B-frames or other parameter sets.
+    """
+    folder = tmp_path_factory.mktemp("same")
+    return {
+        "one": render(folder / "one.mp4", "testsrc2=s=320x180:r=24:d=2", "sine=f=440:r=48000:d=2"),
+        "two": render(folder / "two.mp4", "testsrc2=s=320x180:r=24:d=1.5,negate", None),
+        "three": render(folder / "three.mp4", "testsrc2=s=320x180:r=24:d=2.5,hue=h=90",
+                        "sine=f=660:r=44100:d=2.5,pan=mono|c0=c0"),
+        "bframes": render(folder / "bframes.mp4", "testsrc2=s=320x180:r=24:d=2",
+                          "sine=f=440:r=48000:d=2", "-x264-params", "bframes=2"),
+        "refs": render(folder / "refs.mp4", "testsrc2=s=320x180:r=24:d=2",
+                       "sine=f=440:r=48000:d=2", "-x264-params", "ref=3"),
+    }
+
+
+SAME = ["one", "two", "three"]
+SAME_SECONDS = {"one": 2.0, "two": 1.5, "three": 2.5}
 
 
 def film_facts(path: Path) -> dict:
@@ -261,7 +290,7 @@ def test_no_clips_is_an_error(tmp_path):
 def test_concat_command():
     argv = build_concat_command(Path("/w/list.ffconcat"), Path("/w/film.mp4"), profile=PROFILE)
     assert argv == [
-        "-y", "-f", "concat", "-safe", "0", "-i", "/w/list.ffconcat",
+        "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", "/w/list.ffconcat",
         "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy",
         "-c:a", "aac", "-b:a", "192000", "-ar", "48000", "-ac", "2",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
@@ -335,4 +364,145 @@ def test_keys_change_with_what_shapes_the_output():
     assert conform_key("a" * 64, PROFILE, 0, encoder="ffmpeg 9") != base
     assert conform_key("a" * 64, Profile(320, 180, fps=25), 12, encoder="ffmpeg 9") != base
     assert conform_key("a" * 64, PROFILE, 12, encoder="ffmpeg 8") != base
+    assert conform_key("a" * 64, PROFILE, 12, encoder="ffmpeg 9", mode="copy") != base
     assert window_key(base, base, "crossfade") != window_key(base, base, "fade")
+
+
+def video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray() for frame in container.decode(video=0)]
+
+
+def extradata(path: Path) -> bytes:
+    with av.open(str(path)) as container:
+        return bytes(container.streams.video[0].codec_context.extradata)
+
+
+def test_cut_film_of_clips_from_one_encoder_copies_their_video(same, tmp_path):
+    out = tmp_path / "film.mp4"
+    steps: list[str] = []
+    stats = stitch([same[n] for n in SAME], out, profile=PROFILE, transition=Transition(),
+                   memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
+    assert stats == StitchStats(conforms_copied=3, segments=3)
+    assert steps == ["copy clip 1/3 (one.mp4)", "copy clip 2/3 (two.mp4)",
+                     "copy clip 3/3 (three.mp4)", "join 3 segments into film.mp4"]
+    assert video_packets(out) == [p for n in SAME for p in video_packets(same[n][1])]
+    film, clips = video_frames(out), [f for n in SAME for f in video_frames(same[n][1])]
+    assert len(film) == len(clips) == sum(frames_for(SAME_SECONDS[n], 24) for n in SAME)
+    assert all(np.array_equal(a, b) for a, b in zip(film, clips, strict=True))
+    assert extradata(out) == extradata(same["one"][1])
+    facts = film_facts(out)
+    assert facts["video_seconds"] == pytest.approx(len(film) * FRAME, abs=1e-6)
+    assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
+    assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
+
+
+def test_copied_film_keeps_sound_on_its_picture(same, tmp_path):
+    out = tmp_path / "film.mp4"
+    stitch([same[n] for n in SAME], out, profile=PROFILE, transition=Transition(),
+           memo=DirMemo(tmp_path / "memo"))
+    samples, zero = audio_samples(out)
+    rate, ms = PROFILE.sample_rate, PROFILE.sample_rate // 1000
+    mute_start = zero + round(SAME_SECONDS["one"] * rate)
+    mute_end = mute_start + round(SAME_SECONDS["two"] * rate)
+    assert rms(samples[mute_start - 15 * ms : mute_start - 5 * ms]) > 0.05
+    assert rms(samples[mute_start + 5 * ms : mute_end - 5 * ms]) < 0.005
+    assert rms(samples[mute_end + 5 * ms : mute_end + 15 * ms]) > 0.05
+
+
+def test_two_clean_copied_stitches_give_identical_bytes(same, tmp_path):
+    films = []
+    for run in ("x", "y"):
+        out = tmp_path / run / "film.mp4"
+        stats = stitch([same[n] for n in SAME], out, profile=PROFILE, transition=Transition(),
+                       memo=DirMemo(tmp_path / run / "memo"))
+        assert stats.conforms_copied == 3
+        films.append(out.read_bytes())
+    assert films[0] == films[1]
+
+
+@pytest.mark.parametrize(("odd", "why"), [
+    ("b", "clip 3 (b.mp4): it is 256x144, not 320x180"),
+    ("bframes", "clip 3 (bframes.mp4): it has B-frames"),
+    ("refs", "clip 3 (refs.mp4) has other H.264 parameter sets than clip 1"),
+])
+def test_one_clip_unlike_the_others_makes_the_cut_film_encode(clips, same, odd, why, tmp_path):
+    sequence = [same["one"], same["two"], (same | clips)[odd], same["three"]]
+    out = tmp_path / "film.mp4"
+    steps: list[str] = []
+    stats = stitch(sequence, out, profile=PROFILE, transition=Transition(),
+                   memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
+    assert stats == StitchStats(conforms_encoded=4, segments=4)
+    assert steps[0] == f"re-encode the video: {why}"
+    facts = film_facts(out)
+    seconds = {**SAME_SECONDS, "b": 3.0, "bframes": 2.0, "refs": 2.0}
+    assert facts["frames"] == sum(frames_for(seconds[n], 24) for n in ("one", "two", odd, "three"))
+    assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
+
+
+def test_copied_and_encoded_conforms_are_memoised_apart(clips, same, tmp_path):
+    memo = DirMemo(tmp_path / "memo")
+    copied = stitch([same["one"]], tmp_path / "one.mp4", profile=PROFILE, transition=Transition(),
+                    memo=memo)
+    encoded = stitch([same["one"], clips["b"]], tmp_path / "two.mp4", profile=PROFILE,
+                     transition=Transition(), memo=memo)
+    again = stitch([same["one"]], tmp_path / "three.mp4", profile=PROFILE, transition=Transition(),
+                   memo=memo)
+    assert (copied, encoded, again) == (StitchStats(conforms_copied=1, segments=1),
+                                        StitchStats(conforms_encoded=2, segments=2),
+                                        StitchStats(conforms_reused=1, segments=1))
+    assert [name.split("-")[:2] for name in memo.puts] == [["conform", "copy"]] + [["conform", "encode"]] * 2
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "three.mp4").read_bytes()
+
+
+def test_transitions_encode_even_clips_that_could_be_copied(same, tmp_path):
+    out = tmp_path / "film.mp4"
+    stats = stitch([same[n] for n in SAME], out, profile=PROFILE,
+                   transition=Transition("crossfade", 0.25), memo=DirMemo(tmp_path / "memo"))
+    assert stats == StitchStats(conforms_encoded=3, windows_encoded=2, segments=2 + 2 * 2 + 1)
+    assert film_facts(out)["frames"] == sum(frames_for(SAME_SECONDS[n], 24) for n in SAME) - 2 * 6
+
+
+def test_animatic_clips_are_copied(tmp_path):
+    provider = AnimaticProvider()
+    rendered = []
+    for i, audio in enumerate((True, False)):
+        dest = tmp_path / f"shot{i}.mp4"
+        job = RenderJob(provider="animatic", model="animatic-veo-3.1", prompt=f"shot {i}", duration=4,
+                        seed=i, audio=audio, label=f"shot{i}")
+        ctx = RenderContext(shot_id=f"shot{i}", inputs={}, journal=None)  # type: ignore[arg-type]
+        provider.render(job, dest, ctx)
+        rendered.append((hashlib.sha256(dest.read_bytes()).hexdigest(), dest))
+    out = tmp_path / "film.mp4"
+    stats = stitch(rendered, out, profile=Profile(width=1280, height=720, fps=24),
+                   transition=Transition(), memo=DirMemo(tmp_path / "memo"))
+    assert stats == StitchStats(conforms_copied=2, segments=2)
+    assert video_packets(out) == video_packets(rendered[0][1]) + video_packets(rendered[1][1])
+    facts = film_facts(out)
+    assert facts["frames"] == 2 * 4 * 24
+    assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
+
+
+def test_clip_facts_say_what_blocks_a_copy(clips, same):
+    one = read_clip(same["one"][1])
+    assert (one.frames, one.frame_rate, one.reorders, one.starts_on_idr) == (48, 24, False, True)
+    assert copy_blocker(one, PROFILE) is None
+    assert copy_blocker(one, Profile(320, 180, fps=25)) == "it is not exactly 25 frames a second from time 0"
+    assert copy_blocker(read_clip(clips["mute"][1]), PROFILE) == "it is not exactly 24 frames a second from time 0"
+    assert copy_blocker(read_clip(clips["tall"][1]), PROFILE) == "it is 180x320, not 320x180"
+    assert read_clip(same["bframes"][1]).reorders
+
+
+def test_copy_command_copies_video_and_cuts_audio_to_the_frames():
+    argv = build_copy_command(Path("/w/clip.mp4"), Path("/w/whole.mov"), profile=PROFILE, frames=48,
+                              has_audio=True)
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert graph.endswith("apad,atrim=end_sample=96000[a]")
+    assert argv[argv.index("-c:v") + 1] == "copy"
+    assert argv[argv.index("-c:a") + 1] == "pcm_s16le"
+    assert argv[-3:] == ["-f", "mov", "/w/whole.mov"]

@@ -136,6 +136,8 @@ class FakeGoogle:
         self._thread: threading.Thread | None = None
         self._hold = threading.Condition()
         self._held: set[str] = set()
+        self._guarded: set[str] = set()
+        self._in_flight: Counter[str] = Counter()
 
     @property
     def url(self) -> str:
@@ -167,6 +169,8 @@ class FakeGoogle:
             self.pending_polls, self.redirect, self.outcome = self._defaults
             self.allow_last_frame_alone = False
         self.release()
+        with self._hold:
+            self._guarded.clear()
 
     def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
              message: str | None = None) -> None:
@@ -228,12 +232,15 @@ class FakeGoogle:
     def hold(self, endpoint: str = "submit") -> None:
         """Keep new requests to `endpoint` waiting, not yet counted, until release().
 
-        A held request whose client has gone by the release (a build killed meanwhile) is dropped
-        uncounted, as if it had never left: a test can kill a build at a moment when no
-        submission is between the service and the build's journal.
+        From the first hold until reset(), a request to `endpoint` whose client has gone (a build
+        killed meanwhile) is dropped uncounted, as if it had never left; with in_flight() a test
+        can kill a build at a moment when no submission is between the service and the journal:
+
+            fake.hold("submit"); wait for in_flight("submit") == 0 and the journal; kill; fake.release()
         """
         with self._hold:
             self._held.add(endpoint)
+            self._guarded.add(endpoint)
 
     def release(self) -> None:
         """Let every held request through (those whose client is gone are dropped)."""
@@ -241,19 +248,32 @@ class FakeGoogle:
             self._held.clear()
             self._hold.notify_all()
 
-    def _pass_hold(self, endpoint: str, connection: socket.socket) -> bool:
-        """Wait while `endpoint` is held; False if the client hung up meanwhile."""
+    def in_flight(self, endpoint: str = "submit") -> int:
+        """Requests to a held (or once held) `endpoint` past the hold and not yet answered."""
         with self._hold:
-            if endpoint not in self._held:
-                return True
+            return self._in_flight[endpoint]
+
+    def _pass_hold(self, endpoint: str, connection: socket.socket) -> str:
+        """Whether a request may pass: free (never held), counted (in flight until answered), drop (client gone)."""
+        with self._hold:
+            if endpoint not in self._guarded:
+                return "free"
             while endpoint in self._held:
                 self._hold.wait()
-        try:
-            return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
+            try:
+                gone = connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                gone = False
+            except OSError:
+                gone = True
+            if gone:
+                return "drop"
+            self._in_flight[endpoint] += 1
+            return "counted"
+
+    def _answered(self, endpoint: str) -> None:
+        with self._hold:
+            self._in_flight[endpoint] -= 1
 
     def _add(self, endpoint: str, fault: Fault, times: int) -> None:
         with self._lock:
@@ -492,6 +512,15 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
+        _in_flight_endpoint: str | None = None
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            finally:
+                if self._in_flight_endpoint is not None:
+                    fake._answered(self._in_flight_endpoint)
+                    self._in_flight_endpoint = None
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -516,9 +545,12 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
             endpoint, handle = self._route(method, path, url.query)
             if endpoint is None:
                 return self._error(Reject(404, "NOT_FOUND", f"No route for {method} {url.path}"))
-            if not endpoint.startswith("_") and not fake._pass_hold(endpoint, self.connection):
+            passage = fake._pass_hold(endpoint, self.connection) if not endpoint.startswith("_") else "free"
+            if passage == "drop":
                 self.close_connection = True
                 return
+            if passage == "counted":
+                self._in_flight_endpoint = endpoint
             if not endpoint.startswith("_"):
                 with fake._lock:
                     fake._state.counts[endpoint] += 1
