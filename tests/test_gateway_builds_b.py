@@ -113,7 +113,7 @@ def test_uniall_builds_the_board_once_publishing_every_input(uniall, s3, write_b
     project, report = built(path)
 
     assert not report.failed and report.count(Outcome.RENDERED) == 4
-    assert probe(report.film.path).duration == pytest.approx(4 + 4 + 8 + 11, abs=0.1)  # 'd' contains 'a'
+    assert probe(report.film.path).duration == pytest.approx(4 + 8 + 11, abs=0.1)  # 'd' contains 'a', so 'a' is not in the film
     assert uniall.submissions == {"a red fox wakes up": 1, "the fox runs": 1, "the fox meets the owl": 1,
                                   "the fox leaps": 1}
 
