@@ -1,9 +1,14 @@
 """Time the stitcher on 20 clips of 8 s at 720p: cuts, crossfades, and a re-stitch after one edit.
 
-Run: ``python benchmarks/stitch_bench.py [--clips 20] [--seconds 8] [--keep DIR]``. The clips are
-rendered once with ffmpeg (lavfi ``testsrc2`` + ``sine``, H.264 + AAC like a provider's MP4),
-then each case stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the
-re-stitch, which reuses the crossfade's cache with one middle clip replaced.
+Run: ``python benchmarks/stitch_bench.py [--clips 20] [--seconds 8] [--bframes] [--keep DIR]``.
+The clips are rendered once with ffmpeg (lavfi ``testsrc2`` + ``sine``, H.264 + AAC like a
+provider's MP4, all from one encoder with one setting, as a real film's clips are), then each case
+stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the re-stitch, which
+reuses the crossfade's cache with one middle clip replaced.
+
+By default the clips have no B-frames (as the animatic's), so the cut film copies their video;
+``--bframes`` renders them with x264's default B-frames instead, which the stitcher cannot copy,
+to time the fallback that re-encodes every clip.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bench import load
+
 from storyboard.cache import Cache
 from storyboard.media import probe, run_ffmpeg
 from storyboard.stitch import Profile, StitchStats, Transition, stitch
@@ -23,14 +30,16 @@ from storyboard.stitch import Profile, StitchStats, Transition, stitch
 PROFILE = Profile(width=1280, height=720, fps=24)
 
 
-def render_clip(dest: Path, index: int, seconds: int, variant: int = 0) -> tuple[str, Path]:
-    """One 720p clip with a tone, distinct per index (and per variant)."""
+def render_clip(dest: Path, index: int, seconds: int, variant: int = 0,
+                bframes: bool = False) -> tuple[str, Path]:
+    """One 720p clip with a tone, distinct per index (and per variant); B-frames only if asked."""
     hue = (index * 37 + variant * 90) % 360
     tone = 220 + 20 * index + 7 * variant
     run_ffmpeg([
         "-y", "-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=24:d={seconds},hue=h={hue}",
         "-f", "lavfi", "-i", f"sine=f={tone}:r=48000:d={seconds}",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        *(() if bframes else ("-bf", "0")),
         "-c:a", "aac", "-b:a", "128k", "-shortest", str(dest),
     ])  # fmt: skip
     return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
@@ -60,6 +69,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--crossfade", type=float, default=0.5)
+    parser.add_argument("--bframes", action="store_true",
+                        help="render the clips with B-frames (the cut film then re-encodes them)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
 
@@ -67,12 +78,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        clips = [render_clip(work / f"clip{i:02d}.mp4", i, args.seconds) for i in range(args.clips)]
+        clips = [render_clip(work / f"clip{i:02d}.mp4", i, args.seconds, bframes=args.bframes)
+                 for i in range(args.clips)]
         middle = args.clips // 2
         changed = list(clips)
-        changed[middle] = render_clip(work / "changed.mp4", middle, args.seconds, variant=1)
+        changed[middle] = render_clip(work / "changed.mp4", middle, args.seconds, variant=1,
+                                      bframes=args.bframes)
         print(f"rendered {args.clips + 1} clips of {args.seconds} s at 720p "
-              f"in {time.perf_counter() - start:.1f} s\n")
+              f"({'with' if args.bframes else 'no'} B-frames) in {time.perf_counter() - start:.1f} s\n")
 
         fade = Transition("crossfade", args.crossfade)
         cases = [
@@ -87,13 +100,14 @@ def main() -> None:
             seconds, cpu, stats = timed(sequence, out, work / f"cache-{cache_name}", transition)
             rows.append((label, seconds, cpu, stats, describe(out)))
 
-        print(f"{'case':<38} {'wall':>7} {'cpu':>7}  {'conforms':>9}  {'windows':>8}  film")
+        print(f"{load()}\n{'case':<38} {'wall':>7} {'cpu':>7}  {'conforms':>9}  {'windows':>8}  film")
         for label, seconds, cpu, stats, film in rows:
-            conforms = f"{stats.conforms_encoded}+{stats.conforms_reused}"
+            conforms = f"{stats.conforms_encoded}+{stats.conforms_copied}+{stats.conforms_reused}"
             windows = f"{stats.windows_encoded}+{stats.windows_reused}"
             print(f"{label:<38} {seconds:>6.1f}s {cpu:>6.1f}s  {conforms:>9}  {windows:>8}  {film}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print("\nconforms/windows: encoded+reused; cpu: user+sys of this process and its ffmpegs.\n"
+        print("\nconforms: encoded+copied+reused; windows: encoded+reused; "
+              "cpu: user+sys of this process and its ffmpegs.\n"
               f"Peak memory of any ffmpeg process (including clip rendering): {peak:.0f} MB")
     finally:
         if args.keep is None:

@@ -24,7 +24,6 @@ from storyboard.errors import MediaError
 FrameAt = Literal["first", "last"] | float
 """A frame of a clip: the first, the last, or the one shown at a time in seconds."""
 
-Kind = Literal["png", "jpeg", "mp4"]
 
 PNG_COMPRESS_LEVEL = 3
 """Fixed so frame bytes (and so downstream cache keys) never depend on a library default."""
@@ -125,26 +124,6 @@ def run_ffmpeg(args: Sequence[str]) -> None:
         )
         detail = "\n".join(lines) if lines else "(no output on stderr)"
         raise MediaError(f"ffmpeg {how}:\n{detail}")
-
-
-def sniff(path: str | os.PathLike[str]) -> Kind | None:
-    """The type of a file from its magic bytes: "png", "jpeg", "mp4", or None for anything else.
-
-    Raises:
-        MediaError: the file cannot be read.
-    """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-    except OSError as exc:
-        raise MediaError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(head) >= 8 and head[4:8] == b"ftyp":
-        return "mp4"
-    return None
 
 
 @contextmanager

@@ -90,8 +90,10 @@ class Remote:
         required: raise RemoteError instead of warning and going on locally when the remote fails.
         warn: receives each warning as one sentence.
         storage_options: passed to the fsspec filesystem (credentials, `endpoint_url`, …). For S3,
-            the endpoint defaults to AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, and connections time
-            out after 3 s with one retry, so a dead remote costs a build about a second, once.
+            the endpoint defaults to AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; connecting times out
+            after 3 s and an unanswered request after 10 s (`config_kwargs` overrides both), with
+            one retry. A refused connection costs a build about a second, a silent server about
+            40 s, and only once: the remote is then marked down.
 
     Raises:
         RemoteError: the URL's protocol is unknown or its fsspec backend is not installed.
@@ -216,13 +218,13 @@ class Remote:
             for key, entry in wanted.items():
                 ticked = 0
 
-                def on_object(sha: str, size: int) -> None:
+                def on_object(sha: str, size: int | None) -> None:
                     nonlocal ticked
                     ticked += 1
-                    if size:
+                    if size is not None:
                         report.objects += 1
                         report.bytes += size
-                    tick(f"object {sha[:12]}")
+                    tick(f"object {sha[:12]}" + (" (already here)" if size is None else ""))
 
                 if self._download(entry, cache, on_object) is None:
                     report.missing.append(key)
@@ -240,9 +242,10 @@ class Remote:
     # ---- transfers ------------------------------------------------------------------------
 
     def _download(self, entry: dict[str, Any], cache: Cache,
-                  on_object: Callable[[str, int], None] = lambda sha, size: None) -> int | None:
+                  on_object: Callable[[str, int | None], None] = lambda sha, size: None) -> int | None:
         """Fetch the entry's objects the cache lacks into tmp files, verify all, then adopt all.
 
+        on_object(sha, size) follows each object, size None for one the cache already had.
         Returns the bytes downloaded, or None (warned) if an object is missing or corrupt.
         """
         staged: dict[str, Path] = {}
@@ -250,7 +253,7 @@ class Remote:
         try:
             for sha in dict.fromkeys(entry["outputs"].values()):
                 if cache.intact(sha):
-                    on_object(sha, 0)
+                    on_object(sha, None)
                     continue
                 tmp = staged[sha] = cache.tmp_path()
                 digest = self._get_object(sha, tmp)
@@ -302,17 +305,19 @@ class Remote:
         for sha in shas:
             local = cache.object_path(sha)
             size = local.stat().st_size
-            if self._size(self._object_path(sha)) != size:
+            there = self._size(self._object_path(sha)) == size
+            if not there:
                 self._put(self._object_path(sha), local)
                 report.objects += 1
                 report.bytes += size
-            tick(f"object {sha[:12]}")
+            tick(f"object {sha[:12]}" + (" (already there)" if there else ""))
         data = (json.dumps(entry, indent=1, sort_keys=True) + "\n").encode()
-        if self._read(self._action_path(key)) != data:
+        there = self._read(self._action_path(key)) == data
+        if not there:
             self._put(self._action_path(key), data)
             report.actions += 1
             report.bytes += len(data)
-        tick(f"action {key[:12]}")
+        tick(f"action {key[:12]}" + (" (already there)" if there else ""))
         return True
 
     def _read_action(self, key: str) -> dict[str, Any] | None:
@@ -422,7 +427,7 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
     if protocol in ("s3", "s3a"):
         # botocore's "legacy" max_attempts counts retries: one retry rides out a lone 503 SlowDown,
         # and a refused connection still fails in about a second. Fresh dicts: botocore edits them.
-        options["config_kwargs"] = {"connect_timeout": 3, "retries": {"max_attempts": 1},
+        options["config_kwargs"] = {"connect_timeout": 3, "read_timeout": 10, "retries": {"max_attempts": 1},
                                     **options.get("config_kwargs", {})}
         client = dict(options.get("client_kwargs", {}))
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -443,6 +448,10 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
     except (ValueError, TypeError) as exc:
         raise RemoteError(f"remote cache {url}: {exc}; use s3://bucket/prefix, gs://bucket/prefix, "
                           "file:///path or a folder path") from exc
+    if protocol in ("s3", "s3a"):
+        # s3fs retries read timeouts itself, 5 times by default: a server that accepts connections
+        # but never answers would stall the build for minutes. Twice keeps a flaky download alive.
+        fs.retries = 2
     return fs, str(root).rstrip("/")
 
 

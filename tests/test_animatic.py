@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from storyboard import media
+from storyboard.sniff import sniff
 from storyboard.job import Capabilities, Price, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings, load_provider
 from storyboard.providers.animatic import (
@@ -136,7 +137,7 @@ def _rgb(path: Path) -> np.ndarray:
 
 def _check_clip(path: Path, seconds: float, size: tuple[int, int]) -> media.MediaInfo:
     info = media.probe(path)
-    assert media.sniff(path) == "mp4"
+    assert sniff(path) == "mp4"
     assert (info.width, info.height) == size
     assert info.fps == 24.0 and info.frames == round(seconds * 24)
     assert info.duration == pytest.approx(seconds)

@@ -98,8 +98,7 @@ def assert_objects_intact(cache: Path) -> None:
 
 def journals(cache: Path) -> list[Path]:
     """The journal entries a build left: in-flight operations it would resume."""
-    folder = cache / "journal"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+    return sorted(p for p in (cache / "journal").glob("*.json") if not p.name.startswith("."))  # not a .tmp
 
 
 def film_frames(path: Path) -> tuple[int, int, int]:

@@ -263,6 +263,19 @@ def test_a_remote_answering_5xx_counts_as_down(s3_bucket, unavailable_server, ma
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "Service Unavailable" in warnings[0]
 
 
+def test_a_server_that_never_answers_counts_as_down(s3_bucket, machine_a, warnings):
+    key, _ = render(machine_a, "wakes up")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        remote = Remote("s3://bucket/cache", warn=warnings.append,
+                        storage_options={"endpoint_url": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                         "config_kwargs": {"read_timeout": 0.2}})
+        assert remote.lookup(key) is None
+        assert remote.lookup(key) is None
+    assert len(warnings) == 1 and "unreachable" in warnings[0] and "Read timeout" in warnings[0]
+
+
 def test_a_folder_remote_that_does_not_exist_is_down_not_empty(tmp_path, machine_a, warnings):
     key, entry = render(machine_a, "wakes up")
     remote = Remote(str(tmp_path / "unmounted"), warn=warnings.append)

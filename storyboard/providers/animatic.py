@@ -42,6 +42,7 @@ from storyboard.job import (
     frame_size,
 )
 from storyboard.providers import ProviderSettings
+from storyboard.sniff import sniff
 
 FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
 """Shipped with the package: drawtext finds no font on a bare machine."""
@@ -206,7 +207,7 @@ class _Graph:
 
     def image(self, path: Path) -> str:
         """Add a still, PNG or JPEG by content: cache objects have no extension."""
-        demuxer = "jpeg_pipe" if media.sniff(path) == "jpeg" else "png_pipe"
+        demuxer = "jpeg_pipe" if sniff(path) == "jpeg" else "png_pipe"
         return self.input("-f", demuxer, "-i", f"file:{path}")
 
     def add(self, chain: str, *sources: str) -> str:

@@ -1,0 +1,38 @@
+"""Start-up: ``storyboard --help``, with hyperfine when it is installed, else a loop of runs.
+
+    python benchmarks/startup.py [--runs 30] [--exe PATH]
+
+hyperfine (``apt-get install -y hyperfine``) runs it with 3 warm-up runs and reports its
+statistics; without it, the median of ``--runs`` subprocess runs after 3 warm-ups is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from _bench import load, run_timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--exe", default=str(Path(sys.executable).with_name("storyboard")),
+                        help="the storyboard console script (default: beside this Python)")
+    args = parser.parse_args()
+    cmd = [args.exe, "--help"]
+    print(load())
+    hyperfine = shutil.which("hyperfine")
+    if hyperfine:
+        subprocess.run([hyperfine, "--warmup", "3", "--runs", str(args.runs), "-N", " ".join(cmd)], check=True)
+    else:
+        run_timed(cmd, runs=3)
+        print(f"{' '.join(cmd)}: {run_timed(cmd, runs=args.runs).row()}")
+    print(load())
+
+
+if __name__ == "__main__":
+    main()
