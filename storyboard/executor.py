@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyboard.cache import Cache, cache_key
+from storyboard.cache import cache_key
 from storyboard.errors import MediaError, ProviderError, StoryboardError
 from storyboard.job import EXTENSION_SECONDS, FPS, RenderContext, RenderJob
 from storyboard.lockfile import LockFile
