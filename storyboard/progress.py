@@ -21,7 +21,7 @@ FINAL = {"done", "cached", "failed", "skipped"}
 class PlainReporter:
     """One line per state change, safe to call from worker threads."""
 
-    QUIET_STATES = {"queued", "rendering", "downloading", "submitted"}
+    QUIET_STATES = {"queued", "rendering", "downloading", "submitted", "uploading"}
 
     def __init__(self, out: TextIO) -> None:
         self.out = out

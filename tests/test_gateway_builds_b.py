@@ -114,7 +114,7 @@ def test_uniall_builds_the_board_once_publishing_every_input(uniall, s3, write_b
     project, report = built(path)
 
     assert not report.failed and report.count(Outcome.RENDERED) == 4
-    assert probe(report.film.path).duration == pytest.approx(4 + 8 + 11, abs=0.1)  # 'd' contains 'a', so 'a' is not in the film
+    assert probe(report.film.path).duration == pytest.approx(4 + 8 + 11, abs=0.1)  # 'd' contains 'a': not in the film
     assert uniall.submissions == {"a red fox wakes up": 1, "the fox runs": 1, "the fox meets the owl": 1,
                                   "the fox leaps": 1}
 
@@ -192,7 +192,7 @@ def test_uniall_without_an_upload_target_refuses_shots_with_inputs(uniall, write
     with pytest.raises(StoryboardFileError, match=r"uniall takes images and clips only as URLs: set upload = "
                                                   r"\"s3://bucket/prefix\"") as info:
         open_project(write_board(board("uniall", shots), fox=(1, 2, 3), owl=(4, 5, 6)))
-    assert f"shot 'k'" in info.value.message and field in info.value.message
+    assert "shot 'k'" in info.value.message and field in info.value.message
     assert uniall.stats()["counts"] == {}
 
 

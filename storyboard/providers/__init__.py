@@ -19,6 +19,10 @@ BUILTIN: dict[str, str] = {
     "animatic": "storyboard.providers.animatic:AnimaticProvider",
     "gemini": "storyboard.providers.gemini:GeminiProvider",
     "vertex": "storyboard.providers.vertex:VertexProvider",
+    "apiframe": "storyboard.providers.apiframe:ApiframeProvider",
+    "azerion": "storyboard.providers.azerion:AzerionProvider",
+    "uniall": "storyboard.providers.uniall:UniAllProvider",
+    "cometapi": "storyboard.providers.cometapi:CometApiProvider",
 }
 ENTRY_POINT_GROUP = "storyboard.providers"
 

@@ -110,8 +110,8 @@ class UploadTarget:
         target = f"{root.rstrip('/')}/{name}"
         try:
             if not self._present(fs, target, path.stat().st_size):
-                extra = {_CONTENT_TYPE_ARG[self.protocol]: CONTENT_TYPES[ext]} if self.protocol in _CONTENT_TYPE_ARG else {}
-                fs.put_file(str(path), target, **extra)
+                keyword = _CONTENT_TYPE_ARG.get(self.protocol)
+                fs.put_file(str(path), target, **({keyword: CONTENT_TYPES[ext]} if keyword else {}))
         except ProviderError:
             raise
         except Exception as exc:  # fsspec backends raise their own families (botocore, aiohttp, OSError)

@@ -48,7 +48,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from storyboard.errors import MissingKeyError, ProviderError
+from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
 from storyboard.providers._http import HttpProvider, response_json
@@ -225,7 +225,7 @@ class UniAllProvider(TaskGateway):
         caps = MODELS.get(match["family"] if match else model, STANDARD)
         if match:
             caps = replace(caps, resolutions=frozenset({match["resolution"]}))
-        if self.settings.upload is None:
+        if self.target is None:
             caps = replace(caps, local_media=False)
         return caps
 
@@ -241,7 +241,7 @@ class UniAllProvider(TaskGateway):
     def target(self) -> UploadTarget | None:
         """The upload target of the table, built on first use; None when none is set."""
         settings = self.settings
-        if settings.upload is None or settings.public_url is None:
+        if getattr(settings, "upload", None) is None or getattr(settings, "public_url", None) is None:
             return None
         with self._target_lock:
             if self._target is None:
@@ -257,12 +257,12 @@ class UniAllProvider(TaskGateway):
                                 f"public_url in [providers.{self.name}]", provider=self.name)
         return target.publish(ctx.input_path(digest), digest)
 
-    def check_key(self) -> None:
-        """The key must be set; so must a base URL (never empty, but a table may blank it)."""
-        super().check_key()
-        if not self.base_url:
-            raise MissingKeyError(f"{self.name} needs its base URL: set base_url in [providers.{self.name}] "
-                                  f"or STORYBOARD_{self.name.upper()}_BASE_URL")
+    def secrets(self) -> tuple[str, ...]:
+        """The API key and the upload target's credentials, to scrub from messages."""
+        options = getattr(self.settings, "storage_options", {})
+        found = [self.env.get(var, "").strip() for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+        found += [str(options[k]) for k in ("secret", "token", "password", "account_key") if k in options]
+        return super().secrets() + tuple(s for s in found if s)
 
     # ---- the wire -----------------------------------------------------------------------------
 

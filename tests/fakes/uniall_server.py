@@ -489,7 +489,7 @@ def _handler(fake: TaskFake) -> type[BaseHTTPRequestHandler]:
                 handle(self, match, body, fault is not None and fault.action == "truncate")
             except ApiError as exc:
                 self._error(exc)
-            except Exception as exc:  # a bug in the fake: say so instead of dropping the connection
+            except Exception as exc:  # noqa: BLE001 - a bug in the fake: say so instead of dropping the connection
                 self._error(ApiError(500, f"fake {fake.label} crashed: {type(exc).__name__}: {exc}", "fake_bug"))
 
         def _file(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:

@@ -111,7 +111,7 @@ def test_429_then_success_honours_retry_after(fake, tmp_path):
     fake.fail("submit", 429, times=2, retry_after="3")
     _, dest, ctx = render(comet(fake), job(), tmp_path)
     assert fake.count("submit") == 3 and fake.submissions == {"A lighthouse at dusk": 1}
-    assert ctx.sleep.firsts[:2] == [3.0, 3.0]
+    assert ctx.sleep.firsts[:2] == [3.0, 3.0] and probe(dest).duration == 8.0
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -119,6 +119,7 @@ def test_server_errors_are_retried(fake, tmp_path, status):
     fake.fail("poll", status, times=2)
     fake.fail("submit", status, times=1)
     _, dest, _ = render(comet(fake), job(), tmp_path)
+    assert probe(dest).duration == 8.0
     assert fake.count("submit") == 2 and fake.count("poll") == 5 and fake.submissions == {"A lighthouse at dusk": 1}
 
 

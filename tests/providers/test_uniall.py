@@ -195,7 +195,7 @@ def test_429_then_success_honours_retry_after(fake, tmp_path):
 def test_server_errors_on_poll_are_retried_with_backoff(fake, tmp_path, status):
     fake.fail("poll", status, times=2)
     _, dest, ctx = render(uniall(fake), job(), tmp_path)
-    assert fake.count("poll") == 5 and fake.count("submit") == 1
+    assert fake.count("poll") == 5 and fake.count("submit") == 1 and probe(dest).duration == 8.0
     backoffs = [s for s in ctx.sleep.firsts if s != 0.01]
     assert len(backoffs) == 2 and 1 <= backoffs[0] <= 2 and 2 <= backoffs[1] <= 4
 
@@ -289,6 +289,12 @@ def test_the_environment_overrides_the_base_url(fake, tmp_path):
     render(provider, job(), tmp_path)
     assert fake.count("submit") == 1
     assert UniAllProvider(env={}).base_url == "https://api.uniall.ai"
+
+
+def test_the_upload_credentials_are_scrubbed_too():
+    settings = UniAllSettings(upload="s3://b/p", public_url="https://b/{key}", storage_options={"secret": "opt-s3cr3t"})
+    provider = UniAllProvider(settings, env={"UNIALL_API_KEY": KEY, "AWS_SECRET_ACCESS_KEY": "env-s3cr3t"})
+    assert set(provider.secrets()) == {KEY, "env-s3cr3t", "opt-s3cr3t"}
 
 
 def test_capabilities_follow_the_model_and_the_upload_target():

@@ -27,7 +27,7 @@ def test_publish_uploads_under_a_content_addressed_key_readable_at_the_public_ur
     assert response.headers["content-type"] == "image/png"
 
 
-def test_the_digest_is_computed_when_not_given_and_jpeg_and_mp4_get_their_extensions(s3: S3Bucket, tmp_path):  # noqa: F811
+def test_the_digest_is_computed_and_jpeg_and_mp4_get_their_extensions(s3: S3Bucket, tmp_path):  # noqa: F811
     digest, path = png(tmp_path, "b.jpg", "blue", "JPEG")
     clip = tmp_path / "c.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(32))
