@@ -183,16 +183,21 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
         settings = providers.get(provider)
         model_name = s.model or (settings.model if settings and settings.model else None) or spec.film.model or impl.default_model
         first, continues = _first_frame(where, root, s, ids, assets, allow_outside)
+        caps = impl.capabilities(model_name)
+        # [film] values are defaults where a provider takes them: a film-wide seed does not make every
+        # shot on a seedless provider invalid (a seed set on the shot itself still does)
+        film_seed = spec.film.seed if caps.seed else None
+        film_negative = spec.film.negative_prompt if caps.negative_prompt else None
         shots[s.id] = Shot(
             id=s.id,
             index=index,
             prompt=render(s.prompt, s.id, "prompt"),
-            negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else spec.film.negative_prompt,
+            negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                  s.id, inherited=s.negative_prompt is None),
             duration=s.duration if s.duration is not None else spec.film.duration,
             resolution=s.resolution or spec.film.resolution,
             aspect_ratio=s.aspect_ratio or spec.film.aspect_ratio,
-            seed=s.seed if s.seed is not None else spec.film.seed,
+            seed=s.seed if s.seed is not None else film_seed,
             audio=s.audio if s.audio is not None else spec.film.audio,
             take=s.take,
             provider=provider,
