@@ -320,11 +320,12 @@ class Cache:
                 if on_wait:
                     on_wait(holder)
                 fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since "
-                     f"{time.strftime('%H:%M:%S')}")
-            fh.flush()
+            with _quiet():  # who holds it is for messages only: a full disk must not stop the build here
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since "
+                         f"{time.strftime('%H:%M:%S')}")
+                fh.flush()
             yield
         finally:
             with _quiet():

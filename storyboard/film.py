@@ -90,11 +90,19 @@ def _place(cache: Cache, sha: str, output: Path) -> None:
     """Copy the film to its output path atomically, unless it is already there."""
     if output.is_file() and cache.digest(output) == sha:
         return
+    import tempfile
+
+    tmp = None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
+        fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         shutil.copyfile(cache.object_path(sha), tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     except OSError as exc:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
         raise CacheError(f"cannot write the film to {output}: {exc.strerror}") from exc
     cache.digest(output)

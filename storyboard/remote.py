@@ -114,6 +114,7 @@ class Remote:
         self._down: str | None = None
         self._no_write = False
         self._probed = False
+        self._corrupt: set[str] = set()
         self.fs, self._root = _open_fs(url, storage_options)
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._local = bool(protocols & {"file", "local"})
@@ -261,6 +262,7 @@ class Remote:
                     self._warn(f"remote object {sha} is missing; ignoring the entry that names it")
                     return None
                 if digest != sha:
+                    self._corrupt.add(sha)
                     self._warn(f"remote object {sha} is corrupt; ignoring it")
                     return None
                 size = tmp.stat().st_size
@@ -305,7 +307,8 @@ class Remote:
         for sha in shas:
             local = cache.object_path(sha)
             size = local.stat().st_size
-            there = self._size(self._object_path(sha)) == size
+            # A copy seen corrupt is replaced even when its size looks right: publishing heals it.
+            there = sha not in self._corrupt and self._size(self._object_path(sha)) == size
             if not there:
                 self._put(self._object_path(sha), local)
                 report.objects += 1
@@ -342,6 +345,10 @@ class Remote:
             yield
         except FileNotFoundError:
             raise
+        except PermissionError as exc:
+            raise _Unavailable(f"{doing}: {_reason(exc)}; the credentials need read access to the whole "
+                               "prefix (on S3, s3:GetObject and s3:ListBucket, without which a miss is "
+                               "'access denied'), and write access to publish") from exc
         except Exception as exc:  # each backend has its own errors: botocore, aiohttp, gcsfs, OSError
             raise _Unavailable(f"{doing}: {_reason(exc)}") from exc
 
@@ -456,12 +463,13 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
 
 
 def _write_local(path: Path, source: Path | bytes) -> None:
-    """Temp file in the same folder, fsync, rename: what cache.atomic_write_bytes does, streamed."""
+    """Temp file in the same folder, fsync, rename; created 0666 less the umask, so a shared
+    folder's files are readable by the team (mkstemp would make them 0600)."""
     import shutil
-    import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
             if isinstance(source, bytes):
@@ -473,8 +481,7 @@ def _write_local(path: Path, source: Path | bytes) -> None:
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 

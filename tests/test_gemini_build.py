@@ -277,6 +277,7 @@ def test_a_429_with_retry_after_is_retried_then_succeeds(fake, tmp_path):
     assert "retrying in 0.0 s (try 2 of 6)" in result.stderr  # Retry-After, not the 1-2 s backoff
     assert fake.count("submit") == 2 and fake.submissions == {"waves against the pier": 1}
     assert "(4.00 s, stitched)" in result.stdout
+    assert KEY not in result.stdout + result.stderr
 
 
 def test_503s_on_poll_and_a_truncated_download_are_retried(fake, tmp_path):
@@ -297,6 +298,7 @@ def test_a_connection_reset_on_submit_is_retried(fake, tmp_path):
     result = storyboard("build", str(board), env=gemini_env(fake))
     assert result.returncode == 0, result.stderr
     assert "POST /v1beta/models/veo-3.1-generate-preview:predictLongRunning connection failed" in result.stderr
+    assert KEY not in result.stdout + result.stderr
     assert fake.count("submit") == 2 and fake.submissions == {"waves against the pier": 1}
 
 

@@ -202,6 +202,23 @@ def test_kill_9_while_rendering_resumes_without_paying_again(fake, tmp_path):
     assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr
 
 
+def test_a_journaled_operation_that_vanished_is_submitted_again(fake, tmp_path):
+    fake.pending_polls = 10**9
+    board = write(tmp_path, TWO)
+    env = gemini_env(fake)
+    first = Build(board, env, "--only", "a")
+    assert first.until(lambda line: line == "a: rendering")
+    first.kill()
+    fake.forget_operations()
+    fake.pending_polls = 2
+    second = Build(board, env, "--only", "a")
+    assert second.finish() == 0, second.stderr
+    assert "journaled gemini operation" in second.stderr and "is gone" in second.stderr
+    assert "submitting again" in second.stderr
+    assert fake.submissions == {"a lighthouse at dusk": 2}
+    assert not journals(tmp_path / ".storyboard")
+
+
 @pytest.mark.parametrize("kills", [3, pytest.param(20, marks=pytest.mark.slow)])
 def test_kill_9_at_random_moments_never_pays_twice_or_corrupts(fake, tmp_path, kills):
     rng = random.Random(20240607 + kills)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
 import random
 import shutil
 import socket
+import stat
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,13 +18,34 @@ import storyboard.build
 from storyboard.cache import Cache, cache_key
 from storyboard.lockfile import LockFile
 from storyboard.remote import Remote, RemoteError, lock_keys, remote_from
-from tests.fakes.moto_s3 import Bucket, moto_server, s3_bucket  # noqa: F401 - fixtures
+from tests.fakes.s3_server import S3Bucket, s3  # noqa: F401 - the loopback S3 server's fixture
 
 SIZES = {"clip": 300_000, "first": 3_000, "last": 3_100}
 
 
+class Bucket:
+    """A remote cache at s3://<bucket>/cache on the loopback server; keys relative to the prefix."""
+
+    def __init__(self, bucket: S3Bucket) -> None:
+        self.fs, self.root = bucket.fs, f"{bucket.bucket}/cache"
+        self.url, self.storage_options = f"s3://{self.root}", {"endpoint_url": bucket.endpoint}
+
+    def keys(self) -> list[str]:
+        self.fs.invalidate_cache()
+        return sorted(path[len(self.root) + 1:] for path in self.fs.find(self.root))
+
+    def get(self, key: str) -> bytes:
+        return self.fs.cat_file(f"{self.root}/{key}")
+
+    def put(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(f"{self.root}/{key}", data)
+
+    def delete(self, key: str) -> None:
+        self.fs.rm_file(f"{self.root}/{key}")
+
+
 class Folder:
-    """A folder remote with the same helpers as a Bucket."""
+    """A folder remote with the same helpers."""
 
     def __init__(self, root: Path, url: str) -> None:
         self.root, self.url, self.storage_options = root, url, None
@@ -39,6 +62,12 @@ class Folder:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Bucket) -> Bucket:  # noqa: F811 - uses the imported fixture
+    """A fresh bucket; the AWS_* variables (endpoint included) point at the loopback server."""
+    return Bucket(s3)
 
 
 @pytest.fixture(params=["s3", "file-url", "path"])
@@ -138,6 +167,21 @@ def test_a_truncated_remote_object_is_refused_and_never_enters_the_cache(store, 
     assert remote_for(store, warnings).fetch(key, machine_b) is None
     assert warnings == [f"remote object {clip} is corrupt; ignoring it"]
     assert stored(machine_b) == []
+
+
+def test_publishing_again_heals_a_corrupt_object_of_the_right_size(s3_bucket, machine_a, machine_b, warnings):
+    key, entry = render(machine_a, "wakes up")
+    remote = remote_for(s3_bucket, warnings)
+    remote.publish(key, entry, machine_a)
+    clip = entry["outputs"]["clip"]
+    good = machine_a.object_path(clip).read_bytes()
+    s3_bucket.put(f"objects/{clip[:2]}/{clip}", bytes(len(good)))
+
+    assert remote.fetch(key, machine_b) is None
+    remote.publish(key, entry, machine_a)
+    assert s3_bucket.get(f"objects/{clip[:2]}/{clip}") == good
+    assert remote.fetch(key, machine_b) == entry
+    assert warnings == [f"remote object {clip} is corrupt; ignoring it"]
 
 
 def test_an_entry_whose_object_is_gone_is_a_miss(store, machine_a, machine_b, warnings):
@@ -276,6 +320,17 @@ def test_a_server_that_never_answers_counts_as_down(s3_bucket, machine_a, warnin
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "Read timeout" in warnings[0]
 
 
+def test_access_denied_says_which_permissions_are_needed(s3_bucket, machine_a, monkeypatch, warnings):
+    remote = remote_for(s3_bucket, warnings)
+
+    def deny(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Access Denied")
+
+    monkeypatch.setattr(remote.fs, "cat_file", deny)
+    assert remote.lookup(render(machine_a, "wakes up")[0]) is None
+    assert len(warnings) == 1 and "s3:GetObject and s3:ListBucket" in warnings[0]
+
+
 def test_a_folder_remote_that_does_not_exist_is_down_not_empty(tmp_path, machine_a, warnings):
     key, entry = render(machine_a, "wakes up")
     remote = Remote(str(tmp_path / "unmounted"), warn=warnings.append)
@@ -285,12 +340,15 @@ def test_a_folder_remote_that_does_not_exist_is_down_not_empty(tmp_path, machine
     assert len(warnings) == 1 and "does not exist; create it or mount the share" in warnings[0]
 
 
-def test_a_folder_remote_leaves_no_temporary_files(tmp_path, machine_a, warnings):
+def test_a_folder_remote_leaves_no_temporary_files_and_shares_its_files(tmp_path, machine_a, warnings):
     store = Folder(tmp_path / "share", (tmp_path / "share").as_uri())
     store.root.mkdir()
     key, entry = render(machine_a, "wakes up")
     remote_for(store, warnings).publish(key, entry, machine_a)
     assert store.keys() == layout(key, entry)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE((store.root / name).stat().st_mode) for name in store.keys()} == {0o666 & ~umask}
 
 
 def test_read_only_mode_publishes_nothing_but_still_reads(s3_bucket, machine_a, machine_b, warnings):
