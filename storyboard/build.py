@@ -58,15 +58,22 @@ def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: s
 
 def attach_remote(project: Project, url: str | None = None, *, no_remote: bool = False,
                   required: bool = False, warn: Any = None) -> None:
-    """Use the team's remote cache: --no-remote > --remote > STORYBOARD_REMOTE > [cache] remote."""
+    """Use the team's remote cache: --no-remote > --remote > STORYBOARD_REMOTE > [cache] remote.
+
+    STORYBOARD_REMOTE_WRITE=0 makes it read-only for this process (CI), like `remote_write = false`.
+    """
     import os
 
     chosen = None if no_remote else (url or os.environ.get("STORYBOARD_REMOTE") or project.board.cache.remote)
-    if chosen:
-        from storyboard.remote import Remote
+    if not chosen:
+        return
+    from storyboard.remote import Remote
 
-        kwargs = {"warn": warn} if warn else {}
-        project.remote = Remote(chosen, writable=project.board.cache.remote_write, required=required, **kwargs)
+    if "://" not in chosen and not Path(chosen).is_absolute() and chosen == project.board.cache.remote:
+        chosen = str(project.board.root / chosen)  # a folder named in the file is relative to the file
+    writable = project.board.cache.remote_write and os.environ.get("STORYBOARD_REMOTE_WRITE", "1") != "0"
+    kwargs = {"warn": warn} if warn else {}
+    project.remote = Remote(chosen, writable=writable, required=required, **kwargs)
 
 
 REMOTE_READY = True

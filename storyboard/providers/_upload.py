@@ -80,7 +80,11 @@ class UploadTarget:
                     # one filesystem per target: fsspec's instance cache would outlive changed credentials
                     self._fs, self._root = fsspec.core.url_to_fs(self.upload, skip_instance_cache=True,
                                                                  **self.storage_options)
-                except (ImportError, ValueError) as exc:
+                except ImportError as exc:
+                    raise ProviderError(f"{self.provider}: the upload target {self.upload} needs a package that is "
+                                        f"not installed: pip install 'storyboard[s3]' (or the fsspec backend for "
+                                        "its scheme)", provider=self.provider) from exc
+                except ValueError as exc:
                     raise ProviderError(f"{self.provider}: cannot open the upload target {self.upload}: {exc}",
                                         provider=self.provider) from exc
             return self._fs, self._root
