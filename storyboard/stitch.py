@@ -218,10 +218,12 @@ def stitch(
         transition: how clips join; see ``Transition``.
         memo: where conformed clips and windows are kept between builds.
         normalize_audio: normalise the film's loudness (EBU R128) in the final encode.
-        on_step: called with a line such as ``"conform clip 2/5 (b.mp4)"`` before each encode.
+        on_step: called with a line such as ``"conform clip 2/5 (b.mp4)"`` (or ``"copy clip
+            2/5 (b.mp4)"``) before each step, and once with the reason when a film of cuts
+            cannot copy its clips' video.
 
     Returns:
-        How many conforms and windows were encoded and how many were reused.
+        How many conforms were encoded, copied or reused, and windows encoded or reused.
 
     Raises:
         StitchError: no clips, a clip too short for the transition, or ffmpeg failed; the message
