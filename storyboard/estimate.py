@@ -65,34 +65,49 @@ def wall_time(
     """Simulated makespan: ready shots start in order, within `jobs`, each provider's concurrency and rpm.
 
     `limits[provider] = (concurrency, requests per minute or None)`; each job costs one request.
-    Shots not in `to_run` count as done (cached).
+    Shots not in `to_run` count as done (cached). Event-driven with a ready queue per provider, so
+    10,000 shots simulate in milliseconds.
     """
     order = list(to_run)
-    waiting = set(order)
+    index = {shot: i for i, shot in enumerate(order)}
+    waiting_on: dict[str, int] = {}
+    dependants: dict[str, list[str]] = defaultdict(list)
+    ready: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for shot in order:
+        ups = [u for u in upstream.get(shot, ()) if u in index]
+        waiting_on[shot] = len(ups)
+        for u in ups:
+            dependants[u].append(shot)
+        if not ups:
+            heapq.heappush(ready[provider_of[shot]], (index[shot], shot))
     running: list[tuple[float, str]] = []
     busy: dict[str, int] = defaultdict(int)
     sent: dict[str, deque[float]] = defaultdict(deque)
-    now = 0.0
-    while waiting or running:
-        unfinished = waiting | {s for _, s in running}
+    now, left = 0.0, len(order)
+    while left:
         rpm_wakeup = None
-        for shot in order:
-            if shot not in waiting or any(u in unfinished for u in upstream.get(shot, ())):
-                continue
-            p = provider_of[shot]
-            concurrency, rpm = limits.get(p, (jobs, None))
-            if len(running) >= jobs or busy[p] >= concurrency:
-                continue
-            window = sent[p]
-            while window and window[0] <= now - 60.0:
-                window.popleft()
-            if rpm and len(window) >= rpm:
-                wake = window[0] + 60.0
-                rpm_wakeup = wake if rpm_wakeup is None else min(rpm_wakeup, wake)
-                continue
-            window.append(now)
-            waiting.discard(shot)
-            busy[p] += 1
+        while len(running) < jobs:
+            best = None
+            for p, queue in ready.items():
+                if not queue:
+                    continue
+                concurrency, rpm = limits.get(p, (jobs, None))
+                if busy[p] >= concurrency:
+                    continue
+                window = sent[p]
+                while window and window[0] <= now - 60.0:
+                    window.popleft()
+                if rpm and len(window) >= rpm:
+                    wake = window[0] + 60.0
+                    rpm_wakeup = wake if rpm_wakeup is None else min(rpm_wakeup, wake)
+                    continue
+                if best is None or queue[0][0] < ready[best][0][0]:
+                    best = p
+            if best is None:
+                break
+            _, shot = heapq.heappop(ready[best])
+            sent[best].append(now)
+            busy[best] += 1
             heapq.heappush(running, (now + seconds[shot], shot))
         events = [t for t in (running[0][0] if running else None, rpm_wakeup) if t is not None]
         if not events:
@@ -101,6 +116,11 @@ def wall_time(
         while running and running[0][0] <= now:
             _, shot = heapq.heappop(running)
             busy[provider_of[shot]] -= 1
+            left -= 1
+            for dep in dependants[shot]:
+                waiting_on[dep] -= 1
+                if waiting_on[dep] == 0:
+                    heapq.heappush(ready[provider_of[dep]], (index[dep], dep))
     return now
 
 
