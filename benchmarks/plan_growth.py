@@ -1,6 +1,7 @@
 """Planning growth: ``storyboard plan`` on 10,000 shots against 1,000 (linear is a ratio of 10).
 
     python benchmarks/plan_growth.py [--sizes 1000 10000] [--runs 3] [--cached] [--profile FILE]
+                                     [--work DIR]
 
 Boards come from ``noop_build.make_board`` (chains of 10 shots joined by ``continues``, every
 tenth shot in the film). Two measures per size, each in a fresh process:
@@ -9,10 +10,13 @@ tenth shot in the film). Two measures per size, each in a fresh process:
 * cli: ``storyboard plan FILE`` as a subprocess (start-up and the printed table included).
 
 Without ``--cached`` nothing is in the cache: every shot is new, and a shot whose upstream is not
-cached is planned as "upstream reruns". With ``--cached`` each board is first built with the
-bench provider of ``noop_build`` (slow at 10,000 shots), so every key is computed from its
-upstream's frame digest and every action is looked up. ``--profile FILE`` writes a cProfile of
-the library measure on the largest size and prints its top functions.
+cached is planned as "upstream reruns". With ``--cached`` every shot of each board is first
+rendered with the bench provider of ``noop_build`` through the executor (not stitched: a film of
+1,000 clips would dominate), so every key is computed from its upstream's frame digest and every
+action is looked up; that takes about 40 minutes at 10,000 shots, so ``--work DIR`` keeps the
+boards and caches in DIR, and a later run with the same DIR renders only what is missing.
+``--profile FILE`` writes a cProfile of the library measure on the largest size and prints its
+top functions.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ from storyboard.build import open_project, plan_project
 start = time.perf_counter()
 steps, _ = plan_project(open_project(sys.argv[1]))
 print(time.perf_counter() - start, len(steps))
+"""
+
+POPULATE = """
+import sys
+from storyboard.build import open_project
+from storyboard.executor import run
+project = open_project(sys.argv[1])
+run(project.board, project.order, project.resolver(), project.lock, jobs=2)
+project.cache.save_digests()
 """
 
 PROFILED = """
@@ -62,23 +75,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cached", action="store_true", help="build each board first (slow)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the largest plan here")
+    parser.add_argument("--work", type=Path, help="keep the boards and caches here (and reuse them)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plan-growth-") as tmp:
-        root = Path(tmp)
+        root = args.work or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         clip = root / "clip.mp4"
-        make_clip(clip)
-        site = make_site(root, clip)
+        if not clip.exists():
+            make_clip(clip)
+        site = root / "site" if (root / "site").exists() else make_site(root, clip)
         env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         results = {}
         for size in args.sizes:
             board = root / f"b{size}" / "storyboard.toml"
-            board.parent.mkdir()
+            board.parent.mkdir(exist_ok=True)
             make_board(board, size)
             if args.cached:
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "storyboard", "build", str(board), "--jobs", "2"],
-                               env=env, check=True, stdout=subprocess.DEVNULL)
-                print(f"populate: {size} shots built in {time.perf_counter() - start:.1f} s", flush=True)
+                subprocess.run([sys.executable, "-c", POPULATE, str(board)], env=env, check=True)
+                print(f"populate: {size} shots rendered in {time.perf_counter() - start:.1f} s", flush=True)
             lib = library_timings(board, env, args.runs)
             cli = run_timed([sys.executable, "-m", "storyboard", "plan", str(board)], env=env, runs=args.runs)
             results[size] = (lib, cli)
