@@ -7,6 +7,7 @@ from typing import Any
 
 from storyboard.errors import MissingKeyError
 from storyboard.estimate import Totals, format_price, limits_for, pseudo_job, typical_seconds, wall_time
+from storyboard.job import Price
 from storyboard.plan import CACHED, REMOTE, Step
 
 INVALID = "invalid"
@@ -114,11 +115,12 @@ def render_table(pv: PlanView, console: Any) -> None:
                          overflow="fold")
     styles = {CACHED: "green", REMOTE: "cyan", INVALID: "red"}
     for r in pv.rows:
-        cost = "" if r.status in (CACHED, REMOTE) else format_price(_price(r))
+        cost = "" if r.status in (CACHED, REMOTE) else format_price(
+            None if r.cost is None else Price(r.cost, r.unit or "USD"))
         table.add_row(r.shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", r.reason,
                       f"{r.provider} / {r.model}", f"{r.duration}s", cost)
     console.print(table)
-    cost = ", ".join(f"{p}: " + " + ".join(format_price(_unit_price(v, u)) for u, v in units.items())
+    cost = ", ".join(f"{p}: " + " + ".join(format_price(Price(v, u)) for u, v in units.items())
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
     console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate; estimated cost {cost}"
@@ -127,18 +129,6 @@ def render_table(pv: PlanView, console: Any) -> None:
         console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")
     for problem in pv.problems:
         console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
-
-
-def _price(row: Row) -> Any:
-    from storyboard.job import Price
-
-    return None if row.cost is None else Price(row.cost, row.unit or "USD")
-
-
-def _unit_price(amount: float, unit: str) -> Any:
-    from storyboard.job import Price
-
-    return Price(amount, unit)
 
 
 def _duration(seconds: float) -> str:
