@@ -1,0 +1,263 @@
+"""Property-based fuzzing (hypothesis) of untrusted storyboards and of hosted providers' responses.
+
+The property, for any input: the run ends in exit 0, 1 or 2 with one clear message (one line
+`storyboard: error: ...`, no control characters), never a traceback, never a hang, never a file
+written outside the board's folder. Boards come from tests/fuzz_strategies.py: built from the
+schema with hostile values, or the example's bytes mutated. Provider responses come from a
+loopback server that answers each request with a generated status, headers and body.
+
+CI runs a bounded, derandomized number of examples (profile "fuzz"); the long run is
+`pytest -m slow tests/test_fuzz.py` (profile "fuzz-long", random, STORYBOARD_FUZZ_EXAMPLES
+examples per test). A failure prints the smallest input found and a @reproduce_failure blob.
+
+Known crash classes (issue #11), fixed in other branches, that this harness finds until they
+are merged: jinja code execution and huge loops in prompts; deeply nested TOML/JSON
+(RecursionError); output paths outside the folder; oversized or trickling downloads; truncated
+images; shot ids such as "a\\n" echoed raw into messages.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unicodedata
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import fuzz_strategies as fs
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "lighthouse"
+BOUND = 8.0
+"""Seconds one command may take: a clean run takes well under one, even on a busy machine."""
+
+settings.register_profile("fuzz", max_examples=40, deadline=None, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("fuzz-long", parent=settings.get_profile("fuzz"), derandomize=False,
+                          max_examples=int(os.environ.get("STORYBOARD_FUZZ_EXAMPLES", "1500")))
+FAST = settings(settings.get_profile("fuzz"))
+LONG = settings(settings.get_profile("fuzz-long"))
+
+
+# ---- running the CLI in-process, bounded ------------------------------------------------------
+
+
+class Hung(BaseException):
+    """Raised in the main thread by the watchdog alarm; a BaseException so `except Exception` cannot eat it."""
+
+
+@dataclass
+class Run:
+    code: int | str
+    out: str
+    err: str
+    seconds: float
+
+
+def run_cli(argv: list[str], cwd: Path, bound: float = BOUND) -> Run:
+    """`storyboard ARGV` through the console entry point, in-process, stopped after `bound` seconds."""
+    from storyboard import cli
+    from storyboard.entry import main
+
+    def alarm(signum: int, frame: object) -> None:
+        raise Hung(f"still running after {bound} s")
+
+    old_argv, old_cwd, old_handler = sys.argv, os.getcwd(), signal.signal(signal.SIGALRM, alarm)
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["storyboard", *argv]
+    cli._state["verbose"] = False
+    code: int | str = 0
+    started = time.monotonic()
+    try:
+        os.chdir(cwd)
+        signal.setitimer(signal.ITIMER_REAL, bound)
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else str(exc.code))
+    except Hung as exc:
+        code = f"hung: {exc}"
+    except BaseException as exc:  # noqa: BLE001 - anything escaping main() is the finding
+        import traceback
+
+        code = f"escaped main(): {type(exc).__name__}"
+        err.write("Traceback (escaped main)\n" + traceback.format_exc())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return Run(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
+
+
+def assert_clean(run: Run, what: str) -> None:
+    """Exit 0, 1 or 2; no traceback; a failure says one clear line; within the time bound."""
+    shown = f"{what}: exit {run.code!r} after {run.seconds:.1f} s\n--- stdout\n{run.out[-3000:]}\n--- stderr\n{run.err[-3000:]}"
+    assert run.code in (0, 1, 2), shown
+    assert run.seconds < BOUND, shown
+    assert "Traceback" not in run.out + run.err, shown
+    lines = [line for line in run.err.splitlines() if not line.startswith("storyboard: warning: ")]
+    if run.code == 0:
+        assert not lines, shown
+        return
+    assert len(lines) == 1 and lines[0].startswith("storyboard: error: "), "not one error line: " + shown
+    message = lines[0].removeprefix("storyboard: error: ")
+    assert message.strip(), shown
+    assert not [c for c in message if unicodedata.category(c) == "Cc"], "control characters in: " + shown
+    assert len(message) < 2000, "a wall of text, not a clear message: " + shown
+
+
+# ---- the sandbox: a board folder, a victim folder beside it, and a snapshot of everything else ----
+
+
+@pytest.fixture(scope="module")
+def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_environment():
+    """No credentials, remote cache or cache folder from the developer's environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("STORYBOARD_") or name.endswith(("_API_KEY", "_ACCESS_TOKEN")):
+                mp.delenv(name)
+        yield
+
+
+def make_sandbox(base: Path) -> tuple[Path, Path]:
+    """(parent folder, board folder) laid out as fuzz_strategies.SANDBOX_FILES describes."""
+    parent = Path(tempfile.mkdtemp(dir=base))
+    victim, board, cwd = parent / "victim", parent / "board", parent / "cwd"
+    for folder in (victim, board / "assets", cwd):
+        folder.mkdir(parents=True)
+    png = (EXAMPLE / "assets" / "keeper.png").read_bytes()
+    (victim / "secret.png").write_bytes(png)
+    (victim / "notes.txt").write_text("not yours\n")
+    assets = board / "assets"
+    for picture in (EXAMPLE / "assets").iterdir():
+        shutil.copyfile(picture, assets / picture.name)
+    shutil.copyfile(EXAMPLE / "assets" / "tower_top.png", assets / "top.png")
+    (assets / "notimage.png").write_text("hello\n")
+    (assets / "empty.png").write_bytes(b"")
+    (assets / "trunc.png").write_bytes(png[:60])
+    (assets / "fake.mp4").write_bytes(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1" + bytes(range(256)) * 4)
+    (assets / "inside.png").symlink_to("keeper.png")
+    (assets / "link.png").symlink_to("../../victim/secret.png")
+    (assets / "escape").symlink_to("../../victim", target_is_directory=True)
+    (assets / "loop").symlink_to("loop")
+    (assets / "dangling.png").symlink_to("nowhere.png")
+    return parent, board
+
+
+def snapshot(parent: Path, board: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `parent` outside `board`, with its size and mtime (symlinks not followed)."""
+    found = {}
+    for folder, dirs, files in os.walk(parent):
+        here = Path(folder)
+        if here == board:
+            dirs[:] = []
+            continue
+        for name in dirs + files:
+            if here / name == board:
+                continue
+            st_ = (here / name).lstat()
+            found[str(here / name)] = (st_.st_size, st_.st_mtime_ns)
+    return found
+
+
+def check_board(text: bytes | str, base: Path, lock: str | None = None, commands=("validate", "plan")) -> None:
+    """Write the board into a fresh sandbox, run each command on it and check the property."""
+    parent, board = make_sandbox(base)
+    try:
+        victim = str(parent / "victim")
+        data = text.encode() if isinstance(text, str) else text
+        path = board / "storyboard.toml"
+        path.write_bytes(data.replace(fs.VICTIM.encode(), victim.encode()))
+        if lock is not None:
+            (board / "storyboard.lock").write_text(lock.replace(fs.VICTIM, victim))
+        before = snapshot(parent, board)
+        for command in commands:
+            run = run_cli([command, str(path)], cwd=parent / "cwd")
+            assert_clean(run, f"storyboard {command}")
+            after = snapshot(parent, board)
+            assert after == before, (f"storyboard {command} wrote outside the board's folder: "
+                                     f"{sorted(set(after.items()) ^ set(before.items()))}")
+            if command == "validate" and run.code == 0:
+                assert_valid(path)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def assert_valid(path: Path) -> None:
+    """A board that validates keeps its film and local assets inside its folder, and its ids are ids."""
+    import re
+
+    from storyboard.load import load
+
+    board = load(path)
+    root = board.root
+    assert all(re.fullmatch(r"[a-z0-9_-]+", shot) for shot in board.shots), f"shot ids: {list(board.shots)}"
+    assert board.output.resolve().is_relative_to(root), f"the film is written outside: {board.film.output!r}"
+    for asset in board.assets.values():
+        if asset.path is not None:
+            assert asset.path.resolve().is_relative_to(root), f"asset outside the folder: {asset.path}"
+
+
+# ---- storyboard files -----------------------------------------------------------------------------
+
+
+HOSTILE_BOARDS = [
+    # one of each known class, so CI always tries them whatever hypothesis draws
+    {"shot": [{"id": "a", "prompt": "{{ cycler.__init__.__globals__.os.popen('touch @VICTIM@/pwned').read() }}"}]},
+    {"shot": [{"id": "a", "prompt": "{% for i in range(10**6) %}{% endfor %}{{ 'x' * 10**7 }}"}]},
+    {"vars": {"v": fs.Raw("[" * 5000 + "]" * 5000)}, "shot": [{"id": "a", "prompt": "p"}]},
+    {"film": {"output": "../escaped.mp4"}, "shot": [{"id": "a", "prompt": "p"}]},
+    {"film": {"output": "@VICTIM@/x.mp4"}, "shot": [{"id": "a", "prompt": "p"}]},
+    {"assets": {"t": "assets/trunc.png"}, "shot": [{"id": "a", "prompt": "p", "references": ["t"]}]},
+    {"shot": [{"id": "a\n", "prompt": "p"}]},
+    {"shot": [{"id": "a", "prompt": "p", "first_frame": "assets/loop"}]},
+    {"shot": [{"id": "a", "prompt": "p", "first_frame": "x" * 300 + ".png"}]},
+    {"shot": [{"id": "a", "prompt": "p", "first_frame": "assets/keeper.png\x00.txt"}]},
+]
+
+
+@FAST
+@given(doc=fs.boards() | fs.long_chains(), lock=st.none() | fs.lock_files)
+def test_generated_boards_fail_cleanly(sandboxes: Path, doc: dict, lock: str | None) -> None:
+    check_board(fs.to_toml(doc), sandboxes, lock)
+
+
+@pytest.mark.parametrize("doc", HOSTILE_BOARDS, ids=[f"hostile-{i}" for i in range(len(HOSTILE_BOARDS))])
+def test_hostile_boards_fail_cleanly(sandboxes: Path, doc: dict) -> None:
+    check_board(fs.to_toml(doc), sandboxes)
+
+
+@FAST
+@given(data=fs.mutated((EXAMPLE / "storyboard.toml").read_bytes()))
+def test_mutated_example_fails_cleanly(sandboxes: Path, data: bytes) -> None:
+    check_board(data, sandboxes)
+
+
+@pytest.mark.slow
+@LONG
+@given(doc=fs.boards() | fs.long_chains(), lock=st.none() | fs.lock_files)
+def test_generated_boards_fail_cleanly_long(sandboxes: Path, doc: dict, lock: str | None) -> None:
+    check_board(fs.to_toml(doc), sandboxes, lock)
+
+
+@pytest.mark.slow
+@LONG
+@given(data=fs.mutated((EXAMPLE / "storyboard.toml").read_bytes()))
+def test_mutated_example_fails_cleanly_long(sandboxes: Path, data: bytes) -> None:
+    check_board(data, sandboxes)
