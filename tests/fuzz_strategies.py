@@ -54,7 +54,7 @@ OUTPUTS = [
 HOSTILE = [
     "", " ", "\n", "a\n", "a\r\nb", "\x00", "\x1b[31mred\x1b[0m", "\x07", "\u202eevil", "\ufeff", "\u200b",
     "😀", "ß", "İ", "ǅ", "\\", '"', "'''", '"""', "${HOME}", "$(touch pwned)", "`id`", "%s%n%x", "{0}",
-    "../x", "/etc/passwd", "..", "NUL", "CON", "a" * 5000, "ab" * 60_000, "1e309", "nan", "-0", "0x10",
+    "../x", "/etc/passwd", "..", "NUL", "CON", "a" * 5000, "ab" * 3000, "1e309", "nan", "-0", "0x10",
     "__class__", "__proto__", "constructor", "None", "null", "true",
 ]
 
@@ -146,9 +146,11 @@ numbers = st.one_of(
 )
 scalars = st.one_of(st.booleans(), numbers, strings)
 deep = st.builds(lambda depth, table: Raw(("{x = " * depth + "1" + "}" * depth) if table else "[" * depth + "]" * depth),
-                 st.sampled_from([2, 50, 500, 5000, 100_000]), st.booleans())
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(strings, inner, max_size=4),
-                      max_leaves=10) | deep
+                 st.sampled_from([2, 50, 500, 5000, 20_000]), st.booleans())
+nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(strings, inner, max_size=4),
+                      max_leaves=10)
+values = st.integers(0, 19).flatmap(lambda n: deep if n == 0 else nested)
+"""Any TOML value; one in twenty is nested hundreds or thousands deep."""
 
 
 def typical(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -295,3 +297,133 @@ SNIPPETS = [
     'last_frame = "../victim/secret.png"', "take = 0", 'provider = "gemini"', "[providers.gemini]",
     'base_url = "http://127.0.0.1:9"', "[cache]", 'remote = "../victim/remote"', "x = " + "[" * 5000,
 ]
+
+
+# ---- provider responses ------------------------------------------------------------------------
+# `@DL@` in a body is a download URL on the fake server, `@OTHER@` one on another loopback host
+# (credentials must not go there), `@MP4B64@` a real clip in base64.
+
+STATUSES = [200] * 8 + [201, 202, 204, 301, 302, 307, 400, 401, 403, 404, 408, 409, 413, 418, 422, 429, 500, 502,
+                        503, 504, 599]
+RETRY_AFTER = ["0", "1", "-5", "1e309", "nan", "inf", "99999999", "Wed, 21 Oct 2015 07:28:00 GMT",
+               "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 32 Foo 2020 99:99:99 GMT", "garbage", ""]
+STATES = ["done", "completed", "COMPLETED", "succeeded", "success", "SUCCESS", "finished", "failed", "FAILED",
+          "failure", "error", "processing", "pending", "queued", "running", "in_progress", "cancelled", "expired", ""]
+URLS = ["@DL@", "@DL@", "@DL@", "@OTHER@", "/dl/relative", "gs://bucket/clip.mp4", "gs://", "ftp://127.0.0.1/x",
+        "file:///etc/passwd", "", "not a url", "http://[::1", "http://127.0.0.1:0/x", "data:video/mp4;base64,AAAA"]
+API_KEYS = ["name", "id", "task_id", "jobId", "data", "status", "state", "done", "progress", "progressPercent",
+            "metadata", "error", "message", "code", "detail", "response", "generateVideoResponse", "generatedSamples",
+            "video", "videos", "uri", "url", "video_url", "videoUrl", "result", "outputs", "raiMediaFilteredCount",
+            "raiMediaFilteredReasons", "encodedVideo", "bytesBase64Encoded", "base64_encoded", "base_64_encoded",
+            "job", "expired", "fail_reason", "failure_reason", "creditsRequired", "creditsAvailable", "details",
+            "gcsUri", "mimeType"]
+SKELETONS: list[list[Any]] = [
+    # (submit answer, poll answer) of each API family, for mutations to start from
+    [{"name": "operations/op1"}, {"name": "operations/op1", "done": True, "response": {"generateVideoResponse": {
+        "generatedSamples": [{"video": {"uri": "@DL@"}}]}}}],
+    [{"name": "operations/op1"}, {"done": True, "response": {"videos": [{"gcsUri": "gs://bucket/clip.mp4",
+                                                                          "bytesBase64Encoded": "@MP4B64@"}]}}],
+    [{"id": "task_1", "status": "queued"}, {"id": "task_1", "status": "completed", "progress": 100,
+                                            "video_url": "@DL@"}],
+    [{"data": {"task_id": "task_1"}}, {"data": {"status": "SUCCESS", "result": {"outputs": [{"url": "@DL@"}]}}}],
+    [{"jobId": "j1"}, {"id": "j1", "status": "COMPLETED", "result": {"video_url": "@DL@"}}],
+    [{"videos": [{"url": "@DL@"}]}, {"videos": [{"base64_encoded": "@MP4B64@"}]}],
+]
+
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), strings, st.sampled_from(STATES),
+                        st.sampled_from(URLS), st.just("@MP4B64@"))
+api_json = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(st.sampled_from(API_KEYS), inner, max_size=5), max_leaves=12)
+
+
+@st.composite
+def mutate(draw: st.DrawFn, value: Any) -> Any:
+    """`value` with now and then a subtree replaced by any API-ish JSON."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(api_json)
+    if isinstance(value, dict):
+        return {k: draw(mutate(v)) for k, v in value.items() if draw(st.integers(0, 14))}
+    if isinstance(value, list):
+        return [draw(mutate(v)) for v in value]
+    return value
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+api_bodies = st.one_of(
+    st.sampled_from(SKELETONS).flatmap(lambda pair: st.sampled_from(pair)).flatmap(mutate).map(_json_bytes),
+    st.sampled_from(SKELETONS).flatmap(lambda pair: st.sampled_from(pair)).map(_json_bytes),
+    api_json.map(_json_bytes),
+    st.sampled_from([b"", b"{", b"null", b"[]", b"<html>502 Bad Gateway</html>", b"\xff\xfe\x00",
+                     b"@DEEP@", b'{"error": "\\u001b[31mred\\n\\nsecond line"}']),
+    st.binary(max_size=64),
+)
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
+
+
+@st.composite
+def replies(draw: st.DrawFn, download: bool) -> dict[str, Any]:
+    """One answer: status, headers and body, or a reset connection, or (downloads) a trickle."""
+    headers: list[tuple[str, str]] = []
+    status = draw(st.sampled_from(STATUSES))
+    if status in (301, 302, 307):
+        headers.append(("Location", draw(st.sampled_from(URLS) | header_text)))
+    if draw(st.integers(0, 3)) == 0:
+        headers.append(("Retry-After", draw(st.sampled_from(RETRY_AFTER) | header_text)))
+    if draw(st.integers(0, 4)) == 0:
+        headers.append((draw(st.sampled_from(["Content-Length", "Content-Encoding", "Content-Type",
+                                              "Transfer-Encoding"])),
+                        draw(st.sampled_from(["0", "-1", "10", "99999999999", "abc", "gzip", "br", "identity",
+                                              "chunked", "application/json", "video/mp4"]) | header_text)))
+    if download:
+        body = draw(st.sampled_from(["@MP4@", "@MP4@", "@MP4@", "@HALF-MP4@", "@FTYP@", "", "@MP4@@MP4@"])
+                    | st.binary(max_size=64))
+    else:
+        body = draw(api_bodies)
+    action = draw(st.sampled_from(["answer"] * 12 + ["reset"] + (["trickle"] if download else [])))
+    return {"status": status, "headers": headers, "body": body, "action": action}
+
+
+scripts = st.fixed_dictionaries({
+    "api": st.lists(replies(download=False), min_size=1, max_size=6),
+    "download": st.lists(replies(download=True), min_size=1, max_size=3),
+})
+
+HAPPY: dict[str, list[Any]] = {
+    # each API's answers on its happy path (submit, then poll); a download follows where a URL is given
+    "gemini": [{"name": "operations/op1"}, {"name": "operations/op1", "done": True, "response": {
+        "generateVideoResponse": {"generatedSamples": [{"video": {"uri": "@DL@"}}]}}}],
+    "vertex": [{"name": "projects/fuzz/locations/us-central1/publishers/google/models/m/operations/op1"},
+               {"name": "op1", "done": True, "response": {"raiMediaFilteredCount": 0, "videos": [
+                   {"gcsUri": "gs://bucket/clip.mp4", "mimeType": "video/mp4"}]}}],
+    "apiframe": [{"jobId": "j1", "status": "QUEUED"}, {"id": "j1", "status": "COMPLETED", "progress": 100,
+                                                       "result": {"video_url": "@DL@"}}],
+    "azerion": [{"videos": [{"url": "@DL@"}]}],
+    "uniall": [{"id": "task_1", "status": "queued"}, {"id": "task_1", "status": "completed", "progress": 100,
+                                                      "video_url": "@DL@"}],
+    "cometapi": [{"id": "task_1", "status": "queued"}, {"id": "task_1", "status": "completed", "progress": 100,
+                                                        "video_url": "@DL@"}],
+}
+
+
+@st.composite
+def conversations(draw: st.DrawFn, provider: str) -> dict[str, Any]:
+    """A script that mostly follows `provider`'s happy path, with faults and mutated answers on the way."""
+    ok = {"status": 200, "headers": [], "action": "answer"}
+    api: list[dict[str, Any]] = []
+    for answer in HAPPY[provider]:
+        api += draw(st.lists(replies(download=False), max_size=2)) if draw(
+            st.integers(0, 2)) == 0 else []
+        kind = draw(st.sampled_from(["happy", "happy", "mutated", "any"]))
+        if kind == "any":
+            api.append(draw(replies(download=False)))
+        else:
+            api.append({**ok, "body": _json_bytes(answer if kind == "happy" else draw(mutate(answer)))})
+    download = draw(st.lists(replies(download=True), max_size=2)) if draw(st.integers(0, 2)) == 0 else []
+    download.append(draw(st.just({**ok, "body": "@MP4@"}) | replies(download=True)))
+    return {"api": api, "download": download}
+
+
+provider_scripts = st.sampled_from(list(HAPPY)).flatmap(lambda name: st.tuples(st.just(name), conversations(name)))
