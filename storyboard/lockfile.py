@@ -16,6 +16,14 @@ from storyboard.cache import atomic_write_bytes
 LOCK_VERSION = 1
 
 
+def _well_formed(entry: Any) -> bool:
+    """An entry as _save wrote it: a table whose digests are strings and whose components are a table."""
+    return (isinstance(entry, dict)
+            and all(isinstance(entry.get(k, ""), str) for k in ("key", "sha", "clip", "first", "last", "output"))
+            and isinstance(entry.get("components", {}), dict)
+            and isinstance(entry.get("handle") or {}, dict))
+
+
 def lock_path(board_path: Path) -> Path:
     return board_path.with_name("storyboard.lock") if board_path.name == "storyboard.toml" \
         else board_path.with_suffix(".lock")
@@ -29,10 +37,15 @@ class LockFile:
         self._mutex = threading.Lock()
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             data = {}
-        self.shots: dict[str, dict[str, Any]] = data.get("shots", {})
-        self.film: dict[str, Any] = data.get("film", {})
+        # the lock is committed, so as untrusted as the board: what is not of the shape we wrote is
+        # forgotten (its shots are planned as new), never a crash later
+        data = data if isinstance(data, dict) else {}
+        shots, film = data.get("shots"), data.get("film")
+        self.shots: dict[str, dict[str, Any]] = {
+            shot: entry for shot, entry in (shots.items() if isinstance(shots, dict) else ()) if _well_formed(entry)}
+        self.film: dict[str, Any] = film if isinstance(film, dict) and _well_formed(film) else {}
 
     def record_shot(self, shot_id: str, entry: dict[str, Any]) -> None:
         with self._mutex:
