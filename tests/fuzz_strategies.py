@@ -238,11 +238,8 @@ def boards(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-@st.composite
-def long_chains(draw: st.DrawFn) -> dict[str, Any]:
-    """Many shots, each extending or continuing the one before: deep graphs, long recursions."""
-    n = draw(st.sampled_from([30, 300, 1200]))
-    link = draw(st.sampled_from(["extends", "continues"]))
+def chain(n: int, link: str) -> dict[str, Any]:
+    """`n` shots, each extending or continuing the one before: a deep graph, long recursions."""
     shots = [{"id": "s0", "prompt": "start", "duration": 8}]
     shots += [{"id": f"s{i}", "prompt": "next", "duration": 8, link: f"s{i - 1}"} for i in range(1, n)]
     return {"film": {"provider": "animatic"}, "shot": shots}
