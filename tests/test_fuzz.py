@@ -113,7 +113,7 @@ def assert_clean(run: Run, what: str) -> None:
     assert run.code in (0, 1, 2), shown
     assert run.seconds < BOUND, shown
     assert "Traceback" not in run.out + run.err, shown
-    lines = [line for line in run.err.splitlines() if not line.startswith("storyboard: warning: ")]
+    lines = [line for line in run.err.rstrip("\n").split("\n") if line and not line.startswith("storyboard: warning: ")]
     if run.code == 0:
         assert not lines, shown
         return
@@ -454,3 +454,43 @@ def test_provider_responses_end_cleanly(scripted: ScriptedServer, client: httpx.
 def test_provider_responses_end_cleanly_long(scripted: ScriptedServer, client: httpx.Client, sandboxes: Path,
                                              case: tuple[str, dict]) -> None:
     check_provider(scripted, client, *case, sandboxes)
+
+
+def check_build(server: ScriptedServer, script: dict, base: Path) -> None:
+    """`storyboard build` of a one-shot Gemini board against the scripted answers: exit 0 or 1, said cleanly."""
+    from storyboard.providers._http import HttpProvider, RetryPolicy
+
+    server.load(script)
+    parent, board = make_sandbox(base)
+    path = board / "storyboard.toml"
+    path.write_text(fs.to_toml({"film": {"provider": "gemini"}, "shot": [{"id": "a", "prompt": "p", "duration": 4}],
+                                "providers": {"gemini": {"poll_interval": 0, "timeout": 2}}}))
+    before = snapshot(parent, board)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEMINI_API_KEY", KEY)
+        mp.setenv("STORYBOARD_GEMINI_BASE_URL", server.url())
+        mp.setattr(HttpProvider, "policy", RetryPolicy(tries=3, base=0.01, cap=0.05, max_retry_after=0.5))
+        run = run_cli(["build", "--yes", str(path)], cwd=parent / "cwd", bound=30)
+    shown = f"build: exit {run.code!r} after {run.seconds:.1f} s\n{run.out[-2000:]}\n{run.err[-2000:]}"
+    try:
+        assert run.code in (0, 1) and "Traceback" not in run.out + run.err, shown
+        assert snapshot(parent, board) == before, "wrote outside the board's folder: " + shown
+        assert KEY not in run.out + run.err and not server.leaks, "the key leaked: " + shown
+        for file in board.rglob("*"):
+            assert not file.is_file() or KEY.encode() not in file.read_bytes(), f"the key is in {file}"
+        failed = [line for line in run.err.rstrip("\n").split("\n") if line.startswith("failed: ")]
+        if run.code == 1:
+            assert len(failed) == 1, shown
+            assert not [c for c in failed[0] if unicodedata.category(c) == "Cc"], "control characters: " + shown
+        else:
+            assert not failed and (board / "build" / "film.mp4").is_file(), shown
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=int(os.environ.get("STORYBOARD_FUZZ_BUILDS", "60")))
+@given(script=fs.conversations("gemini"))
+def test_builds_against_provider_responses_end_cleanly_long(scripted: ScriptedServer, sandboxes: Path,
+                                                            script: dict) -> None:
+    check_build(scripted, script, sandboxes)
