@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from storyboard.errors import MissingKeyError
@@ -32,6 +32,8 @@ class PlanView:
     totals: Totals
     wall_seconds: float
     problems: list[str]
+    key_hosts: dict[str, list[str]] = field(default_factory=dict)
+    """Per hosted provider used, the hosts its API key is sent to."""
 
     @property
     def to_generate(self) -> int:
@@ -57,6 +59,7 @@ class PlanView:
             "unpriced": self.totals.unpriced,
             "wall_seconds": round(self.wall_seconds, 1),
             "problems": self.problems,
+            "key_hosts": self.key_hosts,
         }
 
 
@@ -102,7 +105,10 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
     upstream = {s: board.shots[s].upstream() for s in seconds}
     wall = wall_time([r.shot for r in rows if r.shot in seconds], upstream,
                      {s: board.shots[s].provider for s in seconds}, seconds, jobs, limits)
-    return PlanView(rows, totals, wall, problems)
+    used = {r.provider for r in rows}
+    hosts = {name: impl.key_hosts() for name, impl in project.providers.items()
+             if name in used and callable(getattr(impl, "key_hosts", None))}
+    return PlanView(rows, totals, wall, problems, hosts)
 
 
 def render_table(pv: PlanView, console: Any) -> None:
@@ -127,6 +133,8 @@ def render_table(pv: PlanView, console: Any) -> None:
                   + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
     if pv.to_generate:
         console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")
+    for name, hosts in pv.key_hosts.items():
+        console.print(f"{name}: key sent to {', '.join(hosts)}", markup=False)
     for problem in pv.problems:
         console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
 

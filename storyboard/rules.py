@@ -15,7 +15,9 @@ ErrorFn = Callable[..., StoryboardFileError]
 def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None:
     """Raise the first rule a shot breaks; then check the edit against the shots' lengths."""
     from storyboard.graph import build_graph
+    from storyboard.providers._hosts import refuse_foreign_hosts
 
+    refuse_foreign_hosts(providers, error)  # a key goes only to its provider's host, loopback, or where the user said
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
         check_shot(shot, caps, error)

@@ -51,7 +51,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
-from storyboard.providers._http import HttpProvider, response_json
+from storyboard.providers._base import HttpProvider
+from storyboard.providers._http import response_json
 from storyboard.providers._upload import UploadTarget, check_public_url
 
 DONE = frozenset({"completed", "succeeded", "success"})
@@ -173,7 +174,7 @@ class TaskGateway(HttpProvider):
         if url is None:
             raise ProviderError(f"{self.name}: task {operation} completed without a video URL: {str(task)[:300]}",
                                 provider=self.name)
-        self.download(url, dest, ctx, self.headers())
+        self.download(url, dest, ctx, self.headers(), job)
         return None
 
     def content_url(self, operation: str) -> str | None:
@@ -209,6 +210,7 @@ class UniAllProvider(TaskGateway):
     name = "uniall"
     default_model = "veo3.1"
     default_base_url = "https://api.uniall.ai"
+    official_hosts = ("api.uniall.ai",)
     key_env = ("UNIALL_API_KEY",)
     Settings = UniAllSettings
     default_concurrency = 2
