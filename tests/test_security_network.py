@@ -421,3 +421,22 @@ def test_a_waiter_rechecks_when_the_request_ahead_of_it_went_late():
     c.join(5)
     assert asked == {"b": [60.0], "c": [110.0, 40.0]}
     assert sent == {"b": 100.0, "c": 160.0}
+
+
+def nested_poll(handler, seen):
+    reply_json(handler, "[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("api, message", [
+    (gemini_api(video=None, poll=nested_poll), "nested deeper than 100 levels"),
+    (gemini_api(trickle(1_000_000)), "the video download is too slow"),
+], ids=["nested-json", "trickle"])
+def test_a_hostile_answer_fails_the_build_cleanly_and_caches_nothing(tmp_path, api, message):
+    with Loopback(api) as server:
+        board = write_board(tmp_path / "board", server.url)
+        result = storyboard("build", str(board), env=clean_env(GEMINI_API_KEY=KEY, **FAST))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and KEY not in result.stderr + result.stdout
+    assert f"failed: harbour: shot 'harbour': gemini:" in result.stderr and message in result.stderr
+    objects = board.parent / ".storyboard" / "objects"
+    assert not objects.exists() or not [p for p in objects.rglob("*") if p.is_file()]
