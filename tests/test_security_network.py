@@ -440,3 +440,23 @@ def test_a_hostile_answer_fails_the_build_cleanly_and_caches_nothing(tmp_path, a
     assert f"failed: harbour: shot 'harbour': gemini:" in result.stderr and message in result.stderr
     objects = board.parent / ".storyboard" / "objects"
     assert not objects.exists() or not [p for p in objects.rglob("*") if p.is_file()]
+
+
+def test_an_object_store_endpoint_in_the_file_needs_the_users_say_so(tmp_path, monkeypatch):
+    text = """
+    [film]
+    provider = "uniall"
+    [providers.uniall]
+    upload = "s3://films/in"
+    public_url = "https://films.s3.amazonaws.com/{key}"
+    storage_options = { client_kwargs = { endpoint_url = "https://films.example" } }
+    [[shot]]
+    id = "a"
+    prompt = "p"
+    """
+    board = tmp_path / "storyboard.toml"
+    board.write_text(textwrap.dedent(text))
+    with pytest.raises(StoryboardFileError, match=r"\[providers.uniall\] field 'storage_options.endpoint_url'"):
+        load(board)
+    monkeypatch.setenv("STORYBOARD_ALLOW_BASE_URL", "films.example")
+    assert load(board).providers["uniall"].storage_options["client_kwargs"]["endpoint_url"] == "https://films.example"
