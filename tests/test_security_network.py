@@ -126,7 +126,7 @@ def test_a_strangers_base_url_is_refused_and_the_key_goes_only_where_the_user_sa
 
         plan = storyboard("plan", str(board), "--allow-base-url", STRANGER, env=env)
         assert plan.returncode == 0, plan.stderr
-        assert f"gemini: key sent to {STRANGER}:8080" in plan.stdout
+        assert f"gemini: key sent to {STRANGER}:8080 (allowed by you)" in plan.stdout
         built = storyboard("build", str(board), "--allow-base-url", STRANGER, env=env)
         assert built.returncode == 0, built.stderr
     keyed = {s.host for s in proxy.seen if s.headers.get("x-goog-api-key") == KEY}
@@ -142,7 +142,7 @@ def test_the_environment_variable_is_an_opt_in_and_plan_names_the_official_host(
     official = write_board(tmp_path / "official", "https://generativelanguage.googleapis.com")
     plan = storyboard("plan", str(official), env=clean_env(GEMINI_API_KEY=KEY))
     assert plan.returncode == 0, plan.stderr
-    assert "gemini: key sent to generativelanguage.googleapis.com" in plan.stdout
+    assert "gemini: key sent to generativelanguage.googleapis.com\n" in plan.stdout
 
 
 @pytest.mark.parametrize("base_url, why", [

@@ -92,8 +92,8 @@ class HttpProvider:
         return [Destination("base_url", self.base_url, source, self.official_hosts)]
 
     def key_hosts(self) -> list[str]:
-        """The hosts the key goes to, for `storyboard plan`."""
-        return list(dict.fromkeys(d.where for d in self.destinations()))
+        """The hosts the key goes to, for `storyboard plan`; one not the service's own says whose choice it is."""
+        return list(dict.fromkeys(d.where + d.note for d in self.destinations()))
 
     def check_destinations(self) -> None:
         """ProviderError unless every key destination is official, loopback or allowed by the user.

@@ -50,6 +50,19 @@ class Destination:
             return self.url
         return f"{url.host}:{url.port}" if url.port else url.host
 
+    @property
+    def note(self) -> str:
+        """Why a host that is not the service's own may get the key ('' for the service's own)."""
+        try:
+            host = httpx.URL(self.url).host
+        except httpx.InvalidURL:
+            return ""
+        if any(matches(host, p) for p in self.official):
+            return ""
+        if is_loopback(host):
+            return " (this machine)"
+        return " (your STORYBOARD_*_BASE_URL)" if self.source == "env" else " (allowed by you)"
+
 
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1."""
