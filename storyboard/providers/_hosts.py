@@ -2,8 +2,8 @@
 
 A storyboard is untrusted input. Without this check, `[providers.gemini] base_url =
 "http://anywhere"` in a file from a stranger would send the user's key to anywhere. So a URL a
-storyboard sets (`base_url`, Vertex's `storage_base_url`, or a Vertex `location` that shapes
-the default host) must name one of the provider's official hosts over HTTPS, or a loopback
+storyboard sets (`base_url`, Vertex's `storage_base_url`, a Vertex `location` that shapes
+the default host, UniAll's object-store `endpoint_url`) must name one of the provider's official hosts over HTTPS, or a loopback
 address (127.0.0.0/8, localhost, [::1]: the fake servers, a local proxy). Anything else needs
 the user's say-so from outside the file:
 
@@ -67,7 +67,7 @@ class Destination:
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1."""
     host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":  # not *.localhost: some resolvers ask DNS for those
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
