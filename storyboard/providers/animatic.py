@@ -14,10 +14,10 @@ it. A shot that starts on a frame of another never inherits its label, caption o
 
 The filter graph of a shot::
 
-    first-frame image or seeded background ─┐                       ┌─ captions, thumbnails ─ fps ─ H.264 (shown)
+    first-frame image or seeded background ─┐                       ┌─ overlays ─ fps ─ H.264 (shown)
                                             ├─ crossfade ─ push-in ─┤
-    last-frame image (when given) ──────────┘                       └─ fps ─ H.264 (the clean plate)
-    seeded brown noise and tone, or silence ──────────────────────────────────────────────── AAC
+    last-frame image (when given) ──────────┘                       └─ fps ─ H.264 (clean plate)
+    seeded brown noise and tone, or silence ──────────────────────────────────────────── AAC
 
 Pictures are letterboxed (scaled to fit, padded black), never cropped, so nothing of them is
 lost, and a picture of the clip's own size is used pixel for pixel. Work is done once per run
@@ -96,7 +96,7 @@ def look_for(seed: int | None, take: int = 1) -> Look:
     0.38 of a turn from take 1 however the hash falls.
     """
     base = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
-    h = base if take == 1 else hashlib.sha256(f"storyboard-animatic:{seed or 0}:take:{take}".encode()).digest()
+    h = base if take == 1 else hashlib.sha256(f"storyboard-animatic:{seed or 0}:{take}".encode()).digest()
 
     def unit(i: int) -> float:
         return h[i] / 255
