@@ -220,7 +220,7 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
             card.note = "not in the film's sequence"
 
     placed = [_place(cards[shot_id], number, start)
-              for number, (shot_id, start) in enumerate(zip(board.sequence, starts(project, resolver)), 1)]
+              for number, (shot_id, start) in enumerate(zip(board.sequence, locate_in_film(project, resolver)), 1)]
     timeline: list[ShotCard | Cut] = [placed[0]]
     for join, card in zip(joins, placed[1:]):
         timeline += [join, card]
@@ -369,7 +369,7 @@ def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: Bui
     return card
 
 
-def starts(project: Project, resolver: Resolver) -> list[float | None]:
+def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
     """Where each clip of the sequence starts in the film, in seconds; None after an unbuilt one.
 
     As the stitcher lays them out: clips whole, in whole frames, each transition overlapping

@@ -76,7 +76,7 @@ Runs = list[tuple[int, int]]
 
 @dataclass(frozen=True)
 class Look:
-    """What the seed decides: background, camera move and audio bed (fractions of the frame)."""
+    """What the seed and take decide: background, camera move and audio bed (fractions of the frame)."""
 
     colors: tuple[str, str]
     gradient: tuple[float, float, float, float]
