@@ -134,8 +134,8 @@ def _relevant(errors: list[Any]) -> list[Any]:
 
 def _names(loc: Any) -> list[str | int]:
     """The loc without pydantic's union-branch labels such as 'str', 'FrameRef', 'literal[...]'."""
-    return [p for p in loc if isinstance(p, int) or not (p[:1].isupper() or "[" in p or
-                                                          p in ("str", "float", "int", "bool"))]
+    return [p for p in loc if isinstance(p, int) or not (p[:1].isupper() or "[" in p or p.startswith("constrained-")
+                                                          or p in ("str", "float", "int", "bool"))]
 
 
 def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError:

@@ -100,7 +100,7 @@ class Where:
         line = self.lines.line(*at) if at else None
         parts = [str(self.path), *([f"line {line}"] if line else [])]
         if shot is not None:
-            parts.append(f"shot '{shot}'")
+            parts.append(f"shot '{shot}'" if shot.isprintable() else f"shot {shot!r}")
         if field is not None:
             parts.append(f"field '{field}'")
         exc = StoryboardFileError(": ".join(parts) + ": " + message)
