@@ -115,7 +115,10 @@ class AssetResolver:
         if given.is_absolute() and not self.allow_outside:
             raise _FileProblem(f"absolute path '{value}' is not allowed; put the file beside the storyboard "
                                "and use a relative path (or pass --allow-outside)")
-        full = (self.root / given).resolve()
+        try:
+            full = (self.root / given).resolve()
+        except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a symlink loop
+            raise _FileProblem(f"'{value}' is a symbolic link that loops") from None
         if not self.allow_outside and not full.is_relative_to(self.root):
             raise _FileProblem(f"path '{value}' leaves the storyboard's folder; copy the file inside it "
                                "(or pass --allow-outside)")

@@ -40,13 +40,15 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
     raw = _parse(path, text)
     where = Where(path, SourceLines(text), raw)
     try:
-        spec = StoryboardFile.model_validate(raw)
+        spec, errors = StoryboardFile.model_validate(raw), []
     except ValidationError as exc:
+        spec, errors = None, exc.errors()
+    if spec is None:
         problems = Problems(path)
-        for err in _relevant(exc.errors()):
+        for err in _relevant(errors):
             problems.add(_explain(where, raw, err))
         problems.raise_any()
-        raise AssertionError("unreachable: a ValidationError always has errors") from None
+        raise StoryboardFileError(f"{path}: invalid storyboard")  # pydantic always names at least one error
     if provider is not None:
         spec = spec.model_copy(update={
             "film": spec.film.model_copy(update={"provider": provider}),
@@ -319,9 +321,10 @@ def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> 
         return
     if not spec.edit.sequence:
         raise where.error("[edit] field 'sequence' is empty: list the shots of the film, or remove it")
-    for entry in spec.edit.sequence:
-        if entry not in ids:
-            raise where.error(f"[edit] field 'sequence': unknown shot '{entry}'{did_you_mean(entry, ids)}")
+    unknown = [entry for entry in spec.edit.sequence if entry not in ids]
+    if unknown:
+        named = ", ".join(f"'{entry}'{did_you_mean(entry, ids)}" for entry in unknown)
+        raise where.error(f"[edit] field 'sequence': unknown shot{'s' if len(unknown) > 1 else ''} {named}")
 
 
 def _sequence(spec: StoryboardFile, shots: dict[str, Shot]) -> tuple[str, ...]:

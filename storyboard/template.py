@@ -231,7 +231,10 @@ def _bounded_filter(env: Any, name: str, func: Callable[..., Any]) -> Callable[.
             env.bounds.check_size(len(str(sep)) * max(0, len(items) - 1)
                                   + sum(len(x) for x in items if isinstance(x, str)))
             args = (*args[:value_at], items, *args[value_at + 1:])
-        return env.bounds.check(func(*args, **kwargs))
+        result = func(*args, **kwargs)
+        if name == "items":  # a generator prints as its address: list the pairs instead
+            result = list(result)
+        return env.bounds.check(result)
 
     return bounded
 

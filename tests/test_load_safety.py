@@ -397,3 +397,27 @@ def test_an_mp4_asset_may_be_declared_but_not_used_as_an_image(write_board) -> N
     path.write_text(path.read_text() + 'first_frame = "clip"\n')
     with pytest.raises(StoryboardFileError, match="'clip' is a video clip, but first_frame needs a PNG or JPEG"):
         load(path)
+
+
+def test_a_symlink_loop_as_an_asset_is_an_error(write_board) -> None:
+    path = write_board("""
+        [[shot]]
+        id = "a"
+        prompt = "a"
+        first_frame = "assets/loop.png"
+    """)
+    os.symlink("loop.png", path.parent / "assets" / "loop.png")
+    with pytest.raises(StoryboardFileError, match=r"field 'first_frame': 'assets/loop.png' is a symbolic link"):
+        load(path)
+
+
+def test_template_output_never_shows_a_memory_address(write_board) -> None:
+    path = write_board("""
+        [vars]
+        size = { width = 1280 }
+
+        [[shot]]
+        id = "a"
+        prompt = "{{ size|items }} {{ size }}"
+    """)
+    assert load(path).shots["a"].prompt == "[('width', 1280)] {'width': 1280}"
