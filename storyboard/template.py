@@ -4,12 +4,14 @@ A storyboard is untrusted input, so a prompt template must not run code, read th
 or loop or grow without end. The sandbox gives the first two once the globals are only `[vars]`
 and calls are refused; the bounds below give the rest:
 
-    source   at most MAX_SOURCE characters, checked before compiling
+    source   at most MAX_SOURCE characters and MAX_NODES nodes, blocks nested MAX_BLOCK_DEPTH deep
+             (compiling is the slow part: a few hundred microseconds a node)
     nodes    an allowlist (no calls, macros, includes, blocks, imports)
     filters  an allowlist (FILTERS), each checked so its result stays under the limit
     values   every `+ * ** % ~` result is checked before it is made (no "x" * 10**12)
     loops    MAX_STEPS iterations in all, and a deadline checked at every step and output chunk
     output   streamed and counted: rendering stops as soon as it passes the caller's limit
+    in all   TOTAL_BUDGET seconds for every template of a board, each compiled once
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from typing import Any
 
 from storyboard.errors import TemplateError
 
-MAX_SOURCE = 65_536
+MAX_SOURCE = 8_000
+MAX_NODES = 1_000
+MAX_BLOCK_DEPTH = 8
 MAX_STEPS = 100_000
 MAX_INT_BITS = 4096
 DEADLINE = 1.0
+TOTAL_BUDGET = 10.0
 FILTERS = ("abs", "capitalize", "default", "first", "float", "indent", "int", "items", "join", "last",
            "length", "lower", "replace", "round", "string", "title", "trim", "truncate", "upper", "wordcount")
 RULE = f"templates may only use [vars] and these filters: {', '.join(FILTERS)}"
@@ -54,7 +59,9 @@ class PromptRenderer:
         self.variables = dict(variables)
         self.deadline = deadline
         self.clock = clock
+        self.spent = 0.0
         self._env: Any = None
+        self._compiled: dict[str, Any] = {}
 
     def render(self, text: str, limit: int, limit_note: str = "") -> str:
         """The rendered text, at most `limit` characters.
@@ -71,7 +78,14 @@ class PromptRenderer:
             return self._substitute(text, limit, too_long)
         if len(text) > MAX_SOURCE:
             raise TemplateError(f"the template is {len(text)} characters; templates are limited to {MAX_SOURCE}")
-        return self._render_sandboxed(text, limit, too_long)
+        if self.spent > TOTAL_BUDGET:
+            raise TemplateError(f"the board's templates take more than {TOTAL_BUDGET:g} s in all to render; "
+                                "simplify them")
+        start = self.clock()
+        try:
+            return self._render_sandboxed(text, limit, too_long)
+        finally:
+            self.spent += self.clock() - start
 
     def _substitute(self, text: str, limit: int, too_long: str) -> str:
         """Only `{{ name }}` substitutions: jinja2's result without compiling a template."""
@@ -108,10 +122,13 @@ class PromptRenderer:
         env = self._environment()
         env.bounds = _Bounds(limit, too_long, self.clock() + self.deadline, self.clock)
         try:
-            tree = env.parse(text)
-            _check_nodes(tree)
-            _bound_loops_and_joins(tree)
-            template = env.template_class.from_code(env, env.compile(tree), dict(self.variables), None)
+            template = self._compiled.get(text)
+            if template is None:
+                tree = env.parse(text)
+                _check_nodes(tree)
+                _bound_loops_and_joins(tree)
+                template = env.template_class.from_code(env, env.compile(tree), dict(self.variables), None)
+                self._compiled[text] = template
             chunks: list[str] = []
             size = 0
             stream = template.generate()
@@ -267,6 +284,20 @@ def _check_nodes(tree: Any) -> None:
     """Refuse every construct outside the allowlist, and every filter outside FILTERS."""
     from jinja2 import nodes
 
+    blocks = (nodes.For, nodes.If, nodes.With, nodes.FilterBlock, nodes.AssignBlock)
+    count = 0
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise TemplateError(f"the template has more than {MAX_NODES} parts; simplify it")
+        if isinstance(node, blocks):
+            depth += 1
+            if depth > MAX_BLOCK_DEPTH:
+                raise TemplateError(f"line {node.lineno} of the prompt: blocks nest more than "
+                                    f"{MAX_BLOCK_DEPTH} deep")
+        stack.extend((child, depth) for child in node.iter_child_nodes())
     for node in tree.find_all(nodes.Node):
         kind = type(node).__name__
         if kind not in _ALLOWED_NODES:

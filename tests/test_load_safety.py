@@ -109,6 +109,9 @@ RUNAWAY = [
     "{{ '%999999999999d' % 1 }}",
     "{% macro f() %}{{ f() }}{{ f() }}{% endmacro %}{{ f() }}",
     "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+    "{{ name ~ name }}" * 700,
+    "{% for a in big %}" * 200 + "x" + "{% endfor %}" * 200,
+    "x" * 9000 + "{{ name }}{% if name %}{% endif %}",
 ]
 
 
@@ -421,3 +424,22 @@ def test_template_output_never_shows_a_memory_address(write_board) -> None:
         prompt = "{{ size|items }} {{ size }}"
     """)
     assert load(path).shots["a"].prompt == "[('width', 1280)] {'width': 1280}"
+
+
+def test_the_templates_of_a_board_share_a_time_budget() -> None:
+    from storyboard.errors import TemplateError
+    from storyboard.template import TOTAL_BUDGET, PromptRenderer
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.25
+        return now[0]
+
+    renderer = PromptRenderer({"name": "Ann"}, clock=clock)
+    rendered = 0
+    with pytest.raises(TemplateError, match=f"more than {TOTAL_BUDGET:g} s in all"):
+        for i in range(200):
+            assert renderer.render(f"{{% if name %}}{i} {{{{ name }}}}{{% endif %}}", 100) == f"{i} Ann"
+            rendered += 1
+    assert 5 <= rendered < 100
