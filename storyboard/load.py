@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from storyboard.assets import AssetResolver
 from storyboard.errors import StoryboardFileError, TemplateError, did_you_mean
 from storyboard.model import ID_PATTERN, Board, Shot, ShotSpec, StoryboardFile
-from storyboard.problems import Problems, SourceLines, Where, quote_line
+from storyboard.problems import Problems, Where, quote_line
 from storyboard.sniff import special_kind
 from storyboard.template import PromptRenderer
 
@@ -38,7 +38,7 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
     path = Path(path)
     text = _read(path)
     raw = _parse(path, text)
-    where = Where(path, SourceLines(text), raw)
+    where = Where(path, text, raw)
     try:
         spec, errors = StoryboardFile.model_validate(raw), []
     except ValidationError as exc:

@@ -80,14 +80,22 @@ class SourceLines:
 class Where:
     """Formats 'file: line N: shot 'x': field 'y': message', finding N in the source text."""
 
-    def __init__(self, path: Path, lines: SourceLines, raw: dict[str, Any]) -> None:
+    def __init__(self, path: Path, text: str, raw: dict[str, Any]) -> None:
         self.path = path
-        self.lines = lines
+        self.text = text
+        self._lines: SourceLines | None = None
         shots = raw.get("shot")
         self.shot_index: dict[str, int] = {}
         for i, entry in enumerate(shots if isinstance(shots, list) else []):
             if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                 self.shot_index.setdefault(entry["id"], i)
+
+    @property
+    def lines(self) -> SourceLines:
+        """Scanned on the first error only: a valid file never pays for it."""
+        if self._lines is None:
+            self._lines = SourceLines(self.text)
+        return self._lines
 
     def error(self, message: str, shot: str | None = None, field: str | None = None,
               *, at: tuple[str | int, ...] | None = None) -> StoryboardFileError:
@@ -118,14 +126,24 @@ class Problems:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.found: list[tuple[int, str]] = []
+        self.seen: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.found)
 
     def add(self, exc: StoryboardFileError) -> None:
-        """Record a problem once; its line orders the report (unknown lines go last)."""
-        if all(message != exc.message for _, message in self.found):
-            self.found.append((exc.line if exc.line is not None else 1 << 30, exc.message))
+        """Record a problem once; its line orders the report (unknown lines go last).
+
+        Raises:
+            StoryboardFileError: the list, once a problem past MAX_SHOWN turns up: a file with
+                thousands of mistakes is reported quickly, not after checking each of them.
+        """
+        if exc.message in self.seen:
+            return
+        if len(self.found) == MAX_SHOWN:
+            self.raise_any(stopped=True)
+        self.seen.add(exc.message)
+        self.found.append((exc.line if exc.line is not None else 1 << 30, exc.message))
 
     @contextmanager
     def collect(self) -> Iterator[None]:
@@ -135,17 +153,18 @@ class Problems:
         except StoryboardFileError as exc:
             self.add(exc)
 
-    def raise_any(self) -> None:
+    def raise_any(self, stopped: bool = False) -> None:
         """Raise one StoryboardFileError: the problem itself, or a list of them in file order."""
         if not self.found:
             return
         ordered = [message for _, message in sorted(self.found, key=lambda item: item[0])]
         if len(ordered) == 1:
             raise StoryboardFileError(ordered[0])
-        shown = "\n".join(f"  {message}" for message in ordered[:MAX_SHOWN])
-        hidden = len(ordered) - MAX_SHOWN
-        more = f"\n  ... and {hidden} more" if hidden > 0 else ""
-        raise StoryboardFileError(f"{len(ordered)} problems in {self.path}:\n{shown}{more}")
+        shown = "\n".join(f"  {message}" for message in ordered)
+        if stopped:
+            raise StoryboardFileError(f"more than {MAX_SHOWN} problems in {self.path}; the first {MAX_SHOWN} "
+                                      f"found:\n{shown}\n  ... and more: fix these and run again")
+        raise StoryboardFileError(f"{len(ordered)} problems in {self.path}:\n{shown}")
 
 
 def quote_line(text: str, line: int, column: int | None = None) -> str:

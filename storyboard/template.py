@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from storyboard.errors import TemplateError
+from storyboard.errors import TemplateError, did_you_mean
 
 MAX_SOURCE = 8_000
 MAX_NODES = 1_000
@@ -107,8 +107,6 @@ class PromptRenderer:
         return rendered
 
     def _lookup(self, name: str) -> str:
-        from storyboard.errors import did_you_mean
-
         if name not in self.variables:
             raise TemplateError(f"unknown variable '{name}'{did_you_mean(name, self.variables)}; define it in [vars]")
         return str(self.variables[name])
@@ -116,8 +114,6 @@ class PromptRenderer:
     def _render_sandboxed(self, text: str, limit: int, too_long: str) -> str:
         import jinja2
         from jinja2.sandbox import SecurityError
-
-        from storyboard.errors import did_you_mean
 
         env = self._environment()
         env.bounds = _Bounds(limit, too_long, self.clock() + self.deadline, self.clock)

@@ -128,10 +128,30 @@ def test_a_long_list_is_cut_after_the_limit(write_board) -> None:
     with pytest.raises(StoryboardFileError) as info:
         load(path)
     body = info.value.message.splitlines()
-    assert body[0] == f"{count} problems in {path}:"
+    assert body[0] == f"more than {MAX_SHOWN} problems in {path}; the first {MAX_SHOWN} found:"
     assert len(body) == 1 + MAX_SHOWN + 1
-    assert body[-1] == "  ... and 5 more"
+    assert body[-1] == "  ... and more: fix these and run again"
     assert "shot 's0'" in body[1] and f"shot 's{MAX_SHOWN - 1}'" in body[MAX_SHOWN]
+
+
+def test_exactly_the_limit_is_listed_in_full(write_board) -> None:
+    shots = "".join(f'[[shot]]\nid = "s{i}"\nprompt = "x"\nduration = 5\n\n' for i in range(MAX_SHOWN))
+    path = write_board(shots)
+    with pytest.raises(StoryboardFileError) as info:
+        load(path)
+    body = info.value.message.splitlines()
+    assert body[0] == f"{MAX_SHOWN} problems in {path}:" and len(body) == 1 + MAX_SHOWN
+
+
+def test_thousands_of_mistakes_are_reported_quickly(write_board) -> None:
+    import time
+
+    shots = "".join(f'[[shot]]\nid = "shot-{i}"\nprompt = "x"\ncontinues = "nowhere-{i}"\n\n' for i in range(5000))
+    path = write_board(shots)
+    start = time.monotonic()
+    with pytest.raises(StoryboardFileError, match=f"more than {MAX_SHOWN} problems"):
+        load(path)
+    assert time.monotonic() - start < 10
 
 
 def test_asset_problems_and_shot_problems_come_together_without_repeats(write_board) -> None:
