@@ -8,7 +8,8 @@ and calls are refused; the bounds below give the rest:
              (compiling is the slow part: a few hundred microseconds a node)
     nodes    an allowlist (no calls, macros, includes, blocks, imports)
     filters  an allowlist (FILTERS), each checked so its result stays under the limit
-    values   every `+ * ** % ~` result is checked before it is made (no "x" * 10**12)
+    values   `+ * **` are sized before they are computed (no "x" * 10**12), `%` on text is refused;
+             `~` and filter results are checked after (their inputs are already bounded)
     loops    MAX_STEPS iterations in all, and a deadline checked at every step and output chunk
     output   streamed and counted: rendering stops as soon as it passes the caller's limit
     in all   TOTAL_BUDGET seconds for every template of a board, each compiled once
