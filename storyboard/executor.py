@@ -186,11 +186,21 @@ def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[
 
 
 def expected_seconds(job: RenderJob, resolver: Resolver) -> float:
-    """How long the returned clip must be: an extension returns its source plus 7 s."""
+    """How long the returned clip must be: an extension returns its source plus 7 s.
+
+    The source's length is its measured duration (probed when it was cached), not a frame
+    count at an assumed rate: a 30 fps source of 240 frames is 8 s, not 10.
+    """
     if job.extends:
         for entry in resolver.outputs.values():
             if entry["outputs"]["clip"] == job.extends:
-                return entry["meta"]["frames"] / FPS + EXTENSION_SECONDS
+                meta = entry.get("meta") or {}
+                seconds = meta.get("duration")
+                if seconds is None:  # an entry from before durations were recorded
+                    from storyboard.media import probe
+
+                    seconds = probe(resolver.cache.object_path(job.extends)).duration
+                return float(seconds) + EXTENSION_SECONDS
     return float(job.duration)
 
 
@@ -201,7 +211,7 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
     started = time.monotonic()
     provider = resolver.providers[job.provider]
     try:
-        with cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
+        with cache.in_use(), cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
             entry = None if shot_id in resolver.force else cache.get_action(key)
             outcome = Outcome.CACHED
             if entry is None and remote is not None and shot_id not in resolver.force:
