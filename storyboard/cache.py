@@ -6,7 +6,7 @@
       memo/<sha>.json      derived files (conforms, windows, frames at a time) by name
       journal/<key>.json   in-flight provider operations, so a killed build resumes
       locks/<key>.lock     held (flock) while a key renders; says who holds it
-      locks/cache.lock     held shared by renders and stitches, exclusively by gc
+      cache.lock           held shared by renders and stitches, exclusively by gc
       tmp/                 partial files; never read as results
       hashes.json          asset digests memoised on (path, size, mtime_ns)
 
@@ -35,7 +35,7 @@ from storyboard.errors import CacheError
 
 CACHE_VERSION = 1
 USE_LOCK = "cache.lock"
-"""locks/cache.lock: shared by builds writing into the cache, exclusive while gc runs."""
+"""cache.lock: shared by builds writing into the cache, exclusive while gc runs."""
 _CHUNK = 1 << 20
 
 
@@ -318,7 +318,7 @@ class Cache:
         writing into, nor an object a stitch is about to read."""
         import fcntl
 
-        fh = self._open_lock(self.root / "locks" / USE_LOCK)
+        fh = self._open_lock(self.root / USE_LOCK)
         try:
             fcntl.flock(fh, fcntl.LOCK_SH)  # waits only while a gc runs: seconds
             yield
@@ -332,7 +332,7 @@ class Cache:
 
         from storyboard.errors import LockHeldError
 
-        fh = self._open_lock(self.root / "locks" / USE_LOCK)
+        fh = self._open_lock(self.root / USE_LOCK)
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,7 +14,9 @@ object:
 
 Never touched: journal/ (in-flight provider jobs, resumed without paying twice), locks/, and
 stamps/. Anything written after the newest given lock is kept, because a build may still be
-committing it; and gc refuses to run while a build holds a shot's lock (renders in flight).
+committing it; and gc refuses to run while a build holds a shot's lock (renders in flight) or
+the cache's `cache.lock` (a render or a stitch writing into the cache), which gc itself holds
+for its whole run so no build starts writing meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storyboard.cache import USE_LOCK, Cache, atomic_write_json, default_cache_dir
+from storyboard.cache import Cache, atomic_write_json, default_cache_dir
 from storyboard.errors import LockHeldError, StoryboardError, StoryboardFileError
 from storyboard.lockfile import lock_path, log_path, read_lock
 
@@ -197,8 +199,6 @@ def _refuse_if_building(root: Path) -> None:
     import fcntl
 
     for path in (root / "locks").glob("*.lock"):
-        if path.name == USE_LOCK:
-            continue  # this gc holds it (Cache.collecting)
         try:
             fh = open(path, "a+")
         except OSError:
