@@ -168,7 +168,8 @@ def _all_upstream(board: Board, shot_id: str) -> set[str]:
     return seen
 
 
-def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any]) -> None:
+def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any],
+            paid: bool = False) -> None:
     previous = lock.shots.get(shot_id, {})
     # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
     if previous.get("key") == key and previous.get("clip") == entry["outputs"]["clip"] \
@@ -182,7 +183,7 @@ def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[
         "last": entry["outputs"]["last"],
         **{k: entry.get(k) for k in ("provider", "model", "cost", "unit", "seconds", "created", "handle")
            if entry.get(k) is not None},
-    })
+    }, durable=paid)
 
 
 def expected_seconds(job: RenderJob, resolver: Resolver) -> float:
@@ -226,7 +227,7 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
                 if remote is not None:
                     remote.publish(key, entry, cache)
         resolver.outputs[shot_id] = entry
-        _record(lock, shot_id, key, job, entry)
+        _record(lock, shot_id, key, job, entry, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})
         return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started)
     except StoryboardError as exc:

@@ -4,8 +4,9 @@ Commit it beside the storyboard: with the same cache (or a remote one), a teamma
 the identical film without paying, and `plan` explains every rerun against it.
 
 Like ninja's `.ninja_log`, a build never rewrites the lock per shot: each finished shot is
-appended as one JSON line to `storyboard.lock.log` (O_APPEND, fdatasync), and the log is
-compacted into the lock at the end of a build, or at the start of the next one after a crash.
+appended as one JSON line to `storyboard.lock.log` (O_APPEND; fdatasync for a paid render),
+and the log is compacted into the lock at the end of a build, or at the start of the next one
+after a crash.
 Two builds at once therefore keep each other's shots, and a 10,000-shot build writes the lock
 once instead of 10,000 times. Readers see the lock merged with its log.
 
@@ -106,11 +107,15 @@ class LockFile:
         self.shots: dict[str, dict[str, Any]] = data.shots
         self.film: dict[str, Any] = data.film
 
-    def record_shot(self, shot_id: str, entry: dict[str, Any]) -> None:
-        """Append one finished shot to the log: durable at once, without rewriting the lock."""
+    def record_shot(self, shot_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
+        """Append one finished shot to the log, without rewriting the lock.
+
+        `durable` syncs it to disk (a paid render). A cache hit need not be: were the line lost
+        to a power cut, the next build would find the shot cached and record it again, free.
+        """
         with self._mutex:
             self.shots[shot_id] = entry
-            self._append({"shot": shot_id, "entry": entry})
+            self._append({"shot": shot_id, "entry": entry}, durable)
 
     def record_film(self, entry: dict[str, Any]) -> None:
         self.compact(film=entry)
@@ -147,7 +152,7 @@ class LockFile:
 
     # ---- the log ----------------------------------------------------------------------------
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], durable: bool) -> None:
         line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
         try:
             with self._log_open(fcntl.LOCK_SH) as fd:
@@ -157,7 +162,8 @@ class LockFile:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fdatasync(fd)
+                if durable:
+                    os.fdatasync(fd)
                 size += len(line)
         except OSError as exc:
             raise CacheError(f"cannot record the shot in {self.log}: {exc.strerror or exc}; it is cached, "
@@ -195,19 +201,23 @@ class LockFile:
     def _open_log_for_writing(self) -> int:
         for _ in range(3):
             try:
+                mode = os.lstat(self.log).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and stat.S_ISDIR(mode):
+                raise OSError(errno.EISDIR, "it is a folder; remove it")
+            if mode is not None and not stat.S_ISREG(mode):
+                self._warn(f"{self.log.name} is not a regular file; replacing it")
+                _unlink_quietly(self.log)
+            try:  # O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO put there since the lstat cannot trap us
                 fd = os.open(self.log, os.O_RDWR | os.O_APPEND | os.O_CREAT | _OPEN_SAFE, 0o666)
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
-                fd = None
-            if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            if stat.S_ISREG(os.fstat(fd).st_mode):
                 return fd
-            if fd is not None:
-                os.close(fd)
-            if os.path.isdir(self.log) and not os.path.islink(self.log):
-                raise OSError(errno.EISDIR, "it is a folder; remove it")
-            self._warn(f"{self.log.name} is not a regular file; replacing it")
-            _unlink_quietly(self.log)
+            os.close(fd)
         raise OSError(errno.EEXIST, "it is not a regular file and cannot be replaced")
 
 
@@ -218,11 +228,14 @@ class LockFile:
 def _log_shared(log: Path, warn: Callable[[str], None]) -> Iterator[int | None]:
     """The log opened read-only and flocked shared, or None when it is absent or not a regular file."""
     try:
-        fd = os.open(log, os.O_RDONLY | _OPEN_SAFE)
+        regular = stat.S_ISREG(os.lstat(log).st_mode)
+        fd = os.open(log, os.O_RDONLY | _OPEN_SAFE) if regular else -1
     except FileNotFoundError:
         yield None
         return
     except OSError:
+        regular = False
+    if not regular:
         warn(f"{log.name} is not a regular file; ignoring it")
         yield None
         return
