@@ -18,7 +18,7 @@ def test_init_writes_a_board_that_builds_into_a_film(tmp_path):
     for name in ("boat", "sunset"):
         with Image.open(board.parent / "assets" / f"{name}.png") as image:
             assert (image.format, image.size) == ("PNG", (1280, 720))
-    assert (board.parent / ".gitignore").read_text().splitlines()[1:] == [".storyboard/", "build/"]
+    assert (board.parent / ".gitignore").read_text().splitlines()[1:] == [".storyboard/", "build/", "*.lock.log"]
     project = open_project(board)
     shots = project.board.shots
     assert shots["launch"].references and shots["stream"].continues == "launch"
