@@ -52,5 +52,5 @@ def test_init_appends_only_the_missing_lines_to_gitignore(tmp_path):
     (tmp_path / ".gitignore").write_text("node_modules/\nbuild/")
     init(tmp_path)
     lines = (tmp_path / ".gitignore").read_text().splitlines()
-    assert lines[:2] == ["node_modules/", "build/"] and lines[-1] == ".storyboard/"
+    assert lines[:2] == ["node_modules/", "build/"] and lines[-2:] == [".storyboard/", "*.lock.log"]
     assert lines.count("build/") == 1
