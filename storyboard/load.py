@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from storyboard.errors import StoryboardFileError, did_you_mean
+from storyboard.job import EXTENSION_SECONDS
 from storyboard.model import (
     ID_PATTERN,
     Asset,
@@ -194,7 +195,8 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
             prompt=render(s.prompt, s.id, "prompt"),
             negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                  s.id, inherited=s.negative_prompt is None),
-            duration=s.duration if s.duration is not None else spec.film.duration,
+            # an extension's length is Veo's rule (+7 s), not the film's default
+            duration=s.duration if s.duration is not None else EXTENSION_SECONDS if s.extends else spec.film.duration,
             resolution=s.resolution or spec.film.resolution,
             aspect_ratio=s.aspect_ratio or spec.film.aspect_ratio,
             seed=s.seed if s.seed is not None else film_seed,
@@ -212,6 +214,7 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
             inherited=frozenset(
                 name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
                 if getattr(s, name) is None and getattr(spec.film, name) is not None
+                and not (name == "duration" and s.extends)
             ) | ({"provider"} if s.provider is None else set()),
         )
 
