@@ -127,6 +127,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
     steps: list[Step] = []
     rerun: set[str] = set()
     from_remote: set[str] = set()
+    planned: dict[str, str] = {}
+    """key -> the first shot planned to generate it."""
     for shot_id in order:
         shot = board.shots[shot_id]
         blocked = next((up for up in shot.upstream() if up in rerun), None)
@@ -162,6 +164,11 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
             continue
         rerun.add(shot_id)
+        twin = planned.setdefault(key, shot_id)
+        if twin != shot_id:  # the build generates the request once: whichever is second finds it cached
+            steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
+                                                  "generated", key, job))
+            continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps
 

@@ -110,6 +110,16 @@ def test_plan_statements_hold_after_the_build(write_board, fake_provider, edit):
     assert sum(o is Outcome.RENDERED for o in outcomes.values()) >= 1
 
 
+def test_two_shots_making_the_same_request_are_generated_once(write_board, fake_provider):
+    path = write_board(ANIMATIC.replace('"animatic"', '"fake"').replace("gulls over the cliff",
+                                                                       "a boat leaves the harbour"))
+    steps, outcomes, _ = plan_and_build(path)
+    assert steps["a"].status == RUN and steps["c"].status == MAY_RERUN and steps["a"].key == steps["c"].key
+    assert steps["c"].reason == "the same request as 'a': cached once 'a' is generated"
+    assert outcomes["c"] is Outcome.CACHED and len(fake_provider.calls) == 2
+    assert_build_never_contradicts_plan(steps, outcomes)
+
+
 def test_plan_counts_what_may_rerun_apart_from_what_will(write_board, fake_provider):
     path = write_board(ANIMATIC.replace('"animatic"', '"fake"'))
     project = open_project(path)
