@@ -160,20 +160,22 @@ def render_table(pv: PlanView, console: Any) -> None:
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
     maybe = f", {pv.may_rerun} may rerun" if pv.may_rerun else ""
-    counting = f", if the {pv.may_rerun} that may rerun do" if pv.may_rerun else ""
+    counting = f", counting the {pv.may_rerun} that may rerun" if pv.may_rerun else ""
     console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{maybe}; estimated cost {cost}"
                   + (counting if pv.totals.by_unit else "")
                   + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
     if pv.to_generate or pv.may_rerun:
-        speeds = f" ({'; '.join(pv.speeds)})" if pv.speeds else ""
-        stitch = f", {_duration(pv.stitch_seconds)} of it to stitch the film" if pv.stitch_seconds else ""
-        console.print(f"estimated wall time: {_duration(pv.wall_seconds)}{counting}{stitch}, at the configured "
+        stitch = f" ({_duration(pv.stitch_seconds)} of it stitching the film)" if pv.stitch_seconds else ""
+        speeds = "".join(f"; {speed}" for speed in pv.speeds)
+        console.print(f"estimated wall time: {_duration(pv.wall_seconds)}{stitch}{counting}, at the configured "
                       f"concurrency and rate limits{speeds}")
     for problem in pv.problems:
         console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     minutes, sec = divmod(int(seconds), 60)
