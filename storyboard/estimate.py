@@ -21,8 +21,8 @@ def pseudo_job(shot: Shot) -> RenderJob:
     pending = "0" * 64
     return RenderJob(
         provider=shot.provider, model=shot.model, prompt=shot.prompt, negative_prompt=shot.negative_prompt,
-        duration=job_duration(shot.duration, bool(shot.extends)), resolution=shot.resolution, aspect_ratio=shot.aspect_ratio, seed=shot.seed,
-        audio=shot.audio, take=shot.take,
+        duration=job_duration(shot.duration, bool(shot.extends)), resolution=shot.resolution,
+        aspect_ratio=shot.aspect_ratio, seed=shot.seed, audio=shot.audio, take=shot.take,
         first_frame=pending if shot.first_frame else None, last_frame=pending if shot.last_frame else None,
         references=tuple(pending for _ in shot.references), extends=pending if shot.extends else None,
     )
@@ -159,7 +159,8 @@ class Speed:
 
     def describe(self) -> str:
         if self.renders:
-            return f"{self.provider} at the speed of its last {self.renders} render{'s' if self.renders > 1 else ''}"
+            renders = f"{self.renders} render{'s' if self.renders > 1 else ''}"
+            return f"{self.provider} at the speed of its {renders} in the lock"
         return f"{self.provider} at its nominal speed until a build measures it"
 
 

@@ -196,7 +196,8 @@ def _resolve(path: Path, where: _Where, spec: StoryboardFile, allow_outside: boo
             negative_prompt=_opt(render, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                  s.id, inherited=s.negative_prompt is None),
             # an extension's length is Veo's rule (+7 s), not the film's default
-            duration=s.duration if s.duration is not None else EXTENSION_SECONDS if s.extends else spec.film.duration,
+            duration=s.duration if s.duration is not None else (EXTENSION_SECONDS if s.extends
+                                                                 else spec.film.duration),
             resolution=s.resolution or spec.film.resolution,
             aspect_ratio=s.aspect_ratio or spec.film.aspect_ratio,
             seed=s.seed if s.seed is not None else film_seed,

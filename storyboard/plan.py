@@ -199,7 +199,7 @@ def _stale_handle(entry: dict[str, Any], now: float) -> str | None:
 
 def _waiting(shot: Shot, upstream: str, previous: dict[str, Any] | None) -> str:
     """Why a shot whose key waits on `upstream` may rerun: its own edits, if any, then the upstream."""
-    if not isinstance(previous, dict) or "components" not in previous:
+    if not isinstance(previous, dict) or not isinstance(previous.get("components"), dict):
         return f"new shot; runs after upstream '{upstream}'"
     now = pseudo_job(shot).model_dump(mode="json")
     own = _changes(previous["components"], now, [k for k in now if k in _PARAMETERS])
@@ -248,7 +248,7 @@ def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] |
         if name in inputs:
             reasons.append(f"input {_input_label(inputs[name], name)} changed")
         elif name == "references":
-            reasons.append(_references_changed(shot, list(before.get(name) or []), list(now[name])))
+            reasons.append(_references_changed(shot, [str(d) for d in before.get(name) or []], list(now[name])))
         elif name == "extends":
             reasons.append(f"the clip of '{shot.extends}' changed" if shot.extends else "extension removed")
         else:

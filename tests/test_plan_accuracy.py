@@ -211,7 +211,7 @@ def test_animatic_plan_estimates_the_build_it_precedes(write_board):
     path.write_text(path.read_text().replace("boat", "ship").replace("gulls", "terns"))
     project = open_project(path)
     pv = view(project, plan_project(project)[0])
-    assert pv.to_generate == 2 and pv.may_rerun == 1 and "last 3 renders" in pv.speeds[0]
+    assert pv.to_generate == 2 and pv.may_rerun == 1 and "3 renders in the lock" in pv.speeds[0]
     _, outcomes, took = plan_and_build(path)
     assert list(outcomes.values()).count(Outcome.RENDERED) == 3
     # measured speed: within a factor of 3 of the build (a 90 s guess per shot was 30 to 60 times off)
