@@ -32,6 +32,28 @@ NoRemoteOpt = Annotated[bool, typer.Option("--no-remote", help="ignore any remot
 RequireRemoteOpt = Annotated[bool, typer.Option("--require-remote", help="fail instead of continuing locally when the remote is down")]
 
 
+def _allow_base_urls(ctx: typer.Context, hosts: Optional[list[str]]) -> Optional[list[str]]:
+    """Hand --allow-base-url to the key-destination check (storyboard.providers._hosts) for this command."""
+    if not hosts:
+        return hosts
+    from storyboard.providers._hosts import ALLOW_ENV
+
+    before = os.environ.get(ALLOW_ENV)
+    os.environ[ALLOW_ENV] = ",".join(filter(None, [before, *hosts]))
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(ALLOW_ENV, None)
+        else:
+            os.environ[ALLOW_ENV] = before
+
+    ctx.call_on_close(restore)
+    return hosts
+
+
+AllowBaseUrlOpt = Annotated[Optional[list[str]], typer.Option("--allow-base-url", metavar="HOST", callback=_allow_base_urls, help="let the storyboard's base_url send a provider's key to HOST (repeatable); by default only the provider's own host or loopback")]
+
+
 def _open(file: Path, cache_dir: Optional[Path], provider: Optional[str] = None, remote: Optional[str] = None,
           no_remote: bool = False, require_remote: bool = False):  # noqa: ANN202 - a storyboard.build.Project
     """Load the project and attach the team's remote cache, if any."""
@@ -64,7 +86,8 @@ def _main(
 
 
 @app.command()
-def validate(file: FileArg, allow_outside: Annotated[bool, typer.Option(help="allow assets outside the storyboard's folder")] = False) -> None:
+def validate(file: FileArg, allow_outside: Annotated[bool, typer.Option(help="allow assets outside the storyboard's folder")] = False,
+             allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Check the storyboard: format, references, cycles and each provider's rules."""
     from storyboard.graph import build_graph
     from storyboard.load import load
@@ -76,7 +99,7 @@ def validate(file: FileArg, allow_outside: Annotated[bool, typer.Option(help="al
 
 @app.command()
 def graph(file: FileArg, format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.text,
-          cache_dir: CacheOpt = None) -> None:
+          cache_dir: CacheOpt = None, allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Draw the shot graph as text, Mermaid or DOT, marking each shot cached or to run."""
     from storyboard.build import open_project, plan_project
     from storyboard.graph import render
@@ -100,7 +123,7 @@ def plan(file: FileArg, cache_dir: CacheOpt = None,
          provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
          jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once (for the time estimate)")] = 4,
          json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-         remote: RemoteOpt = None, no_remote: NoRemoteOpt = False) -> None:
+         remote: RemoteOpt = None, no_remote: NoRemoteOpt = False, allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Show what a build would do: each shot cached or to run and why, its cost, and the totals."""
     from storyboard.build import plan_project
     from storyboard.plan_view import render_table, view
@@ -139,6 +162,7 @@ def build(
     remote: RemoteOpt = None,
     no_remote: NoRemoteOpt = False,
     require_remote: RequireRemoteOpt = False,
+    allow_base_url: AllowBaseUrlOpt = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
@@ -193,13 +217,15 @@ def build(
 
 
 @app.command()
-def push(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None) -> None:
+def push(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
+         allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Upload what the lock pins (clips, frames, the film) to the remote cache."""
     _sync(file, cache_dir, remote, "push")
 
 
 @app.command()
-def pull(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None) -> None:
+def pull(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
+         allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Download what the lock pins from the remote cache, so the next build pays for nothing."""
     _sync(file, cache_dir, remote, "pull")
 
@@ -259,6 +285,7 @@ def report(
     cache_dir: CacheOpt = None,
     remote: RemoteOpt = None,
     no_remote: NoRemoteOpt = False,
+    allow_base_url: AllowBaseUrlOpt = None,
 ) -> None:
     """Write an HTML contact sheet: the film, each shot's frames and settings, each cut's continuity."""
     from storyboard.report import make_report

@@ -28,6 +28,14 @@ FrameAt = Literal["first", "last"] | float
 PNG_COMPRESS_LEVEL = 3
 """Fixed so frame bytes (and so downstream cache keys) never depend on a library default."""
 
+CLEAN_PLATE = "storyboard clean plate"
+"""Handler name of a clip's extra video track holding its pictures without burnt-in overlays.
+
+The animatic draws a shot's id, caption and references on the clip it shows and keeps this
+clean plate beside it: every frame extracted to hand to another shot comes from the plate, so
+no shot inherits another's overlays. Clips without one hand off what they show.
+"""
+
 _STDERR_LINES = 20
 _LAST_FRAME_MARGIN = 1.0
 """Seconds before the end of the video stream to seek to when looking for the last frame."""
@@ -140,10 +148,14 @@ def _open(path: str | os.PathLike[str]) -> Iterator[Any]:
         raise MediaError(f"cannot decode {os.fspath(path)}: {exc}") from exc
 
 
-def _video_stream(container: Any, path: str | os.PathLike[str]) -> Any:
+def _video_stream(container: Any, path: str | os.PathLike[str], clean: bool = False) -> Any:
+    """The video stream shown, or with `clean` the CLEAN_PLATE track when the clip has one."""
     if not container.streams.video:
         raise MediaError(f"{os.fspath(path)} has no video stream")
     stream = container.streams.video[0]
+    if clean:
+        plates = [s for s in container.streams.video if s.metadata.get("handler_name") == CLEAN_PLATE]
+        stream = plates[0] if plates else stream
     # Frame threading speeds decoding up and cannot change the decoded pixels.
     stream.thread_type = "AUTO"
     return stream
@@ -191,6 +203,13 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             video_codec=video.codec_context.name,
             audio_codec=audio.codec_context.name if audio is not None else None,
         )
+
+
+def clean_plate_index(path: str | os.PathLike[str]) -> int | None:
+    """Index among the clip's video streams of its CLEAN_PLATE track, or None without one."""
+    with _open(path) as container:
+        names = [s.metadata.get("handler_name") for s in container.streams.video]
+    return names.index(CLEAN_PLATE) if CLEAN_PLATE in names else None
 
 
 def _frame_time(frame: Any) -> float:
@@ -265,6 +284,8 @@ def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
 def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> None:
     """Write one exact decoded frame of `clip` to `dest` as lossless RGB PNG.
 
+    The frame comes from the clip's CLEAN_PLATE track when it has one.
+
     Args:
         clip: a video file.
         at: "first" (first decoded frame), "last" (last decoded frame of the video stream,
@@ -279,7 +300,7 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
     if isinstance(at, str) and at not in ("first", "last"):
         raise ValueError(f"frame must be 'first', 'last' or seconds, not {at!r}")
     with _open(clip) as container:
-        video = _video_stream(container, clip)
+        video = _video_stream(container, clip, clean=True)
         if at == "first":
             frame = _first_frame(container, video)
         elif at == "last":
@@ -303,7 +324,7 @@ def extract_first_last(
             written.
     """
     with _open(clip) as container:
-        video = _video_stream(container, clip)
+        video = _video_stream(container, clip, clean=True)
         first = _rgb(_first_frame(container, video), clip)
         last = _frame_at_or_before(container, video, None)
         last = first if last is None else _rgb(last, clip)

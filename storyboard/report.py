@@ -1,10 +1,14 @@
 """make_report(): one HTML page per board, a contact sheet of every shot and the film.
 
-The page is self-contained except for the film: each shot's first and last frames are
-embedded as small JPEG data: URIs, and the film is linked by a path relative to the page
-(a film is tens of megabytes; as base64 it would be a third bigger still, held in memory
-by the browser and unseekable until fully parsed). The default page sits beside the film,
-so `build/` can be copied or served as a whole.
+The page is self-contained except for the videos: each shot's first and last frames are
+embedded as small JPEG data: URIs, while the film and each shot's clip are linked by paths
+relative to the page (a film is tens of megabytes; as base64 it would be a third bigger
+still, held in memory by the browser and unseekable until fully parsed). The default page
+sits beside the film; the clips are the cache's own objects (`.storyboard/objects/...`),
+so the page plays them where the board is built, or served from the board's folder.
+
+The shots of the film are numbered in film order, each with the time it starts in the film
+(transitions overlap the clips); shots not in the film follow, unnumbered.
 
 At every cut of the film's sequence, the outgoing clip's last frame and the incoming clip's
 first frame (the lossless PNGs in the cache) are compared:
@@ -12,9 +16,10 @@ first frame (the lossless PNGs in the cache) are compared:
     PSNR  over RGB, in dB; infinite when the pixels are identical
     SSIM  over luma, downsampled as Wang et al. do for frames this size, 7x7 uniform window
 
-A cut scoring below PSNR_FLAG or SSIM_FLAG is flagged: a "bad join" where the incoming shot
-was meant to continue the outgoing one, a "jump" where it was not (usually intended, worth
-a look).
+Only an intended hand-off is judged: where the incoming shot starts on the outgoing shot's
+last frame (`continues`, or `first_frame = { shot = ..., frame = "last" }`) and the join
+scores below PSNR_FLAG or SSIM_FLAG, it is flagged as a "bad join". A cut between unrelated
+shots is what an edit is made of: its scores are shown, never flagged.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -95,10 +100,10 @@ class Cut:
 
     @property
     def verdict(self) -> str:
-        """"ok", "jump" (a hard cut that looks like one) or "bad" (a continuation that does not)."""
-        if not self.flagged:
-            return "ok"
-        return "bad" if self.handed_off else "jump"
+        """"ok" (a hand-off that joins), "bad" (a hand-off that does not) or "cut" (no hand-off)."""
+        if not self.handed_off:
+            return "cut"
+        return "bad" if self.flagged else "ok"
 
 
 @dataclass
@@ -107,7 +112,8 @@ class ShotCard:
 
     kind: ClassVar[str] = "shot"
     id: str
-    number: int
+    number: int | None
+    """Position in the film, from 1; None for a shot not in it."""
     prompt: str
     negative_prompt: str | None
     seed: int | None
@@ -131,6 +137,10 @@ class ShotCard:
     note: str = ""
     created: str | None = None
     length: str = ""
+    clip: str | None = None
+    """The clip in the cache, as a URL relative to the page; None when it is not cached."""
+    start: float | None = None
+    """Seconds into the film where the shot starts; None when not in it or not all built."""
 
 
 @dataclass
@@ -162,9 +172,16 @@ class _Page:
 
 
 def default_report_path(project: Project) -> Path:
-    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix."""
+    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix.
+
+    Raises:
+        OutsideError: a symlinked folder on the way leads outside the board's folder (an
+            explicit `--out` is the user's own choice and is not checked).
+    """
+    from storyboard.sandbox import inside
+
     board = project.board
-    return board.root / Path(board.film.output).with_suffix(".report.html")
+    return inside(board.root, Path(board.film.output).with_suffix(".report.html"), f"{board.path}: the report")
 
 
 def make_report(project: Project, out: Path | None = None, *, build: BuildReport | None = None) -> Path:
@@ -201,8 +218,7 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         joins = list(pool.map(lambda pair: _cut(project, resolver, *pair), pairs))
     for card in cards.values():
         card.first, card.last = uris.get(card.first or ""), uris.get(card.last or "")
-    for number, shot_id in enumerate(project.order, 1):
-        cards[shot_id].number = number
+        card.clip = _clip_url(project, resolver, card.id, out)
     extended_by = {s.extends: s.id for s in board.shots.values() if s.extends}
     for shot_id, card in cards.items():
         if shot_id not in board.sequence and shot_id in extended_by:
@@ -210,9 +226,11 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         elif shot_id not in board.sequence:
             card.note = "not in the film's sequence"
 
-    timeline: list[ShotCard | Cut] = [cards[board.sequence[0]]]
-    for join, (_, shot_id) in zip(joins, pairs):
-        timeline += [join, cards[shot_id]]
+    placed = [_place(cards[shot_id], number, start)
+              for number, (shot_id, start) in enumerate(zip(board.sequence, locate_in_film(project, resolver)), 1)]
+    timeline: list[ShotCard | Cut] = [placed[0]]
+    for join, card in zip(joins, placed[1:]):
+        timeline += [join, card]
     others = [cards[s] for s in project.order if s not in board.sequence]
 
     counts = {"shots": len(steps)}
@@ -222,7 +240,7 @@ def make_report(project: Project, out: Path | None = None, *, build: BuildReport
         if card.status == "cached" and card.price is not None:
             spent[card.price.unit] = spent.get(card.price.unit, 0.0) + card.price.amount
     film = _film(project, resolver, out)
-    film.poster = cards[board.sequence[0]].first
+    film.poster = placed[0].first
     page = _Page(
         title=board.film.title or board.path.stem,
         board=str(board.path),
@@ -333,7 +351,7 @@ def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: Bui
     elif status == "to run" and step.key and project.cache.journal(step.key).read():
         reason += "; a provider job is in flight and resumes on the next build"
     card = ShotCard(
-        id=shot.id, number=0, prompt=shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,
+        id=shot.id, number=None, prompt=shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,
         take=shot.take, provider=shot.provider, model=shot.model, resolution=shot.resolution,
         aspect_ratio=shot.aspect_ratio, status=status, reason=reason, inputs=_inputs(shot),
     )
@@ -356,6 +374,43 @@ def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: Bui
         extended = f"the clip of '{shot.extends}' + {EXTENSION_SECONDS} s"
         card.length = extended if shot.extends else f"{shot.duration} s"
     return card
+
+
+def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
+    """Where each clip of the sequence starts in the film, in seconds; None after an unbuilt one.
+
+    As the stitcher lays them out: clips whole, in whole frames, each transition overlapping
+    the clips it joins by its length in frames.
+    """
+    from storyboard.job import FPS
+    from storyboard.stitch import Transition
+
+    t = project.board.edit.transition
+    edge = Transition(t.kind, 0.0 if t.kind == "cut" else t.duration).edge_frames(FPS)
+    found: list[float | None] = []
+    frame: int | None = 0
+    for shot_id in project.board.sequence:
+        found.append(None if frame is None else frame / FPS)
+        meta = (resolver.outputs.get(shot_id) or {}).get("meta") or {}
+        frames = meta.get("frames") or (round(meta["duration"] * FPS) if "duration" in meta else None)
+        frame = None if frame is None or frames is None else frame + frames - edge
+    return found
+
+
+def _place(card: ShotCard, number: int, start: float | None) -> ShotCard:
+    """The card at its place in the film; a shot the sequence plays again gets a copy there."""
+    if card.number is not None:
+        return replace(card, number=number, start=start)
+    card.number, card.start = number, start
+    return card
+
+
+def _clip_url(project: Project, resolver: Resolver, shot_id: str, out: Path) -> str | None:
+    entry = resolver.outputs.get(shot_id)
+    if entry is None or not project.cache.has_object(entry["outputs"]["clip"]):
+        return None
+    path = project.cache.object_path(entry["outputs"]["clip"])
+    return quote(Path(os.path.relpath(path.resolve(), out.resolve().parent)).as_posix())
 
 
 def _inputs(shot: Shot) -> list[str]:
@@ -438,4 +493,5 @@ def _template() -> Any:
     )
     env.filters["db"] = lambda v: "∞" if math.isinf(v) else f"{v:.1f}"
     env.filters["pct"] = lambda v: f"{100 * v:.1f}%"
+    env.filters["clock"] = lambda v: f"{int(v // 60)}:{v % 60:05.2f}"
     return env.get_template("report.html.j2")

@@ -283,3 +283,101 @@ def test_camera_starts_still_and_returns_when_asked(returns: bool) -> None:
 def test_seed_chooses_the_look() -> None:
     assert look_for(None) == look_for(0) == look_for(0)
     assert look_for(1) != look_for(2)
+
+
+def test_frames_handed_off_at_any_time_carry_no_overlay(render: Any, tmp_path: Path) -> None:
+    # Two shots alike but for what the animatic draws on top: the same seed, the same picture.
+    shots = [
+        render(prompt="A storm over the cliff, rain lashing the glass", label="arrival",
+               references=("ref", "ref"), duration=4, first_frame="first", seed=7, audio=False),
+        render(prompt="Something else entirely", label="zz", duration=4, first_frame="first",
+               seed=7, audio=False),
+    ]
+    shown = [_frames(clip)[60] for clip in shots]
+    corner = (slice(0, 200), slice(0, 400))
+    assert _mad(shown[0][corner], shown[1][corner]) > 5  # the overlays are on screen at 2.5 s
+    for at in (2.5, 1.0, "first", "last"):
+        handed = []
+        for i, clip in enumerate(shots):
+            media.extract_frame(clip, at, tmp_path / f"{i}-{at}.png")
+            handed.append(_rgb(tmp_path / f"{i}-{at}.png"))
+        assert np.array_equal(handed[0], handed[1]), at
+    # The clean plate is the shown clip but for the overlays; the ends are the very same pixels.
+    with av.open(str(shots[0])) as container:
+        plate = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[1])]
+    shown_all = _frames(shots[0])
+    assert len(plate) == len(shown_all) == 96
+    assert np.array_equal(plate[0], shown_all[0]) and np.array_equal(plate[-1], shown_all[-1])
+    assert _mad(plate[60][corner], shown_all[60][corner]) > 5
+    middle = (slice(250, 450), slice(400, 880))  # clear of every overlay
+    assert _mad(plate[60][middle], shown_all[60][middle]) < 1
+
+
+def test_extension_hands_off_the_clean_plate_of_its_source(refs6: Path, render: Any, tmp_path: Path) -> None:
+    clip = render(prompt="and then", extends="src", duration=8, seed=5, label="more",
+                  extra={"src": refs6})
+    src = media.probe(refs6).frames
+    for path, at in ((refs6, 3.0), (clip, 3.0)):
+        media.extract_frame(path, at, tmp_path / f"{path.name}.png")
+    source, extended = (_rgb(tmp_path / f"{p.name}.png") for p in (refs6, clip))
+    assert _mad(source, extended) < 1.5
+    shown = _frames(clip)
+    assert len(shown) == src + 168 and _mad(shown[72], source) > 2  # the source's overlays show
+
+
+def test_a_board_handing_a_timed_frame_on_is_not_touched_by_the_upstream_caption(write_board) -> None:
+    from storyboard.build import build, open_project
+    from storyboard.executor import Outcome
+
+    text = """
+        [film]
+        duration = 4
+        seed = 7
+
+        [assets]
+        keeper = "assets/keeper.png"
+
+        [[shot]]
+        id = "arrival"
+        prompt = "PROMPT"
+        references = ["keeper"]
+        duration = 8
+
+        [[shot]]
+        id = "dawn"
+        first_frame = { shot = "arrival", frame = 2.5 }
+        prompt = "The same cliff at dawn"
+        seed = 11
+    """
+    board = write_board(text.replace("PROMPT", "Aerial shot of a lighthouse at dusk"), keeper=(230, 200, 40))
+    first = build(open_project(board))
+    assert first.count(Outcome.RENDERED) == 2
+    board.write_text(board.read_text().replace("Aerial shot of a lighthouse at dusk", "Waves crash"))
+    second = build(open_project(board))
+    assert second.shots["arrival"].outcome is Outcome.RENDERED
+    assert second.shots["dawn"].outcome is Outcome.CACHED  # the frame it starts on did not change
+
+
+def test_takes_are_different_candidates(render: Any) -> None:
+    takes = {take: render(prompt="a cliff", duration=4, seed=7, take=take, label="cliff")
+             for take in (1, 2, 3)}
+    assert render(prompt="a cliff", duration=4, seed=7, take=2, label="cliff").read_bytes() == (
+        takes[2].read_bytes())
+    frames = {take: _frames(clip) for take, clip in takes.items()}
+    for a, b in ((1, 2), (2, 3), (1, 3)):
+        assert _mad(frames[a][0], frames[b][0]) > 20, (a, b)  # another palette
+        assert _mad(frames[a][-1], frames[b][-1]) > 20
+    # On the same first picture, the takes still move the camera differently.
+    moved = [render(prompt="a cliff", duration=4, seed=7, take=t, first_frame="first", audio=False)
+             for t in (1, 2)]
+    ends = [_frames(clip) for clip in moved]
+    assert np.array_equal(ends[0][0], ends[1][0])
+    assert _mad(ends[0][-1], ends[1][-1]) > 6
+
+
+def test_take_chooses_the_look_and_take_1_is_the_seeds_own() -> None:
+    assert look_for(7, 1) == look_for(7)
+    looks = [look_for(7, take) for take in range(1, 6)]
+    assert len({look.colors for look in looks}) == 5
+    assert len({(look.zoom, look.focus) for look in looks}) == 5
+    assert look_for(7, 2) == look_for(7, 2)

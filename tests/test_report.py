@@ -87,14 +87,30 @@ def test_report_shows_every_shot_with_its_frames_and_settings(page):
     assert "not built yet" not in text
 
 
-def test_handed_off_cut_is_identical_and_hard_cut_is_flagged(page):
+def test_each_shot_plays_its_own_clip_from_its_start_in_the_film(built, page):
+    out, text = page
+    project = open_project(built)
+    lock = project.lock.shots
+    players = dict(re.findall(r'<section class="shot[^"]*" id="shot-([a-z]+)".*?<video class="clip"[^>]* src="([^"]+)"',
+                              text, re.S))
+    assert set(players) == {"hill", "clouds", "harbour"}
+    for shot, src in players.items():
+        assert (out.parent / src).resolve() == project.cache.object_path(lock[shot]["clip"]).resolve()
+    numbers = re.findall(r'<span class="num" title="position in the film">#(\d+)</span><h3>([a-z]+)</h3>'
+                         r'<a class="start" href="#film" data-seek="([\d.]+)"[^>]*>at ([\d:.]+)</a>', text)
+    assert numbers == [("1", "hill", "0.000", "0:00.00"), ("2", "clouds", "4.000", "0:04.00"),
+                       ("3", "harbour", "8.000", "0:08.00")]
+
+
+def test_handed_off_cut_is_identical_and_plain_cut_is_not_flagged(page):
     _, text = page
     joins = cuts(text)
     assert list(joins) == [("hill", "clouds"), ("clouds", "harbour")]
     handoff, hard = joins["hill", "clouds"], joins["clouds", "harbour"]
     assert handoff.startswith("cut-ok") and "identical" in handoff
     assert float(re.search(r'data-ssim="([\d.]+)"', handoff).group(1)) > 0.95
-    assert hard.startswith("cut-jump") and "identical" not in hard and "⚠ jump" in hard
+    # a plain cut to an unrelated shot is scored, not flagged: it is what an edit is made of
+    assert hard.startswith("cut-cut") and "identical" not in hard and "⚠" not in hard
     psnr = float(re.search(r'data-psnr="([\d.]+)"', hard).group(1))
     assert 0 < psnr < 25 and f"{psnr} dB" in hard
 
@@ -113,7 +129,7 @@ def test_compare_frames_scores_identical_as_infinite_and_sees_colour_and_structu
     assert psnr < 12 and ssim < 0.2
     psnr, ssim = compare_frames(paths["blue"], paths["red"])
     assert psnr < 10 and ssim > 0.9
-    assert Cut("x", "y", "cut", False, psnr, ssim).verdict == "jump"
+    assert Cut("x", "y", "cut", False, psnr, ssim).verdict == "cut"
     assert Cut("x", "y", "cut", True, psnr, ssim).verdict == "bad"
     assert Cut("x", "y", "cut", True, 44.0, 0.99).verdict == "ok"
 
@@ -150,17 +166,22 @@ PROBE = """<script>
 window.addEventListener('load', function () {
   var out = {images: []};
   document.querySelectorAll('img').forEach(function (img) { out.images.push(img.complete ? img.naturalWidth : -1); });
-  var video = document.querySelector('video');
-  function done(value) {
-    out.video = value;
+  var videos = Array.prototype.slice.call(document.querySelectorAll('video')), left = videos.length;
+  out.videos = {};
+  function done(video, value) {
+    out.videos[video.id || video.getAttribute('aria-label')] = value;
+    if (--left) return;
     var pre = document.createElement('pre');
     pre.id = 'probe';
     pre.textContent = JSON.stringify(out);
     document.body.appendChild(pre);
   }
-  if (video.readyState >= 1) { done(video.duration); return; }
-  video.addEventListener('loadedmetadata', function () { done(video.duration); });
-  video.addEventListener('error', function () { done('error ' + (video.error && video.error.code)); });
+  videos.forEach(function (video) {
+    if (video.readyState >= 1) { done(video, video.duration); return; }
+    video.addEventListener('loadedmetadata', function () { done(video, video.duration); });
+    video.addEventListener('error', function () { done(video, 'error ' + (video.error && video.error.code)); });
+    video.load();
+  });
 });
 </script>"""
 
@@ -200,7 +221,7 @@ def test_report_renders_in_headless_chromium(built, page, serve, tmp_path):
         pytest.skip("no Chromium: install it (Debian: apt-get install -y chromium) to render the report in a browser")
     out, text = page
     (out.parent / "probe.html").write_text(text.replace("</body>", PROBE + "</body>"))
-    base = serve(out.parent)
+    base = serve(built.parent) + "/build"  # the board's folder: the page links the clips in its cache
     screenshot = tmp_path / "report.png"
     result = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -214,8 +235,14 @@ def test_report_renders_in_headless_chromium(built, page, serve, tmp_path):
     assert found, f"the probe did not report (exit {result.returncode}): {result.stderr[-2000:]}"
     seen = json.loads(html.unescape(found.group(1)))
     assert len(seen["images"]) == 6 and all(width > 0 for width in seen["images"]), seen
-    assert isinstance(seen["video"], int | float), seen
-    assert abs(seen["video"] - probe(built.parent / "build" / "kite.mp4").duration) < 0.1
+    project = open_project(built)
+    expected = {"film-video": probe(built.parent / "build" / "kite.mp4").duration}
+    for shot in ("hill", "clouds", "harbour"):
+        expected[f"the clip of {shot}"] = probe(project.cache.object_path(project.lock.shots[shot]["clip"])).duration
+    assert set(seen["videos"]) == set(expected), seen
+    for name, duration in expected.items():
+        assert isinstance(seen["videos"][name], int | float), seen
+        assert abs(seen["videos"][name] - duration) < 0.1, (name, seen)
     with Image.open(screenshot) as shot:
         assert shot.size == (1280, 2000)
         assert len(shot.convert("L").getcolors(1 << 16) or ()) > 50
@@ -244,3 +271,46 @@ def test_a_continuation_that_does_not_continue_is_a_bad_join(write_board, fake_p
     assert "identical" not in join
     assert "<dt>cost</dt><dd>$2.00</dd>" in text and "spent <b>$4.00</b>" in text
     assert "build.mp4" not in text and "film.mp4: not built yet" in text
+
+
+def test_shots_not_in_the_film_keep_the_numbering_and_starts_follow_the_transitions(write_board, fake_provider):
+    board = write_board("""
+        [film]
+        provider = "fake"
+        duration = 4
+
+        [[shot]]
+        id = "a"
+        prompt = "a lighthouse at dusk"
+
+        [[shot]]
+        id = "b"
+        prompt = "the stairs"
+        duration = 8
+
+        [[shot]]
+        id = "c"
+        extends = "b"
+        prompt = "the lamp room"
+        duration = 8
+
+        [[shot]]
+        id = "d"
+        prompt = "dawn"
+
+        [edit]
+        transition = { kind = "crossfade", duration = 0.5 }
+    """)
+    project = open_project(board)
+    report = build(project)
+    text = make_report(project).read_text()
+    film = re.findall(r'<span class="num" title="position in the film">#(\d+)</span><h3>([a-z]+)</h3>'
+                      r'<a class="start" href="#film" data-seek="([\d.]+)"', text)
+    assert [(n, s) for n, s, _ in film] == [("1", "a"), ("2", "c"), ("3", "d")]
+    # each join overlaps the clips by the crossfade: 12 frames at 24 fps
+    c_length = probe(project.cache.object_path(project.lock.shots["c"]["clip"])).duration
+    assert [float(t) for _, _, t in film] == pytest.approx([0, 4 - 0.5, 4 - 0.5 + c_length - 0.5], abs=1e-3)
+    assert float(film[-1][2]) + 4 == pytest.approx(report.film.duration, abs=0.05)
+    others = text.split("<h2>Shots not in the film</h2>")[1]
+    assert 'id="shot-b"' in others and "<h3>b</h3>" in others and 'class="num"' not in others
+    assert "not in the film: 'c' extends it" in html.unescape(others)

@@ -2,16 +2,22 @@
 
 It enforces Veo 3.1's capabilities, so a board that drafts will also generate, and renders a
 clip that honours the shot: exact duration, size and 24 fps; the first-frame image on frame 0
-and the last-frame image on the last frame, crossfading between them; a slow push-in chosen by
-the seed; the shot id, the prompt and the reference images as overlays kept off the first and
-last frames; a quiet seeded audio bed or a silent track. Same job, same bytes.
+and the last-frame image on the last frame, crossfading between them; a slow push-in and a
+palette chosen by the seed and the take; the shot id, the prompt and the reference images as
+overlays kept off the first and last frames; a quiet seeded audio bed or a silent track. Same
+job, same bytes.
+
+The overlays are for the eye only: the clip keeps a second, disabled video track, its clean
+plate (`media.CLEAN_PLATE`), the same footage without them, and every frame handed to another
+shot (`continues`, `first_frame`, `last_frame`, a reference, at any time) is extracted from
+it. A shot that starts on a frame of another never inherits its label, caption or insets.
 
 The filter graph of a shot::
 
-    first-frame image or seeded background ─┐
-                                            ├─ crossfade ─ push-in ─ captions ─ fps ─ H.264
-    last-frame image (when given) ──────────┘                        thumbnails
-    seeded brown noise and tone, or silence ──────────────────────────────────────── AAC
+    first-frame image or seeded background ─┐                       ┌─ overlays ─ fps ─ H.264 (shown)
+                                            ├─ crossfade ─ push-in ─┤
+    last-frame image (when given) ──────────┘                       └─ fps ─ H.264 (clean plate)
+    seeded brown noise and tone, or silence ──────────────────────────────────────────── AAC
 
 Pictures are letterboxed (scaled to fit, padded black), never cropped, so nothing of them is
 lost, and a picture of the clip's own size is used pixel for pixel. Work is done once per run
@@ -49,7 +55,10 @@ FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
 OVERLAY_MARGIN = 0.5
 """Seconds at each end kept free of overlays, so the handed-off frames are clean pictures."""
 OVERLAY_FADE = 0.25
-CRF = 20
+_GOLDEN = 0.381966
+"""2 - phi, in turns: hue steps of this size spread takes evenly round the colour wheel."""
+_FOCUS_CORNERS = ((0.15, 0.2), (0.75, 0.2), (0.75, 0.7), (0.15, 0.7))
+QP = 20
 X264_THREADS = "2"
 """Fixed, because x264's bitstream depends on its thread count: same bytes on any machine."""
 AUDIO_RATE = 48_000
@@ -67,7 +76,7 @@ Runs = list[tuple[int, int]]
 
 @dataclass(frozen=True)
 class Look:
-    """What the seed decides: background, camera move and audio bed (fractions of the frame)."""
+    """What the seed and take decide: background, camera move and audio bed (fractions of the frame)."""
 
     colors: tuple[str, str]
     gradient: tuple[float, float, float, float]
@@ -79,9 +88,15 @@ class Look:
     noise_seed: int
 
 
-def look_for(seed: int | None) -> Look:
-    """The look for `seed` (0 when None), a pure function of it."""
-    h = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
+def look_for(seed: int | None, take: int = 1) -> Look:
+    """The look for `seed` (0 when None) and candidate `take`, a pure function of both.
+
+    Take 1 is the seed's own look. Every other take draws its camera move, background and
+    audio afresh, and turns the palette's hue by the golden angle per take, so take 2 sits
+    0.38 of a turn from take 1 however the hash falls.
+    """
+    base = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
+    h = base if take == 1 else hashlib.sha256(f"storyboard-animatic:{seed or 0}:{take}".encode()).digest()
 
     def unit(i: int) -> float:
         return h[i] / 255
@@ -90,8 +105,11 @@ def look_for(seed: int | None) -> Look:
         rgb = colorsys.hsv_to_rgb(hue % 1, 0.55, value)
         return "0x" + "".join(f"{round(c * 255):02x}" for c in rgb)
 
+    hue = base[0] / 255 + _GOLDEN * (take - 1)
+    # The push-in heads for a corner region, the next one round (clockwise) for each take.
+    corner = _FOCUS_CORNERS[(base[8] + take - 1) % 4]
     return Look(
-        colors=(color(unit(0), 0.35 + 0.3 * unit(1)), color(unit(0) + 0.12 + 0.2 * unit(2), 0.85)),
+        colors=(color(hue, 0.35 + 0.3 * unit(1)), color(hue + 0.12 + 0.2 * unit(2), 0.85)),
         gradient=(unit(3) * 0.3, unit(4) * 0.3, 0.7 + unit(5) * 0.3, 0.7 + unit(6) * 0.3),
         boxes=tuple(
             (0.05 + 0.6 * unit(i), 0.1 + 0.5 * unit(i + 1), 0.1 + 0.25 * unit(i + 2),
@@ -99,7 +117,7 @@ def look_for(seed: int | None) -> Look:
             for i in (10, 14, 18)
         ),
         zoom=0.04 + 0.04 * unit(7),
-        focus=(0.25 + 0.5 * unit(8), 0.3 + 0.4 * unit(9)),
+        focus=(corner[0] + 0.1 * unit(8), corner[1] + 0.1 * unit(9)),
         tone=(55.0, 61.74, 65.41, 73.42, 82.41, 98.0)[h[22] % 6],
         noise_seed=int.from_bytes(h[23:27], "big"),
     )
@@ -215,6 +233,12 @@ class _Graph:
         label = f"s{len(self.chains)}"
         self.chains.append("".join(f"[{s}]" for s in sources) + chain + f"[{label}]")
         return label
+
+    def split(self, source: str) -> tuple[str, str]:
+        """Two copies of the video `source`."""
+        label = f"s{len(self.chains)}"
+        self.chains.append(f"[{source}]split=2[{label}a][{label}b]")
+        return f"{label}a", f"{label}b"
 
     def text(self) -> str:
         """The -filter_complex argument."""
@@ -342,8 +366,8 @@ def _audio(g: _Graph, seg: _Segment) -> str:
     )
 
 
-def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
-    """Video and audio labels for one segment of new footage."""
+def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str, str]:
+    """Labels of one segment of new footage: the video as shown, its clean plate, the audio."""
     w, h, n = seg.width, seg.height, seg.frames
     runs = camera_runs(seg.look, w, n, returns=seg.end is not None)
     start = _still(g, seg.start, w, h) if seg.start else _background(g, seg.look, w, h)
@@ -354,40 +378,52 @@ def _segment(g: _Graph, seg: _Segment, tmp: Path) -> tuple[str, str]:
         end = _runs(g, _still(g, seg.end, w, h), runs, n)
         fading = g.add(f"format=yuva420p,fade=t=out:st=0:d={(n - 1) / FPS:.6f}:alpha=1", video)
         video = g.add(f"overlay=format=yuv420:enable='lt(t,{(n - 1.5) / FPS:.6f})'", end, fading)
-    video = g.add(_push_in(seg.look, runs, w, h, n), video)
+    video, clean = g.split(g.add(_push_in(seg.look, runs, w, h, n), video))
     video = _overlays(g, video, seg, runs, tmp)
-    video = g.add(f"fps={FPS},trim=end_frame={n}", video)
+    video, clean = (g.add(f"fps={FPS},trim=end_frame={n}", v) for v in (video, clean))
     audio = _audio(g, seg)
     if seg.skip_first:
-        video = g.add("trim=start_frame=1,setpts=PTS-STARTPTS", video)
+        video, clean = (g.add("trim=start_frame=1,setpts=PTS-STARTPTS", v) for v in (video, clean))
         audio = g.add(f"atrim=start_sample={SAMPLES_PER_FRAME},asetpts=PTS-STARTPTS", audio)
-    return video, audio
+    return video, clean, audio
 
 
-def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, int]:
-    """The clip being extended, conformed to w x h, 24 fps and a stereo track of its length."""
+def _source(g: _Graph, clip: Path, w: int, h: int) -> tuple[str, str, str, int]:
+    """The clip being extended, as shown and as its clean plate, conformed to w x h and 24 fps,
+    and a stereo track of its length; the plate is what it shows when it keeps none."""
     info = media.probe(clip)
     frames = info.frames if round(info.fps, 3) == FPS else round(info.duration * FPS)
+    plate = media.clean_plate_index(clip)
     idx = g.input("-i", f"file:{clip}")
-    video = g.add(
-        f"scale={w}:{h}:{_FIT}:{_TO_YUV},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
-        f"format=yuv420p,fps={FPS},tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}",
-        f"{idx}:v:0",
+    video, clean = (
+        g.add(
+            f"scale={w}:{h}:{_FIT}:{_TO_YUV},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
+            f"format=yuv420p,fps={FPS},tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}",
+            f"{idx}:v:{stream}",
+        )
+        for stream in (0, 0 if plate is None else plate)
     )
     end = (
         f"apad,atrim=end_sample={frames * SAMPLES_PER_FRAME},"
         "aformat=sample_fmts=fltp:channel_layouts=stereo"
     )
     if info.has_audio:
-        return video, g.add(f"aresample={AUDIO_RATE},{end}", f"{idx}:a:0"), frames
-    return video, g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}"), frames
+        return video, clean, g.add(f"aresample={AUDIO_RATE},{end}", f"{idx}:a:0"), frames
+    return video, clean, g.add(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{end}"), frames
 
 
-def _encode_args(video: str, audio: str, frames: int, dest: Path) -> list[str]:
-    """Output options: H.264 + AAC in MP4, every knob fixed so the bytes are reproducible."""
+def _encode_args(video: str, clean: str, audio: str, frames: int, dest: Path) -> list[str]:
+    """Output options: H.264 + AAC in MP4, every knob fixed so the bytes are reproducible.
+
+    The clean plate is the second video track, disabled (players show the first) and named
+    `media.CLEAN_PLATE`. A constant quantiser codes a frame the same in both tracks when its
+    pictures are the same and it is an IDR (the first and the last frame are): the ends of
+    the clip decode identically whichever track they are taken from.
+    """
     return [
-        "-map", f"[{video}]", "-map", f"[{audio}]", "-frames:v", str(frames),
-        "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(CRF), "-threads:v", X264_THREADS,
+        "-map", f"[{video}]", "-map", f"[{audio}]", "-map", f"[{clean}]", "-frames:v", str(frames),
+        "-metadata:s:v:1", f"handler_name={media.CLEAN_PLATE}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-qp", str(QP), "-threads:v", X264_THREADS,
         "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
         # An IDR on the last frame keeps the hand-off frame sharp and quick to seek to.
         "-force_key_frames", f"expr:eq(n,{frames - 1})",
@@ -408,6 +444,8 @@ class AnimaticProvider:
     key_env: tuple[str, ...] = ()
     Settings = ProviderSettings
     labels_output = True
+    render_rate = 0.2
+    """Nominal wall seconds per second of 720p output; `plan` measures the real rate from past builds."""
 
     def __init__(self, settings: ProviderSettings | None = None, **kwargs: Any) -> None:
         self.settings = settings or ProviderSettings()
@@ -435,28 +473,29 @@ class AnimaticProvider:
         refs = tuple(ctx.input_path(d) for d in job.references[:MAX_THUMBNAILS])
         common: dict[str, Any] = dict(
             label=job.label, prompt=job.prompt, references=refs, audio=job.audio,
-            look=look_for(job.seed),
+            look=look_for(job.seed, job.take),
         )  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="storyboard-animatic-") as name:
             tmp, g = Path(name), _Graph()
             if job.extends:
                 clip = ctx.input_path(job.extends)
-                src_video, src_audio, src_frames = _source(g, clip, w, h)
+                src_video, src_clean, src_audio, src_frames = _source(g, clip, w, h)
                 media.extract_frame(clip, "last", tmp / "last.png")
                 # One frame more, dropped after rendering: frame 0 would repeat the source's
                 # last frame, a visible hold at the seam.
                 seg = _Segment(w, h, EXTENSION_SECONDS * FPS + 1, tmp / "last.png", None,
                                skip_first=True, **common)  # fmt: skip
-                seg_video, seg_audio = _segment(g, seg, tmp)
+                seg_video, seg_clean, seg_audio = _segment(g, seg, tmp)
                 video = g.add("concat=n=2:v=1:a=0", src_video, seg_video)
+                clean = g.add("concat=n=2:v=1:a=0", src_clean, seg_clean)
                 audio = g.add("concat=n=2:v=0:a=1", src_audio, seg_audio)
                 frames = src_frames + EXTENSION_SECONDS * FPS
             else:
                 first = ctx.input_path(job.first_frame) if job.first_frame else None
                 end = ctx.input_path(job.last_frame) if job.last_frame else None
                 frames = job.duration * FPS
-                video, audio = _segment(g, _Segment(w, h, frames, first, end, **common), tmp)
-            media.run_ffmpeg(
-                [*g.inputs, "-filter_complex", g.text(), *_encode_args(video, audio, frames, dest)]
-            )
+                seg = _Segment(w, h, frames, first, end, **common)
+                video, clean, audio = _segment(g, seg, tmp)
+            args = _encode_args(video, clean, audio, frames, dest)
+            media.run_ffmpeg([*g.inputs, "-filter_complex", g.text(), *args])
         return RenderResult(cost=Price(0.0, "USD"))

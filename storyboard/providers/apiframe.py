@@ -41,7 +41,9 @@ import httpx
 from storyboard.cache import cache_key
 from storyboard.errors import ProviderError
 from storyboard.job import Capabilities, Price, RenderContext, RenderJob, RenderResult
-from storyboard.providers._http import HttpProvider, raise_for_api_error, response_json, utc_iso, with_retries
+from storyboard.providers._base import HttpProvider
+from storyboard.providers._http import raise_for_api_error, response_json, send, utc_iso, with_retries
+from storyboard.providers._transfer import json_or_none
 from storyboard.sniff import sniff
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class ApiframeProvider(HttpProvider):
     name = "apiframe"
     default_model = "veo-3.1"
     default_base_url = "https://api.apiframe.ai"
+    official_hosts = ("api.apiframe.ai",)
     key_env = ("APIFRAME_API_KEY",)
     default_concurrency = 4
     default_rpm = 60  # a third-party note says 500/min; stay well under it
@@ -133,7 +136,7 @@ class ApiframeProvider(HttpProvider):
         def attempt() -> httpx.Response:
             if limited:
                 self.limiter.acquire(ctx.sleep)
-            response = self.client.request(method, url, **kwargs)
+            response = send(self.client, method, url, provider=self.name, limits=self.limits, **kwargs)
             self.check(response)
             return response
 
@@ -145,10 +148,7 @@ class ApiframeProvider(HttpProvider):
         if response.is_success:
             return
         response.read()
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         body = body if isinstance(body, dict) else {}
         if response.status_code == 402:
             need, have = body.get("creditsRequired"), body.get("creditsAvailable")
@@ -252,7 +252,7 @@ class ApiframeProvider(HttpProvider):
     def fetch(self, output: dict[str, str], job: RenderJob, dest: Path, ctx: RenderContext) -> dict[str, Any] | None:
         """Download the result; a 404 (purged) becomes JobFailed, so the next build submits afresh."""
         try:
-            self.download(output["url"], dest, ctx, self.headers())
+            self.download(output["url"], dest, ctx, self.headers(), job)
         except ProviderError as exc:
             if exc.status != 404:
                 raise

@@ -41,14 +41,9 @@ import httpx
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
-from storyboard.providers._http import (
-    HttpProvider,
-    raise_for_api_error,
-    response_json,
-    utc_iso,
-    with_retries,
-    write_mp4,
-)
+from storyboard.providers._base import HttpProvider
+from storyboard.providers._http import raise_for_api_error, response_json, send, utc_iso, with_retries, write_mp4
+from storyboard.providers._transfer import json_or_none
 from storyboard.providers.gemini import inline_image
 
 log = logging.getLogger(__name__)
@@ -71,6 +66,7 @@ class AzerionProvider(HttpProvider):
     name = "azerion"
     default_model = "google-veo-3-1"
     default_base_url = "https://api.azerion.ai"
+    official_hosts = ("api.azerion.ai",)
     key_env = ("AZERION_API_KEY",)
     Settings = AzerionSettings
     default_concurrency = 2
@@ -129,21 +125,25 @@ class AzerionProvider(HttpProvider):
         ctx.progress("submitted", None)
         ctx.progress("rendering", None)
         try:
-            response = self.generate(body, ctx)
+            response = self.generate(body, ctx, self.inline_limit(job))
         except ProviderError as exc:
             if exc.status is not None:  # Azerion answered with an error: nothing was generated
                 ctx.journal.clear()
             raise
         return None, response_json(response, self.name)
 
-    def generate(self, body: dict[str, Any], ctx: RenderContext) -> httpx.Response:
-        """POST the body; retry only faults that prove no work was done (see the module docstring)."""
+    def generate(self, body: dict[str, Any], ctx: RenderContext, limit: int | None = None) -> httpx.Response:
+        """POST the body; retry only faults that prove no work was done (see the module docstring).
+
+        The answer may carry the video inline, so it may weigh `limit` bytes.
+        """
         url = f"{self.base_url}/v1/videos/generation"
 
         def attempt() -> httpx.Response:
             self.limiter.acquire(ctx.sleep)
             try:
-                response = self.client.post(url, json=body, headers=self.headers())
+                response = send(self.client, "POST", url, provider=self.name, limit=limit, limits=self.limits,
+                                json=body, headers=self.headers())
             except _SENT as exc:
                 timeout = self.settings.timeout or self.default_timeout
                 raise ProviderError(
@@ -162,10 +162,8 @@ class AzerionProvider(HttpProvider):
         try:
             raise_for_api_error(response, self.name)
         except ProviderError as exc:
-            try:
-                error = response.json().get("error")
-            except (ValueError, AttributeError):
-                error = None
+            body = json_or_none(response)
+            error = body.get("error") if isinstance(body, dict) else None
             said = [f"{k} {error[k]}" for k in ("type", "code", "param") if isinstance(error, dict) and error.get(k)]
             if not said:
                 raise
@@ -186,7 +184,7 @@ class AzerionProvider(HttpProvider):
         if isinstance(data, str) and data:
             write_mp4(base64.b64decode(data), dest, self.name)
         elif isinstance(output.get("url"), str) and output["url"]:
-            self.download(output["url"], dest, ctx, self.headers())
+            self.download(output["url"], dest, ctx, self.headers(), job)
         else:
             raise ProviderError(f"{self.name}: the video has neither base64 data nor a URL", provider=self.name)
         return None

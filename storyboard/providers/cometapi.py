@@ -52,6 +52,7 @@ class CometApiProvider(TaskGateway):
     name = "cometapi"
     default_model = "veo3.1"
     default_base_url = "https://api.cometapi.com"
+    official_hosts = ("api.cometapi.com",)
     key_env = ("COMETAPI_API_KEY",)
     default_concurrency = 2
     default_rpm = 10

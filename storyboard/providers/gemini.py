@@ -41,7 +41,8 @@ from typing import Any
 
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
-from storyboard.providers._http import HttpProvider, per_second, response_json, utc_iso, write_mp4
+from storyboard.providers._base import HttpProvider
+from storyboard.providers._http import per_second, response_json, utc_iso, write_mp4
 from storyboard.sniff import sniff
 
 PROMPT_CHARS = 3000
@@ -100,6 +101,7 @@ class GeminiProvider(HttpProvider):
     name = "gemini"
     default_model = "veo-3.1-generate-preview"
     default_base_url = "https://generativelanguage.googleapis.com"
+    official_hosts = ("generativelanguage.googleapis.com",)
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     trusted_suffixes = (".googleapis.com", ".googleusercontent.com")
     default_concurrency = 2
@@ -177,7 +179,8 @@ class GeminiProvider(HttpProvider):
         return name
 
     def poll(self, operation: str, job: RenderJob, ctx: RenderContext) -> tuple[Any | None, float | None]:
-        response = self.request("GET", f"{self.base_url}/v1beta/{operation}", ctx, headers=self.headers())
+        response = self.request("GET", f"{self.base_url}/v1beta/{operation}", ctx, headers=self.headers(),
+                                max_bytes=self.inline_limit(job))
         return self.finished(response_json(response, self.name))
 
     @staticmethod
@@ -210,7 +213,7 @@ class GeminiProvider(HttpProvider):
     def fetch(self, output: dict[str, Any], job: RenderJob, dest: Path, ctx: RenderContext) -> dict[str, Any] | None:
         """Download the file (the handle is its URI, kept 2 days), or write inline bytes."""
         if uri := output.get("uri"):
-            self.download(uri, dest, ctx, self.headers())
+            self.download(uri, dest, ctx, self.headers(), job)
             return {"uri": uri, "expires": utc_iso(datetime.now(timezone.utc) + FILE_LIFETIME)}
         data = output.get("encodedVideo") or output.get("bytesBase64Encoded")
         if not data:

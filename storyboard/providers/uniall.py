@@ -51,7 +51,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
-from storyboard.providers._http import HttpProvider, response_json
+from storyboard.providers._base import HttpProvider
+from storyboard.providers._hosts import Destination
+from storyboard.providers._http import response_json
 from storyboard.providers._upload import UploadTarget, check_public_url
 
 DONE = frozenset({"completed", "succeeded", "success"})
@@ -62,6 +64,8 @@ FAST = replace(STANDARD, max_references=0)
 MODELS: dict[str, Capabilities] = {"veo3.1": STANDARD, "veo3.1-fast": FAST}
 PRICES: dict[str, float] = {}
 """USD per output second by model: UniAll publishes none yet, so every shot is unpriced."""
+S3_HOSTS = ("s3.amazonaws.com", "*.s3.amazonaws.com", "s3.*.amazonaws.com", "*.s3.*.amazonaws.com")
+"""AWS's own S3 endpoints: another `endpoint_url` (R2, MinIO) needs the user's --allow-base-url."""
 TIER = re.compile(r"^(?P<family>.+)-video-(?P<resolution>720p|1080p|4k)$")
 
 StorageValue = str | int | float | bool
@@ -173,7 +177,7 @@ class TaskGateway(HttpProvider):
         if url is None:
             raise ProviderError(f"{self.name}: task {operation} completed without a video URL: {str(task)[:300]}",
                                 provider=self.name)
-        self.download(url, dest, ctx, self.headers())
+        self.download(url, dest, ctx, self.headers(), job)
         return None
 
     def content_url(self, operation: str) -> str | None:
@@ -209,6 +213,7 @@ class UniAllProvider(TaskGateway):
     name = "uniall"
     default_model = "veo3.1"
     default_base_url = "https://api.uniall.ai"
+    official_hosts = ("api.uniall.ai",)
     key_env = ("UNIALL_API_KEY",)
     Settings = UniAllSettings
     default_concurrency = 2
@@ -256,6 +261,16 @@ class UniAllProvider(TaskGateway):
             raise ProviderError(f'{self.name} takes images and clips only as URLs: set upload = "s3://…" and '
                                 f"public_url in [providers.{self.name}]", provider=self.name)
         return target.publish(ctx.input_path(digest), digest)
+
+    def destinations(self) -> list[Destination]:
+        """The API, and an object-store endpoint the table names: the environment's credentials sign for it."""
+        found = super().destinations()
+        options = getattr(self.settings, "storage_options", {})
+        nested = options.get("client_kwargs")
+        endpoint = options.get("endpoint_url") or (nested.get("endpoint_url") if isinstance(nested, dict) else None)
+        if isinstance(endpoint, str) and endpoint:
+            found.append(Destination("storage_options.endpoint_url", endpoint, "board", S3_HOSTS))
+        return found
 
     def secrets(self) -> tuple[str, ...]:
         """The API key and the upload target's credentials, to scrub from messages."""

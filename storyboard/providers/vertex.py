@@ -39,6 +39,7 @@ import httpx
 from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
+from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider
 
@@ -75,6 +76,8 @@ class VertexProvider(GeminiProvider):
     key_env = ("VERTEX_ACCESS_TOKEN",)
     Settings = VertexSettings
     trusted_suffixes = (".googleapis.com",)
+    official_hosts = ("aiplatform.googleapis.com", "*-aiplatform.googleapis.com")
+    official_storage_hosts = ("storage.googleapis.com",)
     default_rpm = 10  # preview quota; the GA `-001` models allow 50, set `rpm` to use it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -152,6 +155,20 @@ class VertexProvider(GeminiProvider):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}", "x-goog-user-project": self.project}
 
+    def destinations(self) -> list[Destination]:
+        """The API (its host shaped by `location` unless `base_url` is set) and, with `storage_uri`, GCS."""
+        found = super().destinations()
+        api = found[0]
+        if api.source == "default":
+            location = getattr(self.settings, "location", None)
+            source = "board" if location else "env" if self.env.get("GOOGLE_CLOUD_LOCATION") else "default"
+            found[0] = Destination("location" if location else "base_url", api.url, source, api.official)
+        if getattr(self.settings, "storage_uri", None) or getattr(self.settings, "storage_base_url", None):
+            env = self.env.get("STORYBOARD_VERTEX_STORAGE_BASE_URL")
+            source = "env" if env else "board" if getattr(self.settings, "storage_base_url", None) else "default"
+            found.append(Destination("storage_base_url", self.storage_base_url, source, self.official_storage_hosts))
+        return found
+
     def trusts(self, url: httpx.URL) -> bool:
         storage = httpx.URL(self.storage_base_url)
         return super().trusts(url) or (url.scheme, url.host, url.port) == (storage.scheme, storage.host, storage.port)
@@ -183,7 +200,8 @@ class VertexProvider(GeminiProvider):
     def poll(self, operation: str, job: RenderJob, ctx: RenderContext) -> tuple[Any | None, float | None]:
         model = operation.split("/operations/")[0] if "/operations/" in operation else self.model_path(job.model)
         response = self.request("POST", f"{self.base_url}/v1/{model}:fetchPredictOperation", ctx,
-                                json={"operationName": operation}, headers=self.headers())
+                                json={"operationName": operation}, headers=self.headers(),
+                                max_bytes=self.inline_limit(job))
         return self.finished(response_json(response, self.name))
 
     @staticmethod
@@ -201,6 +219,6 @@ class VertexProvider(GeminiProvider):
         if not uri.startswith("gs://") or not bucket or not name:
             raise ProviderError(f"vertex: cannot read the output location {uri!r}", provider=self.name)
         url = f"{self.storage_base_url}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}?alt=media"
-        self.download(url, dest, ctx, self.headers())
+        self.download(url, dest, ctx, self.headers(), job)
         return {"gcsUri": uri}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storyboard.errors import ProviderError
+from storyboard.errors import ProviderError, StoryboardError
 from storyboard.providers._http import (
     RateLimiter,
     RetryPolicy,
@@ -15,6 +15,8 @@ from storyboard.providers._http import (
     request_with_retries,
     retry_after,
 )
+from storyboard.providers._transfer import Limits, decode_json
+from storyboard.providers._transfer import send as send_once
 from tests.fakes import Recorder
 from tests.fakes.google_server import clip
 
@@ -253,3 +255,51 @@ def test_download_retries_a_short_body_then_gives_up_and_removes_the_file(tmp_pa
         download_with(short, tmp_path)
     assert info.value.retryable
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_limits_come_from_the_environment_and_refuse_nonsense():
+    limits = Limits.from_env({"STORYBOARD_MAX_JSON_BYTES": "2048", "STORYBOARD_MAX_VIDEO_BYTES": "1e6",
+                              "STORYBOARD_MIN_BYTES_PER_SECOND": "10", "STORYBOARD_SLOW_GRACE_SECONDS": "0.5"})
+    assert (limits.max_json, limits.max_video, limits.min_rate, limits.grace) == (2048, 1_000_000, 10.0, 0.5)
+    assert limits.video_bytes(8) == 1_000_000 and Limits().video_bytes(4) == 25_000_000 + 16 * 1024 * 1024
+    with pytest.raises(StoryboardError, match="STORYBOARD_MAX_JSON_BYTES='lots' is not a number of bytes"):
+        Limits.from_env({"STORYBOARD_MAX_JSON_BYTES": "lots"})
+
+
+def test_nested_json_is_a_value_error_never_a_recursion_error():
+    assert decode_json(b'{"a": [[1]]}') == {"a": [[1]]}
+    for depth in (101, 100_000):
+        with pytest.raises(ValueError, match="nested deeper than 100 levels"):
+            decode_json("[" * depth + "]" * depth)
+    deep = httpx.Response(400, content=b"[" * 100_000 + b"]" * 100_000)
+    assert api_message(deep).startswith("[[[")
+
+
+def test_api_calls_refuse_a_redirect_to_another_origin_and_turn_303_into_a_get():
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, str(request.url), request.headers.get("x-goog-api-key"), request.content))
+        if request.url.path == "/submit":
+            return httpx.Response(303, headers={"Location": "/result?x=1"})
+        if request.url.path == "/away":
+            return httpx.Response(302, headers={"Location": "https://api.test:8443/collect"})
+        return httpx.Response(200, json={"ok": True})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True)
+    headers = {"x-goog-api-key": "k"}
+    assert send_once(client, "POST", "https://api.test/submit", provider="p", json={"a": 1}, headers=headers).json()
+    assert seen == [("POST", "https://api.test/submit", "k", b'{"a":1}'),
+                    ("GET", "https://api.test/result?x=1", "k", b"")]
+    seen.clear()
+    with pytest.raises(ProviderError, match=r"redirected \(HTTP 302\) to another host, https://api.test:8443") as info:
+        request_with_retries(client, "GET", "https://api.test/away", provider="p", sleep=Recorder(), headers=headers)
+    assert [s[1] for s in seen] == ["https://api.test/away"] and not info.value.retryable
+
+
+def test_an_answer_over_the_cap_is_refused_before_it_is_read():
+    def handler(request):
+        return httpx.Response(200, headers={"Content-Length": str(50 << 20)}, content=b"x" * 10)
+
+    with pytest.raises(ProviderError, match=r"announced as 50.0 MiB, more than the 16.0 MiB"):
+        send_once(httpx.Client(transport=httpx.MockTransport(handler)), "GET", "https://api.test/op", provider="p")
