@@ -69,10 +69,16 @@ def inline_image(ctx: RenderContext, digest: str, provider: str) -> dict[str, st
     return {"bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode(), "mimeType": mime}
 
 
+def table(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {}: an answer of the wrong shape reads as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def rai_reasons(response: dict[str, Any]) -> list[str] | None:
     """The safety filter's reasons if it removed the video (under generateVideoResponse or not)."""
-    for place in (response.get("generateVideoResponse") or {}, response):
-        reasons = [str(r) for r in place.get("raiMediaFilteredReasons") or []]
+    for place in (table(response.get("generateVideoResponse")), response):
+        listed = place.get("raiMediaFilteredReasons")
+        reasons = [str(r) for r in listed] if isinstance(listed, list) else []
         if place.get("raiMediaFilteredCount") or reasons:
             return reasons
     return None
@@ -196,7 +202,7 @@ class GeminiProvider(HttpProvider):
         """The first generated video (`{"uri"}` or inline bytes), or why there is none."""
         if (error := operation_error(self.name, finished)) is not None:
             raise error
-        response = finished.get("response") or {}
+        response = table(finished.get("response"))
         if video := self.first_video(response):
             return video
         if (reasons := rai_reasons(response)) is not None:
@@ -207,16 +213,22 @@ class GeminiProvider(HttpProvider):
     @staticmethod
     def first_video(response: dict[str, Any]) -> dict[str, Any] | None:
         """`generateVideoResponse.generatedSamples[0].video`, if there is one."""
-        samples = (response.get("generateVideoResponse") or {}).get("generatedSamples") or []
-        return (samples[0].get("video") or None) if samples and isinstance(samples[0], dict) else None
+        samples = table(response.get("generateVideoResponse")).get("generatedSamples")
+        first = samples[0] if isinstance(samples, list) and samples else None
+        video = table(first).get("video")
+        return video if isinstance(video, dict) and video else None
 
     def fetch(self, output: dict[str, Any], job: RenderJob, dest: Path, ctx: RenderContext) -> dict[str, Any] | None:
         """Download the file (the handle is its URI, kept 2 days), or write inline bytes."""
-        if uri := output.get("uri"):
+        if isinstance(uri := output.get("uri"), str) and uri:
             self.download(uri, dest, ctx, self.headers(), job)
             return {"uri": uri, "expires": utc_iso(datetime.now(timezone.utc) + FILE_LIFETIME)}
         data = output.get("encodedVideo") or output.get("bytesBase64Encoded")
-        if not data:
+        if not isinstance(data, str) or not data:
             raise ProviderError(f"{self.name}: the video has neither a URI nor bytes", provider=self.name)
-        write_mp4(base64.b64decode(data), dest, self.name)
+        try:
+            video = base64.b64decode(data)
+        except ValueError:
+            raise ProviderError(f"{self.name}: the video's inline bytes are not base64", provider=self.name) from None
+        write_mp4(video, dest, self.name)
         return None

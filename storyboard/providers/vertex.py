@@ -207,13 +207,13 @@ class VertexProvider(GeminiProvider):
     @staticmethod
     def first_video(response: dict[str, Any]) -> dict[str, Any] | None:
         """`videos[0]`: `{"gcsUri"}` or `{"bytesBase64Encoded"}`, if there is one."""
-        videos = response.get("videos") or []
-        return videos[0] if videos and isinstance(videos[0], dict) and videos[0] else None
+        videos = response.get("videos")
+        return videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) and videos[0] else None
 
     def fetch(self, output: dict[str, Any], job: RenderJob, dest: Path, ctx: RenderContext) -> dict[str, Any] | None:
         """Download a gs:// object through the GCS JSON API, or write inline bytes."""
         uri = output.get("gcsUri")
-        if not uri:
+        if not isinstance(uri, str) or not uri:
             return super().fetch(output, job, dest, ctx)
         bucket, _, name = uri.removeprefix("gs://").partition("/")
         if not uri.startswith("gs://") or not bucket or not name:
