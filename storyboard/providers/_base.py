@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import threading
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -261,8 +262,8 @@ class HttpProvider:
             yield
         except ProviderError as exc:
             _scrub(exc, self.secrets())
-            if not exc.message.startswith("shot '"):
-                _set_message(exc, f"shot '{ctx.shot_id}': {exc.message}")
+            message = exc.message if exc.message.startswith("shot '") else f"shot '{ctx.shot_id}': {exc.message}"
+            _set_message(exc, printable(message))
             raise
 
     # ---- what each API fills in -------------------------------------------------------------
@@ -288,6 +289,12 @@ class HttpProvider:
 
     def capabilities(self, model: str) -> Any:
         raise NotImplementedError
+
+
+def printable(text: str) -> str:
+    """`text` on one line with no control characters: a server's words must not drive the terminal."""
+    return "".join(" " if c in "\t\n\r" else f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c
+                   for c in text)
 
 
 def _set_message(exc: StoryboardError, message: str) -> None:

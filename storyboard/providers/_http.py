@@ -87,6 +87,8 @@ def api_message(response: httpx.Response) -> str:
             if isinstance(candidate, str) and candidate:
                 return candidate
     text = response.text.strip()
+    if "\0" in text or "\ufffd" in text:  # a video or an image where words were due: say what, not the bytes
+        return f"{len(response.content)} bytes of {response.headers.get('Content-Type') or 'binary data'}"
     return text[:500] if text else response.reason_phrase or "no message"
 
 
@@ -212,7 +214,7 @@ def download(client: httpx.Client, url: str, dest: Path, *, provider: str, sleep
     once. On any failure `dest` is removed, so nothing partial is left to adopt.
     """
     cap = max_bytes if max_bytes is not None else limits.video_bytes(60)
-    first = httpx.URL(url)
+    first = _video_url(url, provider)
 
     def same_origin(target: httpx.URL) -> bool:
         return (target.scheme, target.host, target.port) == (first.scheme, first.host, first.port)
@@ -225,7 +227,7 @@ def download(client: httpx.Client, url: str, dest: Path, *, provider: str, sleep
             send = dict(headers or {}) if allowed(target) else None
             with client.stream("GET", target, headers=send, follow_redirects=False) as response:
                 if response.is_redirect and "Location" in response.headers:
-                    target = target.join(response.headers["Location"])
+                    target = _video_url(response.headers["Location"], provider, target)
                     continue
                 raise_for_api_error(response, provider)
                 _stream_to(response, dest, provider, progress, cap, limits)
@@ -239,6 +241,15 @@ def download(client: httpx.Client, url: str, dest: Path, *, provider: str, sleep
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
+
+
+def _video_url(url: Any, provider: str, base: httpx.URL | None = None) -> httpx.URL:
+    """The URL an API named for the video (joined to `base` for a redirect); ProviderError if it is none."""
+    try:
+        return base.join(url) if base is not None else httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        shown = url[:100] + ("…" if len(url) > 100 else "") if isinstance(url, str) else type(url).__name__
+        raise ProviderError(f"{provider}: the video's URL {shown!r} is not a URL ({exc})", provider=provider) from None
 
 
 def _stream_to(response: httpx.Response, dest: Path, provider: str,
