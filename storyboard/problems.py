@@ -8,6 +8,7 @@ three mistakes cost one run, not three.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,9 +112,15 @@ class Where:
             parts.append(f"shot '{shot}'" if shot.isprintable() else f"shot {shot!r}")
         if field is not None:
             parts.append(f"field '{field}'")
-        exc = StoryboardFileError(": ".join(parts) + ": " + message)
+        exc = StoryboardFileError(escape_controls(": ".join(parts) + ": " + message))
         exc.line = line
         return exc
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes: a key named "a\\n" must not break the report's
+    lines, and one holding ESC must not drive the terminal."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def _parts(dotted: str) -> tuple[str, ...]:
