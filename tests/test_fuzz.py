@@ -1,14 +1,14 @@
 """Property-based fuzzing (hypothesis) of untrusted storyboards and of hosted providers' responses.
 
-The property, for any input: the run ends in exit 0, 1 or 2 with one clear message (one line
-`storyboard: error: ...`, no control characters), never a traceback, never a hang, never a file
-written outside the board's folder. Boards come from tests/fuzz_strategies.py: built from the
+The property, for any input: the run ends in exit 0, 1 or 2 with one clear message (one
+`storyboard: error: ...` block, no control characters), never a traceback, never a hang, never a
+file written outside the board's folder. Boards come from tests/fuzz_strategies.py: built from the
 schema with hostile values, or the example's bytes mutated. Provider responses come from a
 loopback server that answers each request with a generated status, headers and body.
 
 CI runs a bounded, derandomized number of examples (profile "fuzz"); the long run is
 `pytest -m slow tests/test_fuzz.py` (profile "fuzz-long", random, STORYBOARD_FUZZ_EXAMPLES
-examples per test). A failure prints the smallest input found and a @reproduce_failure blob.
+examples per test) and shrinks what fails to the smallest input, with a @reproduce_failure blob.
 
 Known crash classes (issue #11), fixed in other branches, that this harness finds until they
 are merged: jinja code execution and huge loops in prompts; deeply nested TOML/JSON
@@ -108,7 +108,11 @@ def run_cli(argv: list[str], cwd: Path, bound: float = BOUND) -> Run:
 
 
 def assert_clean(run: Run, what: str) -> None:
-    """Exit 0, 1 or 2; no traceback; a failure says one clear line; within the time bound."""
+    """Exit 0, 1 or 2; no traceback; a failure says one clear error block; within the time bound.
+
+    The block is `storyboard: error: ...` on one line, or a header line and then one indented line per
+    problem (a file with several mistakes reports them together, at most 20).
+    """
     shown = f"{what}: exit {run.code!r} after {run.seconds:.1f} s\n--- stdout\n{run.out[-3000:]}\n--- stderr\n{run.err[-3000:]}"
     assert run.code in (0, 1, 2), shown
     assert run.seconds < BOUND, shown
@@ -117,11 +121,12 @@ def assert_clean(run: Run, what: str) -> None:
     if run.code == 0:
         assert not lines, shown
         return
-    assert len(lines) == 1 and lines[0].startswith("storyboard: error: "), "not one error line: " + shown
-    message = lines[0].removeprefix("storyboard: error: ")
-    assert message.strip(), shown
-    assert not [c for c in message if unicodedata.category(c) == "Cc"], "control characters in: " + shown
-    assert len(message) < 2000, "a wall of text, not a clear message: " + shown
+    assert lines and lines[0].startswith("storyboard: error: "), "no error line: " + shown
+    assert all(line.startswith("  ") for line in lines[1:]) and len(lines) <= 22, "not one error block: " + shown
+    assert lines[0].removeprefix("storyboard: error: ").strip(), shown
+    for line in lines:
+        assert not [c for c in line if unicodedata.category(c) == "Cc"], "control characters in: " + shown
+        assert len(line) < 8000, "a wall of text, not a clear message: " + shown  # room to quote a 5,000-char key
 
 
 # ---- the sandbox: a board folder, a victim folder beside it, and a snapshot of everything else ----
