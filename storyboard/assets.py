@@ -111,6 +111,8 @@ class AssetResolver:
 
     def _file(self, name: str, value: str) -> Asset:
         """A checked local file; raises _FileProblem saying what is wrong with it."""
+        if "\0" in value:  # no file system takes it; pathlib raises ValueError
+            raise _FileProblem("a path cannot contain a NUL character (\\0)")
         given = Path(value)
         if given.is_absolute() and not self.allow_outside:
             raise _FileProblem(f"absolute path '{value}' is not allowed; put the file beside the storyboard "
