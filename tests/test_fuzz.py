@@ -234,7 +234,7 @@ def assert_valid(path: Path) -> None:
 
 
 HOSTILE_BOARDS = [
-    # one of each known class, so CI always tries them whatever hypothesis draws
+    # one of each crash class found so far, so CI always tries them whatever hypothesis draws
     {"shot": [{"id": "a", "prompt": "{{ cycler.__init__.__globals__.os.popen('touch @VICTIM@/pwned').read() }}"}]},
     {"shot": [{"id": "a", "prompt": "{% for i in range(10**6) %}{% endfor %}{{ 'x' * 10**7 }}"}]},
     {"vars": {"v": fs.Raw("[" * 5000 + "]" * 5000)}, "shot": [{"id": "a", "prompt": "p"}]},
@@ -265,7 +265,7 @@ def test_a_chain_past_the_recursion_limit_plans(sandboxes: Path, link: str) -> N
     check_board(fs.to_toml(fs.chain(1100, link)), sandboxes, commands=(("validate",), ("plan", "--json")))
 
 
-@FAST
+@settings(FAST, max_examples=15)
 @given(data=fs.mutated((EXAMPLE / "storyboard.toml").read_bytes()))
 def test_mutated_example_fails_cleanly(sandboxes: Path, data: bytes) -> None:
     check_board(data, sandboxes)
@@ -446,7 +446,7 @@ def check_provider(server: ScriptedServer, client: httpx.Client, name: str, scri
     assert not [c for c in message if unicodedata.category(c) == "Cc"], "control characters in: " + shown
 
 
-@FAST
+@settings(FAST, max_examples=50)
 @given(case=fs.provider_scripts | st.tuples(st.sampled_from(HOSTED), fs.scripts))
 def test_provider_responses_end_cleanly(scripted: ScriptedServer, client: httpx.Client, sandboxes: Path,
                                         case: tuple[str, dict]) -> None:
@@ -463,7 +463,8 @@ def test_provider_responses_end_cleanly_long(scripted: ScriptedServer, client: h
 
 def check_build(server: ScriptedServer, script: dict, base: Path) -> None:
     """`storyboard build` of a one-shot Gemini board against the scripted answers: exit 0 or 1, said cleanly."""
-    from storyboard.providers._http import HttpProvider, RetryPolicy
+    from storyboard.providers._base import HttpProvider
+    from storyboard.providers._http import RetryPolicy
 
     server.load(script)
     parent, board = make_sandbox(base)
