@@ -270,3 +270,55 @@ def test_ctrl_c_says_interrupted_once_and_blames_no_shot(board, plugin_env, tmp_
         "storyboard: interrupted: finished shots are cached; in-flight jobs are journaled and resume on the "
         "next build"], said
     assert "failed" not in said and "255" not in said and "skipped" not in said, said
+
+
+def test_film_steps_name_shots_whatever_form_the_hash_takes():
+    from storyboard.progress import name_film_steps
+
+    a, b = "a77e7972" + "0" * 56, "b0b0b0b0" + "1" * 56
+    said: list[str] = []
+    say = name_film_steps(said.append, ["arrival", "storm", "dawn"], [a, b, a], "lighthouse.mp4")
+    for message in (f"conform clip 2/3 ({b})", "copy clip 1/3 (a77e7972….mp4)", "crossfade window 1/2 (clip 1 -> clip 2)",
+                    f"re-encode the video: {b[:12]} is 1080p", "join 5 segments into tmpk2j_x9.mp4",
+                    "12345678 frames"):
+        say(message)
+    assert said == ["conform storm (clip 2/3)", "copy arrival (clip 1/3)", "crossfade window 1/2 (arrival -> storm)",
+                    "re-encode the video: storm is 1080p", "join 5 segments into lighthouse.mp4", "12345678 frames"]
+    say(f"read {a}")
+    assert said[-1] == "read arrival/dawn"  # one clip, two shots
+
+
+def test_after_ctrl_c_failures_are_interruptions():
+    from storyboard.progress import interrupted_as_such
+
+    seen: list[tuple[str, str]] = []
+    pressed = False
+    report = interrupted_as_such(lambda shot, state, info: seen.append((shot, state)), lambda: pressed)
+    report("a", "failed", {"error": "blocked"})
+    pressed = True
+    report("b", "failed", {"error": "ffmpeg failed with exit code 255"})
+    report("c", "skipped", {"because": "b"})
+    report("d", "done", {})
+    assert seen == [("a", "failed"), ("b", "interrupted"), ("c", "interrupted"), ("d", "done")]
+
+
+def test_the_live_panel_keeps_the_reason_and_says_nothing_of_interrupted_shots():
+    import io
+
+    from rich.console import Console
+
+    from storyboard.progress import LiveReporter
+
+    out = io.StringIO()
+    live = LiveReporter(Console(file=out, force_terminal=True, width=100, color_system=None), total=2)
+    live("a", "queued", {"reason": "prompt changed"})
+    live("a", "rendering", {"fraction": 0.5})
+    panel = io.StringIO()
+    Console(file=panel, width=100, color_system=None).print(live._render())
+    assert "a  rendering 50% — prompt changed" in panel.getvalue()
+    live("a", "done", {"seconds": 1.0})
+    live("b", "queued", {"reason": "new shot"})
+    live("b", "interrupted", {})
+    live.close()
+    assert "a: rendered in 1.0 s — prompt changed" in out.getvalue()
+    assert "b:" not in out.getvalue()
