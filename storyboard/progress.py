@@ -181,17 +181,15 @@ class InterruptWatch:
 
     def __init__(self) -> None:
         self.seen = False
-        self._fds: tuple[int, int] | None = None
+        self._fds: tuple[int, int] | None = os.pipe()
+        for fd in self._fds:
+            os.set_blocking(fd, False)
         try:
-            read, write = os.pipe()
-            os.set_blocking(read, False)
-            os.set_blocking(write, False)
-            self._previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-            self._fds = (read, write)
-        except (ValueError, OSError):  # not the main thread (an embedding app): only the executor's flag
-            if "read" in locals():
-                os.close(read)
-                os.close(write)
+            self._previous = signal.set_wakeup_fd(self._fds[1], warn_on_full_buffer=False)
+        except ValueError:  # not the main thread (an app embedding storyboard): the executor's flag only
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
 
     def __call__(self) -> bool:
         if not self.seen and self._fds is not None:
