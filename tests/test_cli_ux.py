@@ -96,8 +96,7 @@ def test_paid_work_without_a_terminal_needs_yes_or_budget(board, plugin_env):
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "no terminal to ask" in refused.stderr and "--yes" in refused.stderr and "--budget" in refused.stderr
     assert "nothing was run" in refused.stderr
-    assert not (board.parent / ".storyboard" / "actions").exists() or not any(
-        (board.parent / ".storyboard" / "actions").rglob("*.json"))
+    assert json.loads(storyboard("plan", str(board), "--json", env=plugin_env).stdout)["cached"] == 0
     within = storyboard("build", str(board), "--budget", "100", env=plugin_env)
     assert within.returncode == 0, within.stderr
     assert "summary: 3 rendered" in within.stdout
