@@ -11,9 +11,15 @@ test_fuzz.py lays out (`SANDBOX_FILES`), including symlinks that leave the board
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# hypothesis keeps caches in ./.hypothesis; tests never write inside the repository
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "storyboard-hypothesis"))
 
 VICTIM = "@VICTIM@"
 IDS = ["a", "b", "c", "intro", "x-1", "y_2"]
