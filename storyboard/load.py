@@ -153,6 +153,8 @@ def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError
         shot = str(entry["id"]) if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{loc[1] + 1}"
         loc = loc[2:]
     names = [str(p) for p in _names(loc) if isinstance(p, str)]
+    if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str) and names[-1:] != [loc[-1]]:
+        names.append(loc[-1])  # the unknown key itself, though named like a union label ("None", "Foo", "str")
     if shot is None and len(names) == 1 and err["type"] == "extra_forbidden":
         return where.error(f"unknown table '{names[0]}'{did_you_mean(names[0], model.StoryboardFile.model_fields)}"
                            f"; the tables are {', '.join(model.StoryboardFile.model_fields)}", at=at)

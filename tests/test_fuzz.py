@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests import fuzz_strategies as fs
@@ -279,6 +279,7 @@ HOSTILE_BOARDS = [
     {"shot": [{"id": "a", "prompt": "p", "first_frame": "assets/loop"}]},
     {"shot": [{"id": "a", "prompt": "p", "first_frame": "x" * 300 + ".png"}]},
     {"shot": [{"id": "a", "prompt": "p", "first_frame": "assets/keeper.png\x00.txt"}]},
+    {"None": True, "film": {"Foo": 1}, "shot": [{"id": "a", "prompt": "p"}]},
 ]
 
 
@@ -473,8 +474,19 @@ def check_provider(server: ScriptedServer, client: httpx.Client, name: str, scri
     assert not [c for c in message if unicodedata.category(c) == "Cc"], "control characters in: " + shown
 
 
+def _answers(*bodies: bytes) -> dict:
+    """A script of 200s with these API bodies and a good download."""
+    ok = {"status": 200, "headers": [], "action": "answer"}
+    return {"api": [{**ok, "body": body} for body in bodies], "download": [{**ok, "body": "@MP4@"}]}
+
+
 @settings(FAST, max_examples=50)
 @given(case=fs.provider_scripts | st.tuples(st.sampled_from(HOSTED), fs.scripts))
+@example(case=("gemini", _answers(b'{"name": "operations/op1"}', b'{"done": true, "response": {'
+                                  b'"generateVideoResponse": {"generatedSamples": {"video": {"video": 0}}}}}')))
+@example(case=("azerion", _answers(b'{"videos": [{"url": "@MP4B64@"}]}')))
+@example(case=("gemini", {"api": [{"status": 409, "headers": [], "action": "answer", "body": b"\x1b[31mred\n\x00"}],
+                          "download": [{"status": 200, "headers": [], "action": "answer", "body": "@MP4@"}]}))
 def test_provider_responses_end_cleanly(scripted: ScriptedServer, client: httpx.Client, sandboxes: Path,
                                         case: tuple[str, dict]) -> None:
     check_provider(scripted, client, *case, sandboxes)
