@@ -8,16 +8,17 @@ The film is a list of segments joined by the concat demuxer with the video strea
 Each clip is conformed once (``conform.py``) and each window (the tail of one clip blended with
 the head of the next) is encoded once; both are memoised by content, so changing one shot
 re-encodes its conform and the two windows that touch it, and copies everything else. Audio stays
-PCM until the end and is encoded to AAC once, over the whole film: stream-copying AAC clips
-drifts 21 ms per join (encoder priming), and one ``xfade`` chain over every clip takes memory
-that grows faster than the clip count.
+PCM until the end and is encoded to AAC over the whole film, in spans at once and joined packet
+for packet (``soundtrack.py``): stream-copying AAC clips drifts 21 ms per join (encoder
+priming), and one ``xfade`` chain over every clip takes memory that grows faster than the clip
+count.
 
-A film of cuts whose clips all have the film's video already (same size, pixel format and frame
-rate, no B-frames) and one set of H.264 parameter sets, as clips from one encoder have, is
-conformed without re-encoding any video: each clip's packets are copied and only its audio
-becomes PCM. Otherwise every clip is encoded, so the segments still share parameter sets. A
-transition's windows need exact frame cuts inside the clips, which copying cannot make between
-keyframes, so films with transitions always encode.
+In a film of cuts, every clip that already has the film's video (size, pixel format, frame rate,
+B-frames or not) and the H.264 setting most clips share, as clips from one provider do, is
+copied: its packets go into the film untouched and only its audio becomes PCM. Each other clip
+is encoded with x264 set to give the same parameter sets (``film_setting.py``), so one odd clip
+costs one encode, and the film still holds one set. A transition's windows need exact frame cuts
+inside the clips, which copying cannot make between keyframes, so films with transitions encode.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Literal, Protocol
 from storyboard.conform import (
     BITEXACT_ARGS,
     CONFORM_VERSION,
+    VIDEO_CODEC_ARGS,
     SEGMENT_SUFFIX,
     ClipFacts,
     Profile,
@@ -42,15 +44,15 @@ from storyboard.conform import (
     build_copy_command,
     conform_key,
     conform_parts,
-    copy_blocker,
     digest,
     frames_for,
     read_clip,
     segment_output_args,
-    video_mode,
 )
 from storyboard.errors import MediaError, StitchError
+from storyboard.film_setting import VideoPlan, encode_all, plan_video
 from storyboard.media import ffmpeg_exe, run_ffmpeg
+from storyboard.soundtrack import encode_soundtrack
 
 __all__ = [
     "Memo",
@@ -59,12 +61,12 @@ __all__ = [
     "Transition",
     "build_concat_command",
     "build_concat_list",
+    "build_pcm_command",
     "build_window_command",
     "stitch",
     "window_key",
 ]
 
-AAC_BITRATE_PER_CHANNEL = 96_000
 LOUDNORM = "loudnorm=I=-23:TP=-1:LRA=11"
 """EBU R128 programme loudness (-23 LUFS, true peak -1 dBTP), single pass, whole film."""
 
@@ -110,7 +112,9 @@ class StitchStats:
     """What a stitch encoded, copied and reused from the memo.
 
     A conform is counted once: encoded (video re-encoded), copied (video stream-copied, audio
-    converted) or reused (found in the memo, whichever way it was made).
+    converted) or reused (found in the memo, whichever way it was made). ``conformed`` says, for
+    each clip whose video was not copied, which it is and why (``"clip 4 (odd.mp4): it is
+    25 frames a second ..."``).
     """
 
     conforms_encoded: int = 0
@@ -119,6 +123,8 @@ class StitchStats:
     windows_reused: int = 0
     segments: int = 0
     conforms_copied: int = 0
+    conformed: tuple[str, ...] = ()
+    audio_spans: int = 0
 
 
 def window_key(tail_key: str, head_key: str, kind: str) -> str:
@@ -178,23 +184,33 @@ def build_concat_list(segments: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_concat_command(
-    concat_list: Path, out: Path, *, profile: Profile, normalize_audio: bool = False
-) -> list[str]:
-    """ffmpeg arguments that join the segments named in ``concat_list`` into the MP4 ``out``.
+def build_pcm_command(concat_list: Path, out: Path, *, profile: Profile,
+                      normalize_audio: bool = False) -> list[str]:
+    """ffmpeg arguments that write the film's sound, joined from the segments, as raw PCM.
 
-    Video is stream-copied, packet for packet: the segments share their parameter sets, so the
-    demuxer's conversion to Annex B (which leaves a copy of them in every keyframe) is off. The
-    PCM audio is encoded to AAC once (after loudness normalisation when ``normalize_audio``).
+    The segments' PCM is exact to the sample; loudness normalisation (``normalize_audio``)
+    is the only thing that changes it, over the whole film at once.
     """
     audio_filter = []
     if normalize_audio:
         audio_filter = ["-af", f"{LOUDNORM},aresample={profile.sample_rate}"]
     return [
         "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(concat_list),
-        "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", *audio_filter,
-        "-c:a", "aac", "-b:a", str(AAC_BITRATE_PER_CHANNEL * profile.channels),
-        "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
+        "-map", "0:a:0", *audio_filter, "-c:a", "pcm_s16le", "-ar", str(profile.sample_rate),
+        "-ac", str(profile.channels), "-f", "s16le", str(out),
+    ]  # fmt: skip
+
+
+def build_concat_command(concat_list: Path, audio: Path, out: Path) -> list[str]:
+    """ffmpeg arguments that join the segments' video and the encoded ``audio`` into the MP4 ``out``.
+
+    Both are stream-copied, packet for packet: the segments share their parameter sets, so the
+    demuxer's conversion to Annex B (which leaves a copy of them in every keyframe) is off, and
+    the AAC track keeps its priming (one MP4 edit list).
+    """
+    return [
+        "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(concat_list),
+        "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
         *BITEXACT_ARGS, "-movflags", "+faststart", "-f", "mp4", str(out),
     ]  # fmt: skip
 
@@ -208,6 +224,7 @@ def stitch(
     memo: Memo,
     normalize_audio: bool = False,
     on_step: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> StitchStats:
     """Stitch ``clips`` into the film ``out``, reusing every conform and window ``memo`` holds.
 
@@ -219,8 +236,11 @@ def stitch(
         memo: where conformed clips and windows are kept between builds.
         normalize_audio: normalise the film's loudness (EBU R128) in the final encode.
         on_step: called with a line such as ``"conform clip 2/5 (b.mp4)"`` (or ``"copy clip
-            2/5 (b.mp4)"``) before each step, and once with the reason when a film of cuts
-            cannot copy its clips' video.
+            2/5 (b.mp4)"``) before each step; in a film of cuts, first with ``"re-encode clip 2
+            (b.mp4): <why>"`` for each clip whose video is not copied, or once with
+            ``"re-encode the video: <why>"`` when no clip's is.
+        jobs: ffmpeg processes run at once where the work splits (the sound's spans); default
+            the core count. The film's bytes never depend on it.
 
     Returns:
         How many conforms were encoded, copied or reused, and windows encoded or reused.
@@ -238,32 +258,66 @@ def stitch(
     report = on_step or (lambda line: None)
     paths = [(sha, Path(path)) for sha, path in clips]
     facts: dict[str, ClipFacts | MediaError] = {}
-    mode: VideoMode = "encode"
+    plan = encode_all(len(paths), "the film has transitions")
     if not edge:
         for sha, path in paths:
             if sha not in facts:
                 facts[sha] = _read(path)
-        mode, why = video_mode([(path.name, facts[sha]) for sha, path in paths], profile)
-        if why:
-            report(f"re-encode the video: {why}")
+        plan = plan_video([(path.name, facts[sha]) for sha, path in paths], profile)
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
-        run = _Run(
-            clips=paths,
-            keys=[conform_key(sha, profile, edge, encoder=encoder, mode=mode) for sha, _ in paths],
-            profile=profile, kind=transition.kind, edge=edge, memo=memo, work=Path(work_dir),
-            report=report, mode=mode, facts=facts,
-        )
-        segments = run.segments(run.conform_all())
-        concat_list = run.work / "segments.ffconcat"
+        work = Path(work_dir)
+        try:
+            run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
+            pieces = run.conform_all()
+            run.check_matches(pieces)
+        except _Mismatch as exc:
+            plan = encode_all(len(paths), str(exc))
+            run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
+            pieces = run.conform_all()
+        segments = run.segments(pieces)
+        concat_list = work / "segments.ffconcat"
         concat_list.write_text(build_concat_list(segments), encoding="utf-8")
         run.report(f"join {len(segments)} segments into {out.name}")
-        film = run.work / "film.mp4"
-        argv = build_concat_command(concat_list, film, profile=profile,
-                                    normalize_audio=normalize_audio)
-        _ffmpeg(argv, f"joining {len(segments)} segments into {out}")
+        pcm, audio, film = work / "film.pcm", work / "audio.mov", work / "film.mp4"
+        _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
+                                  normalize_audio=normalize_audio),
+                f"joining the sound of {len(segments)} segments")
+        spans = encode_soundtrack(pcm, audio, profile=profile, work=work,
+                                  run=lambda argv, step: _ffmpeg(argv, step), jobs=jobs)
+        _ffmpeg(build_concat_command(concat_list, audio, film),
+                f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
+    conformed = tuple(f"clip {i} ({path.name}): {why}"
+                      for i, ((_, path), why) in enumerate(zip(paths, plan.reasons), 1)
+                      if why is not None and edge == 0)
     return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
-                       run.windows_reused, len(segments), run.conforms_copied)
+                       run.windows_reused, len(segments), run.conforms_copied, conformed, spans)
+
+
+class _Mismatch(Exception):
+    """A clip encoded to match the film's setting still has other parameter sets."""
+
+
+def _start(paths: list[tuple[str, Path]], plan: VideoPlan, profile: Profile,
+           transition: Transition, edge: int, memo: Memo, work: Path,
+           report: Callable[[str], None], facts: dict[str, ClipFacts | MediaError]) -> _Run:
+    """A run of ``plan``, after saying which clips it re-encodes and why."""
+    if plan.why_encode is not None:
+        if edge == 0:
+            report(f"re-encode the video: {plan.why_encode}")
+    else:
+        for index, ((_, path), why) in enumerate(zip(paths, plan.reasons, strict=True), 1):
+            if why is not None:
+                report(f"re-encode clip {index} ({path.name}): {why}")
+    video = plan.match_args or VIDEO_CODEC_ARGS
+    keys = [conform_key(sha, profile, edge, encoder=_encoder_id(), mode=mode,
+                        video_args=video if mode == "match" else VIDEO_CODEC_ARGS,
+                        video_filter=plan.match_filter if mode == "match" else "")
+            for (sha, _), mode in zip(paths, plan.modes, strict=True)]
+    return _Run(clips=paths, keys=keys, profile=profile, kind=transition.kind, edge=edge,
+                memo=memo, work=work, report=report, modes=list(plan.modes), facts=facts,
+                match_args=plan.match_args, match_filter=plan.match_filter,
+                setting=plan.setting)
 
 
 def _read(path: Path) -> ClipFacts | MediaError:
@@ -290,8 +344,11 @@ class _Run:
     memo: Memo
     work: Path
     report: Callable[[str], None]
-    mode: VideoMode = "encode"
+    modes: list[VideoMode]
     facts: dict[str, ClipFacts | MediaError] = field(default_factory=dict)
+    match_args: tuple[str, ...] = ()
+    match_filter: str = ""
+    setting: bytes = b""
     conforms_encoded: int = 0
     conforms_copied: int = 0
     conforms_reused: int = 0
@@ -303,14 +360,14 @@ class _Run:
         done: dict[str, Pieces] = {}
         for index, key in enumerate(self.keys):
             if key not in done:
-                found = {part: self.memo.memo_get(self.name(key, part))
+                found = {part: self.memo.memo_get(self.name(index, part))
                          for part in conform_parts(self.edge)}
                 if all(found.values()):
                     done[key] = found  # type: ignore[assignment]
                     self.conforms_reused += 1
                 else:
                     done[key] = self.conform(index)
-                    if self.mode == "copy":
+                    if self.modes[index] == "copy":
                         self.conforms_copied += 1
                     else:
                         self.conforms_encoded += 1
@@ -318,38 +375,49 @@ class _Run:
                 self.conforms_reused += 1
         return [done[key] for key in self.keys]
 
-    def name(self, key: str, part: str) -> str:
-        """Memo name of a conformed piece; it says how the video was made (copied or encoded)."""
-        return f"conform-{self.mode}-{key}.{part}{SEGMENT_SUFFIX}"
+    def name(self, index: int, part: str) -> str:
+        """Memo name of a piece of clip ``index``; it says how the video was made."""
+        return f"conform-{self.modes[index]}-{self.keys[index]}.{part}{SEGMENT_SUFFIX}"
+
+    def check_matches(self, pieces: list[Pieces]) -> None:
+        """Raise ``_Mismatch`` when a matched clip's parameter sets are not the film's."""
+        for index, mode in enumerate(self.modes):
+            if mode == "match" and _extradata(pieces[index]["whole"]) != self.setting:
+                raise _Mismatch(f"clip {index + 1} ({self.clips[index][1].name}) encoded to "
+                                "match the other clips' H.264 setting still has other "
+                                "parameter sets")
 
     def conform(self, index: int) -> Pieces:
         """Make one clip's pieces, then adopt them into the memo (all of them, or none)."""
-        (sha, path), key, profile = self.clips[index], self.keys[index], self.profile
+        (sha, path), mode, profile = self.clips[index], self.modes[index], self.profile
         where = f"clip {index + 1} ({path})"
-        verb = "copy" if self.mode == "copy" else "conform"
+        verb = "copy" if mode == "copy" else "conform"
         self.report(f"{verb} clip {index + 1}/{len(self.clips)} ({path.name})")
         info = self.facts.get(sha) or _read(path)
         if isinstance(info, MediaError):
             raise StitchError(f"stitch: cannot read {where}: {info.message}") from info
-        frames = info.frames if self.mode == "copy" else frames_for(info.duration, profile.fps)
+        frames = info.frames if mode == "copy" else frames_for(info.duration, profile.fps)
         if frames < 1:
             raise StitchError(f"stitch: {where} has no video frames ({info.duration:.3f} s)")
-        outs = {part: self.work / self.name(key, part) for part in conform_parts(self.edge)}
-        if self.mode == "copy":
+        outs = {part: self.work / self.name(index, part) for part in conform_parts(self.edge)}
+        if mode == "copy":
             argv = build_copy_command(path, outs["whole"], profile=profile, frames=frames,
                                       has_audio=info.has_audio)
             _ffmpeg(argv, f"conforming {where}")
-            return {"whole": self.memo.memo_put(self.name(key, "whole"), outs["whole"])}
+            return {"whole": self.memo.memo_put(self.name(index, "whole"), outs["whole"])}
         try:
-            argv = build_conform_command(path, outs, profile=profile, frames=frames,
-                                         has_audio=info.has_audio, edge=self.edge)
+            match = mode == "match"
+            argv = build_conform_command(
+                path, outs, profile=profile, frames=frames, has_audio=info.has_audio,
+                edge=self.edge, video_args=self.match_args if match else VIDEO_CODEC_ARGS,
+                video_filter=self.match_filter if match else "")
         except ValueError:
             raise StitchError(
                 f"stitch: {where} is {info.duration:.3f} s long, too short for a "
                 f"{self.edge / profile.fps:.3f} s transition at each end: use a shorter one"
             ) from None
         _ffmpeg(argv, f"conforming {where}")
-        return {part: self.memo.memo_put(self.name(key, part), produced)
+        return {part: self.memo.memo_put(self.name(index, part), produced)
                 for part, produced in outs.items()}
 
     def segments(self, pieces: list[Pieces]) -> list[Path]:
@@ -378,6 +446,14 @@ class _Run:
         _ffmpeg(argv, f"encoding the {self.kind} from clip {i} ({self.clips[i - 1][1]}) "
                       f"to clip {i + 1} ({self.clips[i][1]})")
         return self.memo.memo_put(name, produced)
+
+
+def _extradata(path: Path) -> bytes:
+    """The H.264 parameter sets (avcC record) of a conformed segment."""
+    import av  # slow to import; only stitching needs it
+
+    with av.open(str(path)) as container:
+        return bytes(container.streams.video[0].codec_context.extradata or b"")
 
 
 def _move_into_place(produced: Path, out: Path) -> None:
