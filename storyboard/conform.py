@@ -54,6 +54,10 @@ BITEXACT_ARGS = ("-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+
                  "-map_metadata", "-1", "-map_chapters", "-1")  # fmt: skip
 """Output flags that keep ffmpeg's version, dates and source tags out of the bytes."""
 
+COLOUR = ("out_color_matrix=bt709:out_range=tv", "")
+"""How a conform converts and tags the picture: swscale's output matrix and range, then a filter
+that sets the frames' colour tags ("" keeps the encoder's own: ``VIDEO_CODEC_ARGS`` tags BT.709)."""
+
 SEGMENT_SUFFIX = ".mov"
 PARTS_WHOLE = ("whole",)
 PARTS_SPLIT = ("head", "body", "tail")
@@ -123,16 +127,16 @@ def conform_key(
     encoder: str,
     mode: VideoMode = "encode",
     video_args: Sequence[str] = VIDEO_CODEC_ARGS,
-    video_filter: str = "",
+    colour: tuple[str, str] = COLOUR,
 ) -> str:
     """Key of a clip's conformed pieces: everything that shapes their bytes.
 
     That is the clip's bytes, the profile, the split (``edge`` frames), how the video is made
-    (``mode``: copied, or encoded with ``video_args`` after ``video_filter``) and the ffmpeg build (``encoder``, its
+    (``mode``: copied, or converted to ``colour`` and encoded with ``video_args``) and the ffmpeg build (``encoder``, its
     version line). The frame count and audio presence are not in it: both follow from the
     clip's bytes.
     """
-    video = ["copy"] if mode == "copy" else [*video_args, *([video_filter] if video_filter else [])]
+    video = ["copy"] if mode == "copy" else [*video_args, *([] if colour == COLOUR else colour)]
     return digest({
         "v": CONFORM_VERSION, "step": "conform", "clip": clip_sha, "profile": asdict(profile),
         "edge": edge, "mode": mode, "video": video, "audio": "pcm_s16le", "encoder": encoder,
@@ -155,7 +159,7 @@ def build_conform_command(
     has_audio: bool,
     edge: int = 0,
     video_args: Sequence[str] = VIDEO_CODEC_ARGS,
-    video_filter: str = "",
+    colour: tuple[str, str] = COLOUR,
 ) -> list[str]:
     """ffmpeg arguments (without the executable) that conform ``src`` into ``outs``.
 
@@ -167,7 +171,7 @@ def build_conform_command(
         has_audio: whether ``src`` has an audio stream; silence is generated if not.
         edge: frames in the head and tail pieces; 0 conforms the clip as one piece.
         video_args: the H.264 encoder's settings (``VIDEO_CODEC_ARGS`` unless matching others).
-        video_filter: a filter run last on the picture (the colour tags of a matching encode).
+        colour: the colour conversion and tags (see ``COLOUR``).
 
     Raises:
         ValueError: the clip is too short to give the body at least one frame.
@@ -182,10 +186,10 @@ def build_conform_command(
         "[0:v:0]setpts=PTS-STARTPTS,"
         f"fps={p.fps},"
         f"scale={p.width}:{p.height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        ":out_color_matrix=bt709:out_range=tv:flags=bicubic,"
+        f":{colour[0]}:flags=bicubic,"
         f"pad={p.width}:{p.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format={p.pix_fmt},"
         f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
-        + (f",{video_filter}" if video_filter else "")
+        + (f",{colour[1]}" if colour[1] else "")
     )
     audio = _audio_chain(profile, frames, has_audio)
     names = list(bounds)

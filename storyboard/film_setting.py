@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storyboard.conform import ClipFacts, Profile, VideoMode, copy_blocker
+from storyboard.conform import COLOUR, ClipFacts, Profile, VideoMode, copy_blocker
 from storyboard.errors import MediaError
 
 MATCH_PRESET = "veryfast"
@@ -29,6 +29,8 @@ MATCH_PRESET = "veryfast"
 
 _PROFILES = {66: "baseline", 77: "main", 100: "high"}
 _DIRECT = {"0": "none", "1": "spatial", "2": "temporal", "3": "auto"}
+_MATRICES = {1: "bt709", 4: "fcc", 5: "bt470", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
+             10: "bt2020"}  # FFmpeg's colorspace numbers -> swscale's matrix names
 _UNMATCHABLE = {"interlaced": "0", "cqm": "0", "intra_refresh": "0", "bluray_compat": "0",
                 "fake_interlaced": "0", "nal_hrd": "none", "stitchable": "0", "sliced_threads": "0"}
 
@@ -41,7 +43,7 @@ class VideoPlan:
         modes: per clip, ``copy``, ``match`` or ``encode`` (then every clip is ``encode``).
         reasons: per clip, why it is not copied (None when it is).
         match_args: ffmpeg's video encoder arguments that reproduce the film's parameter sets.
-        match_filter: the filter that gives the frames the film's colour tags.
+        match_colour: the colour conversion and tags of the film's setting.
         setting: the film's avcC record (what the copied clips share); empty when encoding all.
         why_encode: why every clip is re-encoded with the stitcher's setting, or None.
     """
@@ -49,7 +51,7 @@ class VideoPlan:
     modes: tuple[VideoMode, ...]
     reasons: tuple[str | None, ...]
     match_args: tuple[str, ...] = ()
-    match_filter: str = ""
+    match_colour: tuple[str, str] = COLOUR
     setting: bytes = b""
     why_encode: str | None = None
 
@@ -100,7 +102,7 @@ def plan_video(
         index = modes.index("match")
         return encode_all(len(clips), f"clip {index + 1} ({clips[index][0]}): {reasons[index]}, "
                                       f"and clip {owner}'s encoder cannot be matched: {unmatchable}")
-    return VideoPlan(modes, reasons, args, colour_filter(first), setting)  # type: ignore[arg-type]
+    return VideoPlan(modes, reasons, args, match_colour(first), setting)  # type: ignore[arg-type]
 
 
 def match_args(facts: ClipFacts, profile: Profile) -> tuple[tuple[str, ...], str | None]:
@@ -153,11 +155,16 @@ def match_args(facts: ClipFacts, profile: Profile) -> tuple[tuple[str, ...], str
     ), None
 
 
-def colour_filter(facts: ClipFacts) -> str:
-    """The filter that tags every frame with ``facts``'s colour tags, unspecified ones included.
+def match_colour(facts: ClipFacts) -> tuple[str, str]:
+    """The colour conversion to ``facts``'s matrix and range, and the filter giving its tags.
 
-    The encoder writes the frames' tags into the SPS, and a decoded clip carries its own.
+    The encoder writes the frames' tags into the SPS, and a decoded clip carries its own, so
+    every tag is set, unspecified ones included. Untagged video is converted with the matrix
+    players assume for it (BT.709 from 720 lines up, else BT.601).
     """
     primaries, transfer, matrix, level = facts.colour
-    return (f"setparams=color_primaries={primaries}:color_trc={transfer}:colorspace={matrix}"
-            f":range={level}")
+    default = "bt709" if facts.height >= 720 else "bt601"
+    scale = (f"out_color_matrix={_MATRICES.get(matrix, default)}"
+             f":out_range={'pc' if level == 2 else 'tv'}")
+    return scale, (f"setparams=color_primaries={primaries}:color_trc={transfer}"
+                   f":colorspace={matrix}:range={level}")

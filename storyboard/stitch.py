@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 
 from storyboard.conform import (
     BITEXACT_ARGS,
+    COLOUR,
     CONFORM_VERSION,
     VIDEO_CODEC_ARGS,
     SEGMENT_SUFFIX,
@@ -124,7 +125,6 @@ class StitchStats:
     segments: int = 0
     conforms_copied: int = 0
     conformed: tuple[str, ...] = ()
-    audio_spans: int = 0
 
 
 def window_key(tail_key: str, head_key: str, kind: str) -> str:
@@ -269,7 +269,6 @@ def stitch(
         try:
             run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
             pieces = run.conform_all()
-            run.check_matches(pieces)
         except _Mismatch as exc:
             plan = encode_all(len(paths), str(exc))
             run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
@@ -282,7 +281,7 @@ def stitch(
         _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
                                   normalize_audio=normalize_audio),
                 f"joining the sound of {len(segments)} segments")
-        spans = encode_soundtrack(pcm, audio, profile=profile, work=work,
+        encode_soundtrack(pcm, audio, profile=profile, work=work,
                                   run=lambda argv, step: _ffmpeg(argv, step), jobs=jobs)
         _ffmpeg(build_concat_command(concat_list, audio, film),
                 f"joining {len(segments)} segments into {out}")
@@ -291,7 +290,7 @@ def stitch(
                       for i, ((_, path), why) in enumerate(zip(paths, plan.reasons), 1)
                       if why is not None and edge == 0)
     return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
-                       run.windows_reused, len(segments), run.conforms_copied, conformed, spans)
+                       run.windows_reused, len(segments), run.conforms_copied, conformed)
 
 
 class _Mismatch(Exception):
@@ -312,11 +311,11 @@ def _start(paths: list[tuple[str, Path]], plan: VideoPlan, profile: Profile,
     video = plan.match_args or VIDEO_CODEC_ARGS
     keys = [conform_key(sha, profile, edge, encoder=_encoder_id(), mode=mode,
                         video_args=video if mode == "match" else VIDEO_CODEC_ARGS,
-                        video_filter=plan.match_filter if mode == "match" else "")
+                        colour=plan.match_colour if mode == "match" else COLOUR)
             for (sha, _), mode in zip(paths, plan.modes, strict=True)]
     return _Run(clips=paths, keys=keys, profile=profile, kind=transition.kind, edge=edge,
                 memo=memo, work=work, report=report, modes=list(plan.modes), facts=facts,
-                match_args=plan.match_args, match_filter=plan.match_filter,
+                match_args=plan.match_args, match_colour=plan.match_colour,
                 setting=plan.setting)
 
 
@@ -347,7 +346,7 @@ class _Run:
     modes: list[VideoMode]
     facts: dict[str, ClipFacts | MediaError] = field(default_factory=dict)
     match_args: tuple[str, ...] = ()
-    match_filter: str = ""
+    match_colour: tuple[str, str] = COLOUR
     setting: bytes = b""
     conforms_encoded: int = 0
     conforms_copied: int = 0
@@ -371,6 +370,8 @@ class _Run:
                         self.conforms_copied += 1
                     else:
                         self.conforms_encoded += 1
+                if self.modes[index] == "match":
+                    self.check_match(index, done[key]["whole"])
             else:
                 self.conforms_reused += 1
         return [done[key] for key in self.keys]
@@ -379,13 +380,11 @@ class _Run:
         """Memo name of a piece of clip ``index``; it says how the video was made."""
         return f"conform-{self.modes[index]}-{self.keys[index]}.{part}{SEGMENT_SUFFIX}"
 
-    def check_matches(self, pieces: list[Pieces]) -> None:
-        """Raise ``_Mismatch`` when a matched clip's parameter sets are not the film's."""
-        for index, mode in enumerate(self.modes):
-            if mode == "match" and _extradata(pieces[index]["whole"]) != self.setting:
-                raise _Mismatch(f"clip {index + 1} ({self.clips[index][1].name}) encoded to "
-                                "match the other clips' H.264 setting still has other "
-                                "parameter sets")
+    def check_match(self, index: int, whole: Path) -> None:
+        """Raise ``_Mismatch`` when clip ``index``'s matched conform has other parameter sets."""
+        if _extradata(whole) != self.setting:
+            raise _Mismatch(f"clip {index + 1} ({self.clips[index][1].name}) encoded to match "
+                            "the other clips' H.264 setting still has other parameter sets")
 
     def conform(self, index: int) -> Pieces:
         """Make one clip's pieces, then adopt them into the memo (all of them, or none)."""
@@ -410,7 +409,7 @@ class _Run:
             argv = build_conform_command(
                 path, outs, profile=profile, frames=frames, has_audio=info.has_audio,
                 edge=self.edge, video_args=self.match_args if match else VIDEO_CODEC_ARGS,
-                video_filter=self.match_filter if match else "")
+                colour=self.match_colour if match else COLOUR)
         except ValueError:
             raise StitchError(
                 f"stitch: {where} is {info.duration:.3f} s long, too short for a "
