@@ -287,3 +287,17 @@ def test_sound_encoded_in_spans_times_like_one_encode(tmp_path):
     assert all(abs(a - b) <= 2 for a, b in zip(onsets(ours), expected, strict=True))
     error = np.sqrt(np.mean((ours[:len(source)] - source) ** 2))
     assert error < 2 * np.sqrt(np.mean((theirs[:len(source)] - source) ** 2)) + 1e-4
+
+
+def test_a_film_may_start_with_a_conformed_clip(clips, tmp_path):
+    out = tmp_path / "film.mp4"
+    names = ["o1", "m1", "m3"]
+    stats = stitch([clips[n] for n in names], out, profile=PROFILE, transition=Transition(),
+                   memo=DirMemo(tmp_path / "memo"))
+    assert (stats.conforms_encoded, stats.conforms_copied) == (1, 2)
+    first = clip_frames("o1")
+    assert packets(out)[first:] == packets(clips["m1"][1]) + packets(clips["m3"][1])
+    assert len(frames(out)) == sum(clip_frames(n) for n in names)
+    facts = streams(out)
+    assert facts["extradata"] == streams(clips["m1"][1])["extradata"]
+    assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=AAC_FRAME / RATE)
