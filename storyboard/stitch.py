@@ -30,14 +30,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from storyboard.conform import (
     BITEXACT_ARGS,
     COLOUR,
-    CONFORM_VERSION,
-    VIDEO_CODEC_ARGS,
     SEGMENT_SUFFIX,
+    VIDEO_CODEC_ARGS,
     ClipFacts,
     Profile,
     VideoMode,
@@ -45,15 +44,14 @@ from storyboard.conform import (
     build_copy_command,
     conform_key,
     conform_parts,
-    digest,
     frames_for,
     read_clip,
-    segment_output_args,
 )
 from storyboard.errors import MediaError, StitchError
 from storyboard.film_setting import VideoPlan, encode_all, plan_video
 from storyboard.media import ffmpeg_exe, run_ffmpeg
 from storyboard.soundtrack import encode_soundtrack
+from storyboard.transition import Transition, build_window_command, window_key
 
 __all__ = [
     "Memo",
@@ -70,32 +68,6 @@ __all__ = [
 
 LOUDNORM = "loudnorm=I=-23:TP=-1:LRA=11"
 """EBU R128 programme loudness (-23 LUFS, true peak -1 dBTP), single pass, whole film."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """How consecutive clips join: a cut, a crossfade, or a fade (dip to black) of ``duration`` s.
-
-    Crossfades and fades overlap the clips, so the film is ``(n - 1) * duration`` shorter than its
-    clips. The duration is rounded to whole frames of the film (``edge_frames``), at least two, so
-    every segment has an exact frame count. A clip is conformed the same wherever it sits in the
-    film, so each clip must be longer than twice the overlap, the first and last ones included.
-    """
-
-    kind: Literal["cut", "crossfade", "fade"] = "cut"
-    duration: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("cut", "crossfade", "fade"):
-            raise ValueError(f"unknown transition {self.kind!r}: use cut, crossfade or fade")
-        if self.kind == "cut" and self.duration != 0:
-            raise ValueError("a cut has no duration")
-        if self.kind != "cut" and not self.duration > 0:
-            raise ValueError(f"a {self.kind} needs a duration above 0 s, got {self.duration}")
-
-    def edge_frames(self, fps: int) -> int:
-        """Frames each join overlaps: the duration rounded to whole frames, 0 for a cut."""
-        return 0 if self.kind == "cut" else max(2, frames_for(self.duration, fps))
 
 
 class Memo(Protocol):
@@ -125,54 +97,6 @@ class StitchStats:
     segments: int = 0
     conforms_copied: int = 0
     conformed: tuple[str, ...] = ()
-
-
-def window_key(tail_key: str, head_key: str, kind: str) -> str:
-    """Key of the window joining the clip conformed under ``tail_key`` to the one under ``head_key``.
-
-    The conform keys carry both clips' hashes, the profile and the overlap in frames.
-    """
-    return digest(
-        {"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key, "kind": kind}
-    )
-
-
-def build_window_command(
-    tail: Path, head: Path, out: Path, *, profile: Profile, kind: str, edge: int
-) -> list[str]:
-    """ffmpeg arguments that join ``tail`` to ``head`` (both ``edge`` frames long) into ``out``.
-
-    A crossfade blends picture and sound linearly over the whole window. A fade shows the first
-    half of ``tail`` fading to black and silence, then the second half of ``head`` fading in
-    (``xfade``'s ``fadeblack`` is lopsided: out in a fifth of the time, in over the rest). Either
-    way the window has exactly ``edge`` frames and ``profile.samples_at(edge)`` samples.
-    """
-    samples = profile.samples_at(edge)
-    if kind == "crossfade":
-        graph = [
-            f"[0:v][1:v]xfade=transition=fade:duration={edge / profile.fps:.9f}:offset=0,"
-            f"format={profile.pix_fmt},tpad=stop_mode=clone:stop=-1,trim=end_frame={edge},"
-            "setpts=PTS-STARTPTS[v]",
-            f"[0:a]afade=t=out:ss=0:ns={samples}[a0]",
-            f"[1:a]afade=t=in:ss=0:ns={samples}[a1]",
-            "[a0][a1]amix=inputs=2:duration=longest:normalize=0,"
-            f"aformat=sample_fmts=s16,atrim=end_sample={samples}[a]",
-        ]
-    elif kind == "fade":
-        half = edge // 2
-        cut = profile.samples_at(half)
-        graph = [
-            f"[0:v]trim=end_frame={half},fade=t=out:s=0:n={half}[v0]",
-            f"[1:v]trim=start_frame={half},setpts=PTS-STARTPTS,fade=t=in:s=0:n={edge - half}[v1]",
-            f"[0:a]atrim=end_sample={cut},afade=t=out:ss=0:ns={cut}[a0]",
-            f"[1:a]atrim=start_sample={cut}:end_sample={samples},asetpts=PTS-STARTPTS,"
-            f"afade=t=in:ss=0:ns={samples - cut}[a1]",
-            f"[v0][a0][v1][a1]concat=n=2:v=1:a=1[vj][a];[vj]format={profile.pix_fmt}[v]",
-        ]
-    else:
-        raise ValueError(f"no window for a {kind!r}")
-    return ["-y", "-i", str(tail), "-i", str(head), "-filter_complex", ";".join(graph),
-            *segment_output_args("[v]", "[a]", out, profile)]
 
 
 def build_concat_list(segments: Sequence[Path]) -> str:
@@ -254,7 +178,7 @@ def stitch(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     edge = transition.edge_frames(profile.fps) if len(clips) > 1 else 0
-    encoder = _encoder_id()
+    _encoder_id()  # fail early, before any work, when ffmpeg cannot run
     report = on_step or (lambda line: None)
     paths = [(sha, Path(path)) for sha, path in clips]
     facts: dict[str, ClipFacts | MediaError] = {}
@@ -281,8 +205,7 @@ def stitch(
         _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
                                   normalize_audio=normalize_audio),
                 f"joining the sound of {len(segments)} segments")
-        encode_soundtrack(pcm, audio, profile=profile, work=work,
-                                  run=lambda argv, step: _ffmpeg(argv, step), jobs=jobs)
+        encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs)
         _ffmpeg(build_concat_command(concat_list, audio, film),
                 f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
