@@ -1,7 +1,7 @@
 """Cut-only stitch of 20 clips of 8 s at 720p: storyboard against moviepy and the copy floor.
 
     python benchmarks/moviepy_bench.py [--clips 20] [--seconds 8] [--runs 3] [--odd 2]
-                                       [--animatic-like] [--moviepy-python PATH]
+                                       [--animatic-like] [--moviepy-python PATH] [--work DIR]
 
 By default the clips are Veo-like, as a provider returns H.264: lavfi ``testsrc2`` + a tone,
 x264 High profile, preset medium (3 B-frames, b-pyramid, weighted prediction), yuv420p 24 fps,
@@ -71,6 +71,11 @@ def render_veo_like(dest: Path, index: int, seconds: int, odd: bool) -> tuple[st
     return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
 
 
+def reuse(path: Path) -> tuple[str, Path] | None:
+    """A clip rendered by an earlier run into ``--work``, or None."""
+    return (hashlib.sha256(path.read_bytes()).hexdigest(), path) if path.is_file() else None
+
+
 def odd_indices(clips: int, odd: int) -> set[int]:
     """Which clips come from the second setting: ``odd`` of them, spread through the film."""
     return {round((k + 0.5) * clips / odd) for k in range(odd)} if odd else set()
@@ -82,6 +87,15 @@ def copy_floor(clips, out: Path, work: Path) -> None:
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{p}'\n" for _, p in clips))
     run_ffmpeg(["-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
                 "-movflags", "+faststart", str(out)])
+
+
+def breakdown(steps: list[tuple[float, str]], end: float) -> str:
+    """Seconds spent in each kind of stitch step (the first word of its on_step line)."""
+    spent: dict[str, float] = {}
+    for (at, line), (after, _) in zip(steps, [*steps[1:], (end, "")], strict=True):
+        kind = line.split()[0]
+        spent[kind] = spent.get(kind, 0.0) + after - at
+    return ", ".join(f"{kind} {seconds:.2f} s" for kind, seconds in spent.items())
 
 
 def check(path: Path) -> str:
@@ -107,17 +121,24 @@ def main() -> None:
     parser.add_argument("--animatic-like", action="store_true",
                         help="clips without B-frames from one setting (the old benchmark)")
     parser.add_argument("--moviepy-python", default="/tmp/mpvenv/bin/python")
+    parser.add_argument("--work", type=Path, help="work in this folder and keep it; clips already "
+                        "rendered there are reused")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="moviepy-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="moviepy-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
         odd = odd_indices(args.clips, 0 if args.animatic_like else args.odd)
         if args.animatic_like:
-            clips = [render_clip(work / f"clip{i:02d}.mp4", i, args.seconds) for i in range(args.clips)]
+            clips = [reuse(work / f"animatic-{args.seconds}s-{i:02d}.mp4")
+                     or render_clip(work / f"animatic-{args.seconds}s-{i:02d}.mp4", i, args.seconds)
+                     for i in range(args.clips)]
             kind = "animatic-like (x264 veryfast, no B-frames)"
         else:
-            clips = [render_veo_like(work / f"clip{i:02d}.mp4", i, args.seconds, i in odd)
+            names = [work / f"veo-{args.seconds}s-{'odd' if i in odd else 'main'}-{i:02d}.mp4"
                      for i in range(args.clips)]
+            clips = [reuse(name) or render_veo_like(name, i, args.seconds, i in odd)
+                     for i, name in enumerate(names)]
             kind = (f"Veo-like (x264 High medium, 3 B-frames, AAC 192k), {len(odd)} from a second "
                     f"setting (clips {', '.join(str(i + 1) for i in sorted(odd))})")
         print(f"rendered {args.clips} clips of {args.seconds} s at 720p, {kind}, "
@@ -126,15 +147,21 @@ def main() -> None:
         ours, ours_cpu = [], []
         for run in range(args.runs):
             out = work / f"storyboard-{run}.mp4"
+            shutil.rmtree(work / f"cache-{run}", ignore_errors=True)  # a clean cache every run
+            steps: list[tuple[float, str]] = []
             cpu, start = own_cpu() + children_cpu(), time.perf_counter()
             stats = stitch(clips, out, profile=PROFILE, transition=Transition(),
-                           memo=Cache(work / f"cache-{run}"))
+                           memo=Cache(work / f"cache-{run}"),
+                           on_step=lambda line: steps.append((time.perf_counter(), line)))
             ours.append(time.perf_counter() - start)
             ours_cpu.append(own_cpu() + children_cpu() - cpu)
             print(f"storyboard stitch {run + 1}: {ours[-1]:.2f} s wall, {ours_cpu[-1]:.2f} s cpu, "
                   f"{stats.conforms_copied} copied, {stats.conforms_encoded} encoded; {load()}", flush=True)
+            print("  " + breakdown(steps, start + ours[-1]))
         for line in stats.conformed:
             print(f"  conformed {line}")
+        same = len({(work / f"storyboard-{run}.mp4").read_bytes() for run in range(args.runs)}) == 1
+        print(f"  the {args.runs} storyboard films are {'' if same else 'NOT '}byte-identical")
 
         floor, floor_cpu = [], []
         for run in range(args.runs):
@@ -167,7 +194,8 @@ def main() -> None:
             print(f"{name:<12}{wall:>9.2f}{cpu:>9.2f}{mp / wall:>17.1f}x / {mp_cpu / cpu:.1f}x")
         print(load())
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
