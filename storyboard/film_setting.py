@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from storyboard.conform import COLOUR, ClipFacts, Profile, VideoMode, copy_blocker
 from storyboard.errors import MediaError
 
-MATCH_PRESET = "veryfast"
+MATCH_PRESET = "superfast"
 """x264 preset of a matching encode: its analysis settings never reach the parameter sets."""
 
 _PROFILES = {66: "baseline", 77: "main", 100: "high"}
@@ -43,7 +43,8 @@ class VideoPlan:
         modes: per clip, ``copy``, ``match`` or ``encode`` (then every clip is ``encode``).
         reasons: per clip, why it is not copied (None when it is).
         match_args: ffmpeg's video encoder arguments that reproduce the film's parameter sets.
-        match_colour: the colour conversion and tags of the film's setting.
+        colours: per clip, its colour conversion to the film's setting and the film's tags
+            (``COLOUR`` for a clip that is not matched).
         setting: the film's avcC record (what the copied clips share); empty when encoding all.
         why_encode: why every clip is re-encoded with the stitcher's setting, or None.
     """
@@ -51,7 +52,7 @@ class VideoPlan:
     modes: tuple[VideoMode, ...]
     reasons: tuple[str | None, ...]
     match_args: tuple[str, ...] = ()
-    match_colour: tuple[str, str] = COLOUR
+    colours: tuple[tuple[str, str], ...] = ()
     setting: bytes = b""
     why_encode: str | None = None
 
@@ -102,7 +103,12 @@ def plan_video(
         index = modes.index("match")
         return encode_all(len(clips), f"clip {index + 1} ({clips[index][0]}): {reasons[index]}, "
                                       f"and clip {owner}'s encoder cannot be matched: {unmatchable}")
-    return VideoPlan(modes, reasons, args, match_colour(first), setting)  # type: ignore[arg-type]
+    colours = tuple(
+        match_colour(facts, first) if mode == "match" and not isinstance(facts, MediaError)
+        else COLOUR
+        for (_, facts), mode in zip(clips, modes, strict=True)
+    )
+    return VideoPlan(modes, reasons, args, colours, setting)  # type: ignore[arg-type]
 
 
 def match_args(facts: ClipFacts, profile: Profile) -> tuple[tuple[str, ...], str | None]:
@@ -155,16 +161,26 @@ def match_args(facts: ClipFacts, profile: Profile) -> tuple[tuple[str, ...], str
     ), None
 
 
-def match_colour(facts: ClipFacts) -> tuple[str, str]:
-    """The colour conversion to ``facts``'s matrix and range, and the filter giving its tags.
+def match_colour(clip: ClipFacts, setting: ClipFacts) -> tuple[str, str]:
+    """The conversion of ``clip``'s colours to ``setting``'s, and the filter giving its tags.
 
     The encoder writes the frames' tags into the SPS, and a decoded clip carries its own, so
-    every tag is set, unspecified ones included. Untagged video is converted with the matrix
-    players assume for it (BT.709 from 720 lines up, else BT.601).
+    every tag is set, unspecified ones included. Untagged video is read and written with the
+    matrix players assume for it (BT.709 from 720 lines up, else BT.601), so a clip that needs
+    no conversion gets none.
     """
-    primaries, transfer, matrix, level = facts.colour
-    default = "bt709" if facts.height >= 720 else "bt601"
-    scale = (f"out_color_matrix={_MATRICES.get(matrix, default)}"
-             f":out_range={'pc' if level == 2 else 'tv'}")
+    primaries, transfer, matrix, level = setting.colour
+    scale = (f"in_color_matrix={_matrix(clip)}:in_range={_range(clip)}"
+             f":out_color_matrix={_matrix(setting)}:out_range={_range(setting)}")
     return scale, (f"setparams=color_primaries={primaries}:color_trc={transfer}"
                    f":colorspace={matrix}:range={level}")
+
+
+def _matrix(facts: ClipFacts) -> str:
+    """swscale's name for the clip's YUV matrix, or the one players assume when untagged."""
+    return _MATRICES.get(facts.colour[2], "bt709" if facts.height >= 720 else "bt601")
+
+
+def _range(facts: ClipFacts) -> str:
+    """swscale's name for the clip's range (untagged H.264 is limited range)."""
+    return "pc" if facts.colour[3] == 2 else "tv"

@@ -234,11 +234,12 @@ def _start(paths: list[tuple[str, Path]], plan: VideoPlan, profile: Profile,
     video = plan.match_args or VIDEO_CODEC_ARGS
     keys = [conform_key(sha, profile, edge, encoder=_encoder_id(), mode=mode,
                         video_args=video if mode == "match" else VIDEO_CODEC_ARGS,
-                        colour=plan.match_colour if mode == "match" else COLOUR)
-            for (sha, _), mode in zip(paths, plan.modes, strict=True)]
+                        colour=colour)
+            for (sha, _), mode, colour in zip(paths, plan.modes, plan.colours or
+                                               [COLOUR] * len(paths), strict=True)]
     return _Run(clips=paths, keys=keys, profile=profile, kind=transition.kind, edge=edge,
                 memo=memo, work=work, report=report, modes=list(plan.modes), facts=facts,
-                match_args=plan.match_args, match_colour=plan.match_colour,
+                match_args=plan.match_args, colours=list(plan.colours),
                 setting=plan.setting)
 
 
@@ -269,7 +270,7 @@ class _Run:
     modes: list[VideoMode]
     facts: dict[str, ClipFacts | MediaError] = field(default_factory=dict)
     match_args: tuple[str, ...] = ()
-    match_colour: tuple[str, str] = COLOUR
+    colours: list[tuple[str, str]] = field(default_factory=list)
     setting: bytes = b""
     conforms_encoded: int = 0
     conforms_copied: int = 0
@@ -332,7 +333,7 @@ class _Run:
             argv = build_conform_command(
                 path, outs, profile=profile, frames=frames, has_audio=info.has_audio,
                 edge=self.edge, video_args=self.match_args if match else VIDEO_CODEC_ARGS,
-                colour=self.match_colour if match else COLOUR)
+                colour=self.colours[index] if match else COLOUR)
         except ValueError:
             raise StitchError(
                 f"stitch: {where} is {info.duration:.3f} s long, too short for a "
