@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from storyboard.conform import BITEXACT_ARGS, Profile
+from storyboard.errors import StitchError
 
 AAC_FRAME = 1024
 """Samples per AAC frame, and the encoder's priming delay (one frame)."""
@@ -136,16 +137,21 @@ def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
         for span, path in spans:
             with av.open(os.fspath(path)) as source:
                 stream = source.streams.audio[0]
-                if target is None:
-                    target = output.add_stream_from_template(stream)
-                samples = Fraction(1, stream.sample_rate)
+                if target is None:  # PyAV 14 renamed add_stream(template=...)
+                    add = getattr(output, "add_stream_from_template", None)
+                    target = add(stream) if add else output.add_stream(template=stream)
+                samples, kept = Fraction(1, stream.sample_rate), 0
                 for index, packet in enumerate(p for p in source.demux(stream) if p.size):
                     at = span.read_from - AAC_FRAME + index * AAC_FRAME
                     if at < span.keep_from or (span.keep_to is not None and at >= span.keep_to):
                         continue
+                    kept += 1
                     duration = packet.duration * packet.time_base / samples
                     packet.time_base = samples
                     packet.pts = packet.dts = at
                     packet.duration = int(duration)
                     packet.stream = target
                     output.mux(packet)
+            if span.keep_to is not None and kept * AAC_FRAME != span.keep_to - span.keep_from:
+                raise StitchError(f"stitch: the sound's span {path.name} gave {kept} AAC packets "
+                                  f"where {(span.keep_to - span.keep_from) // AAC_FRAME} belong")
