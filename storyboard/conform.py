@@ -132,9 +132,9 @@ def conform_key(
     """Key of a clip's conformed pieces: everything that shapes their bytes.
 
     That is the clip's bytes, the profile, the split (``edge`` frames), how the video is made
-    (``mode``: copied, or converted to ``colour`` and encoded with ``video_args``) and the ffmpeg build (``encoder``, its
-    version line). The frame count and audio presence are not in it: both follow from the
-    clip's bytes.
+    (``mode``: copied, or converted to ``colour`` and encoded with ``video_args``) and the
+    ffmpeg build (``encoder``, its version line). The frame count and audio presence are not in
+    it: both follow from the clip's bytes.
     """
     video = ["copy"] if mode == "copy" else [*video_args, *([] if colour == COLOUR else colour)]
     return digest({
@@ -317,8 +317,9 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                 "has_audio": bool(container.streams.audio), "codec": ctx.name,
                 "width": ctx.width, "height": ctx.height, "pix_fmt": ctx.pix_fmt,
                 "square_pixels": not sar or sar == 1, "extradata": bytes(ctx.extradata or b""),
-                "colour": (int(ctx.color_primaries), int(ctx.color_trc), int(ctx.colorspace),
-                           int(ctx.color_range)),
+                "colour": tuple(int(getattr(ctx, name, unset) or unset) for name, unset in (
+                    ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
+                    ("color_range", 0))),
             }
             stamps, first = [], b""
             for packet in container.demux(video):

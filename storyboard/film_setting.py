@@ -11,8 +11,9 @@ The parameter sets follow from a few settings (profile, level, reference frames,
 pyramid, weighted prediction, 8x8 transform, CABAC, the chroma QP offset, the keyframe
 interval, the rate-control family, colour tags, the frame rate), and the rest (motion search,
 psychovisual tuning, look-ahead) only shapes quality and speed, so a matching encode can be fast.
-The stitcher checks the result (``StitchError`` never hides a mismatch): a conform whose
-parameter sets still differ makes the film re-encode every clip with the stitcher's own setting.
+The stitcher checks every matched conform: one whose parameter sets still differ (a setting
+x264 does not list, such as a VUI flag) makes the film re-encode every clip with the stitcher's
+own setting, as before, and says so.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def plan_video(
     args, unmatchable = match_args(first, profile)  # type: ignore[arg-type]
     if unmatchable:
         index = modes.index("match")
-        return encode_all(len(clips), f"clip {index + 1} ({clips[index][0]}): {reasons[index]}, "
-                                      f"and clip {owner}'s encoder cannot be matched: {unmatchable}")
+        why = (f"clip {index + 1} ({clips[index][0]}): {reasons[index]}, and clip {owner}'s "
+               f"encoder cannot be matched: {unmatchable}")
+        return encode_all(len(clips), why)
     colours = tuple(
         match_colour(facts, first) if mode == "match" and not isinstance(facts, MediaError)
         else COLOUR

@@ -254,8 +254,10 @@ def test_the_setting_is_the_one_most_clips_share(clips):
 def test_spans_cover_the_film_on_aac_frame_boundaries():
     total = 3 * SPAN_FRAMES * AAC_FRAME + 777
     spans = plan_spans(total)
-    assert [s.keep_from for s in spans] == [-AAC_FRAME] + [i * SPAN_FRAMES * AAC_FRAME for i in (1, 2, 3)]
-    assert [s.keep_to for s in spans[:-1]] == [s.keep_from for s in spans[1:]][:] and spans[-1].keep_to is None
+    step = SPAN_FRAMES * AAC_FRAME
+    assert [s.keep_from for s in spans] == [-AAC_FRAME, step, 2 * step, 3 * step]
+    assert [s.keep_to for s in spans[:-1]] == [s.keep_from for s in spans[1:]]
+    assert spans[-1].keep_to is None
     assert spans[-1].read_to == total and all(s.read_from % AAC_FRAME == 0 for s in spans)
     assert plan_spans(100) == [type(spans[0])(0, 100, -AAC_FRAME, None)]
 
