@@ -23,7 +23,7 @@ the film's length, never on the machine, so the same film always gives the same 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,30 +47,55 @@ POST = 4 * AAC_FRAME
 AAC_BITRATE_PER_CHANNEL = 96_000
 
 
+GUARD = 2 * AAC_FRAME
+"""Samples re-encoded inside each end of a clip whose own AAC packets are copied: the packets at
+a join overlap the neighbour's signal, which the clip's encoder never saw."""
+
+
 @dataclass(frozen=True)
 class Span:
-    """One encode: it reads PCM samples ``[read_from, read_to)`` and keeps the packets that
-    decode to film samples ``[keep_from, keep_to)`` (``keep_to`` None: to the end, flush
-    included; ``keep_from`` -1024 keeps the priming packet of the first span)."""
+    """One piece of the track: packets that decode to film samples ``[keep_from, keep_to)``
+    (``keep_to`` None: to the end, flush included; ``keep_from`` -1024 keeps the priming packet).
+
+    An encoded span (``source`` None) reads PCM samples ``[read_from, read_to)``; a borrowed one
+    copies the packets of clip ``source``, whose sound starts at film sample ``read_from``.
+    Either way packet ``m`` decodes to film samples from ``read_from - 1024 + 1024 m``.
+    """
 
     read_from: int
     read_to: int
     keep_from: int
     keep_to: int | None
+    source: int | None = None
 
 
-def plan_spans(total: int) -> list[Span]:
-    """The spans that encode ``total`` samples: boundaries every ``SPAN_FRAMES`` AAC frames."""
-    step = SPAN_FRAMES * AAC_FRAME
-    starts = list(range(0, max(total, 1), step))
-    spans = []
-    for index, start in enumerate(starts):
-        last = index == len(starts) - 1
-        end = total if last else start + step
-        spans.append(Span(
-            read_from=max(0, start - PRE), read_to=total if last else min(total, end + POST),
-            keep_from=start if index else -AAC_FRAME, keep_to=None if last else end,
-        ))
+def plan_spans(total: int, borrowed: Sequence[tuple[int, int]] = ()) -> list[Span]:
+    """The pieces of a track of ``total`` samples, in order.
+
+    Args:
+        total: the film's samples.
+        borrowed: for each clip whose own packets may be copied, the film sample where its
+            sound starts (a multiple of 1024) and how many of its samples the film uses.
+
+    Each borrowed clip gives its packets but ``GUARD`` samples at either end; everything else
+    is encoded in spans of at most ``SPAN_FRAMES`` AAC frames.
+    """
+    inner = [(start + GUARD, (start + length) // AAC_FRAME * AAC_FRAME - GUARD, start, index)
+             for index, (start, length) in enumerate(borrowed)]
+    inner = [piece for piece in inner if piece[1] - piece[0] >= AAC_FRAME]
+    spans: list[Span] = []
+    cursor = 0
+    for first, end, start, index in [*inner, (total, total, total, None)]:
+        edges = list(range(cursor, first, SPAN_FRAMES * AAC_FRAME))
+        for at, nxt in zip(edges, [*edges[1:], first], strict=True):
+            last = index is None and nxt == first
+            spans.append(Span(
+                read_from=max(0, at - PRE), read_to=total if last else min(total, nxt + POST),
+                keep_from=at if at else -AAC_FRAME, keep_to=None if last else nxt,
+            ))
+        if index is not None:
+            spans.append(Span(start, start, first, end, source=index))
+        cursor = end
     return spans
 
 
@@ -94,6 +119,7 @@ def encode_soundtrack(
     work: Path,
     run: Callable[[list[str], str], None],
     jobs: int | None = None,
+    clips: Sequence[tuple[Path, int, int]] = (),
 ) -> int:
     """Encode the raw PCM file ``pcm`` (s16le, the profile's layout) to the AAC track ``out``.
 
@@ -105,26 +131,81 @@ def encode_soundtrack(
         run: runs one ffmpeg command (arguments, description of the step), raising on failure.
         jobs: spans encoded at once; default the machine's core count. The bytes never depend
             on it.
+        clips: ``(clip, film sample where its sound starts, samples the film uses)`` for clips
+            whose sound is in ``pcm`` exactly as they decode: the AAC packets of those that
+            start on the 1024-sample grid, in the film's format and from an encoder configured
+            as the spans' are copied instead of encoded again (see ``GUARD``).
 
     Returns:
         The number of spans.
     """
     total = pcm.stat().st_size // (2 * profile.channels)
-    spans = plan_spans(total)
-    outs = [work / f"span{index:04d}.mov" for index in range(len(spans))]
+    borrowed: list[tuple[Path, int, int]] = []
+    if any(start % AAC_FRAME == 0 for _, start, _ in clips):
+        config = _encoder_config(profile, work, run)
+        for path, start, used in clips:
+            length = _borrowable(path, profile, config) if start % AAC_FRAME == 0 else None
+            if length:
+                borrowed.append((path, start, min(used, length)))
+    spans = plan_spans(total, [(start, used) for _, start, used in borrowed])
+    outs = [work / f"span{index:04d}.mov" if span.source is None else borrowed[span.source][0]
+            for index, span in enumerate(spans)]
+    encoded = [index for index, span in enumerate(spans) if span.source is None]
 
     def encode(index: int) -> None:
         run(build_span_command(pcm, spans[index], outs[index], profile),
             f"encoding the sound, span {index + 1}/{len(spans)}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        list(pool.map(encode, range(len(spans))))
+        list(pool.map(encode, encoded))
     join_spans(list(zip(spans, outs, strict=True)), out)
-    return len(spans)
+    return len(encoded)
+
+
+def _encoder_config(profile: Profile, work: Path,
+                    run: Callable[[list[str], str], None]) -> bytes:
+    """The AudioSpecificConfig the spans' encoder writes, from encoding one frame of silence."""
+    import av  # slow to import; only stitching needs it
+
+    silence, probe = work / "silence.pcm", work / "silence.mov"
+    silence.write_bytes(bytes(2 * profile.channels * AAC_FRAME))
+    run(build_span_command(silence, Span(0, AAC_FRAME, -AAC_FRAME, None), probe, profile),
+        "probing the sound encoder")
+    with av.open(os.fspath(probe)) as container:
+        return bytes(container.streams.audio[0].codec_context.extradata or b"")
+
+
+def _borrowable(path: Path, profile: Profile, config: bytes) -> int | None:
+    """How many samples of the clip's AAC packets can be copied into the film, or None.
+
+    They can when the clip's sound is AAC configured as the spans' encoder is (so one sample
+    entry describes both), in the film's rate and channels, and its packets are 1024 samples
+    each from one frame of priming on (as ffmpeg's encoder makes them).
+    """
+    import av  # slow to import; only stitching needs it
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            ctx = stream.codec_context
+            if (ctx.name != "aac" or bytes(ctx.extradata or b"") != config
+                    or stream.rate != profile.sample_rate or stream.channels != profile.channels):
+                return None
+            scale = stream.time_base * stream.rate
+            places = [(p.pts * scale, p.duration * scale) for p in container.demux(stream) if p.size]
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise StitchError(f"stitch: cannot read the sound of {path}: {exc}") from exc
+    if not places or any(pts != (m - 1) * AAC_FRAME for m, (pts, _) in enumerate(places)):
+        return None
+    if any(duration != AAC_FRAME for _, duration in places[:-1]):
+        return None
+    return int(places[-1][0] + places[-1][1])
 
 
 def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
-    """Write the kept packets of each encoded span, in order, as one AAC stream in ``out``.
+    """Write the kept packets of each span (encoded or borrowed), in order, as one AAC stream.
 
     A span's packet ``m`` decodes to film samples starting at ``read_from - 1024 + 1024 m``
     (the encoder's priming delay); that position decides whether the packet is kept, and the
@@ -140,6 +221,10 @@ def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
                 if target is None:  # PyAV 14 renamed add_stream(template=...)
                     add = getattr(output, "add_stream_from_template", None)
                     target = add(stream) if add else output.add_stream(template=stream)
+                    config = bytes(stream.codec_context.extradata or b"")
+                if config != bytes(stream.codec_context.extradata or b""):
+                    raise StitchError(f"stitch: the sound of {path.name} is configured unlike "
+                                      "the film's AAC track")
                 samples, kept = Fraction(1, stream.sample_rate), 0
                 for index, packet in enumerate(p for p in source.demux(stream) if p.size):
                     at = span.read_from - AAC_FRAME + index * AAC_FRAME

@@ -205,7 +205,9 @@ def stitch(
         _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
                                   normalize_audio=normalize_audio),
                 f"joining the sound of {len(segments)} segments")
-        encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs)
+        own_sound = [] if edge or normalize_audio else _clip_sounds(paths, facts, run.modes, profile)
+        encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs,
+                          clips=own_sound)
         _ffmpeg(build_concat_command(concat_list, audio, film),
                 f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
@@ -214,6 +216,26 @@ def stitch(
                       if why is not None and edge == 0)
     return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
                        run.windows_reused, len(segments), run.conforms_copied, conformed)
+
+
+def _clip_sounds(paths: list[tuple[str, Path]], facts: dict[str, ClipFacts | MediaError],
+                 modes: list[VideoMode], profile: Profile) -> list[tuple[Path, int, int]]:
+    """Each clip of a film of cuts, the film sample where its sound starts and its length there.
+
+    A cut film's sound is each clip's decoded sound, cut or padded to its picture, so a clip's
+    own AAC packets may stand in for most of it (``soundtrack.encode_soundtrack``).
+    """
+    sounds, frame = [], 0
+    for (sha, path), mode in zip(paths, modes, strict=True):
+        info = facts[sha]
+        if isinstance(info, MediaError):
+            return sounds
+        frames = info.frames if mode == "copy" else frames_for(info.duration, profile.fps)
+        start = profile.samples_at(frame)
+        frame += frames
+        if info.has_audio:
+            sounds.append((path, start, profile.samples_at(frame) - start))
+    return sounds
 
 
 class _Mismatch(Exception):

@@ -303,3 +303,50 @@ def test_a_film_may_start_with_a_conformed_clip(clips, tmp_path):
     facts = streams(out)
     assert facts["extradata"] == streams(clips["m1"][1])["extradata"]
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=AAC_FRAME / RATE)
+
+
+def audio_packets(path: Path) -> list[tuple[int, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        scale = stream.time_base * stream.rate
+        return [(int(p.pts * scale), bytes(p)) for p in container.demux(stream) if p.size]
+
+
+def test_spans_leave_room_for_clips_whose_own_packets_are_copied():
+    step = SPAN_FRAMES * AAC_FRAME
+    total = 3 * 128000
+    spans = plan_spans(total, [(0, 128000), (128000, 128000), (256000, 100000)])
+    pieces = [(s.keep_from, s.keep_to, s.source) for s in spans]
+    assert pieces == [
+        (-AAC_FRAME, 2048, None), (2048, 125952, 0), (125952, 130048, None),
+        (130048, 253952, 1), (253952, 258048, None), (258048, 355328 - 2048, 2),
+        (355328 - 2048, None, None),
+    ]
+    assert spans[1].read_from == 0 and spans[3].read_from == 128000
+    assert all(s.read_from % AAC_FRAME == 0 or s.source is not None for s in spans)
+    assert len(plan_spans(3 * step, [(0, 3 * step)])) == 3
+
+
+def test_clips_on_the_aac_grid_lend_their_own_packets(tmp_path):
+    # 64 frames at 24 fps are 128,000 samples, a whole number of AAC frames: every clip
+    # starts on the film's AAC grid, so all but a few packets at each join are the clips' own.
+    names = ["g0", "g1", "g2"]
+    clips = [render(tmp_path / f"{n}.mp4", i, 64 / 24, MAIN) for i, n in enumerate(names)]
+    out = tmp_path / "film.mp4"
+    stats = stitch(clips, out, profile=PROFILE, transition=Transition(),
+                   memo=DirMemo(tmp_path / "memo"))
+    assert stats.conforms_copied == 3
+    film = dict(audio_packets(out))
+    for index, (_, path) in enumerate(clips):
+        own = audio_packets(path)
+        start = index * 128000
+        inner = [(start + at, data) for at, data in own if 2048 <= at < 128000 - 2048]
+        assert len(inner) == 121
+        assert all(film[at] == data for at, data in inner)
+    assert sorted(film) == [-AAC_FRAME + AAC_FRAME * k for k in range(len(film))]
+    facts = streams(out)
+    assert facts["video_seconds"] == pytest.approx(3 * 64 / 24, abs=1e-9)
+    assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=1e-9)
+    found = onsets(sound(out))
+    expected = [i * 128000 + BURST * RATE + RATE / (12 * (440 + 110 * i)) for i in range(3)]
+    assert all(abs(f - e) <= 3 for f, e in zip(found, expected, strict=True))
