@@ -18,6 +18,11 @@ are dropped. The join keeps every packet's position, so timing is exact (no gap,
 same sample count); the samples near a seam are not bit-identical to one encode's (each encoder's
 rate control starts afresh) but are an encode of the same signal. The span length depends only on
 the film's length, never on the machine, so the same film always gives the same bytes.
+
+A clip's sound in a film of cuts is the clip's own decoded AAC, so where a clip starts on the
+film's 1024-sample grid (an 8 s clip at 48 kHz is 375 AAC frames, so a film of them always does)
+and its AAC is configured as the spans' encoder, its own packets are copied, but for ``GUARD``
+samples at each end, which the spans encode with the neighbour's sound around them.
 """
 
 from __future__ import annotations

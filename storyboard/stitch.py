@@ -9,9 +9,10 @@ Each clip is conformed once (``conform.py``) and each window (the tail of one cl
 the head of the next) is encoded once; both are memoised by content, so changing one shot
 re-encodes its conform and the two windows that touch it, and copies everything else. Audio stays
 PCM until the end and is encoded to AAC over the whole film, in spans at once and joined packet
-for packet (``soundtrack.py``): stream-copying AAC clips drifts 21 ms per join (encoder
-priming), and one ``xfade`` chain over every clip takes memory that grows faster than the clip
-count.
+for packet (``soundtrack.py``), and in a film of cuts each clip on the AAC grid lends its own
+packets but for a few at each join: stream-copying AAC clips whole drifts 21 ms per join
+(encoder priming), and one ``xfade`` chain over every clip takes memory that grows faster than
+the clip count.
 
 In a film of cuts, every clip that already has the film's video (size, pixel format, frame rate,
 B-frames or not) and the H.264 setting most clips share, as clips from one provider do, is
