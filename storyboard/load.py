@@ -308,6 +308,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         extends=attempt(assets.shot_ref, s.id, "extends", s.extends),
         references=tuple(attempt(assets.image, s.id, "references", r) for r in s.references),
         continues=continues,
+        edits=attempt(assets.clip_source, s),
         inherited=frozenset(
             name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
             if getattr(s, name) is None and getattr(film, name) is not None
@@ -328,13 +329,14 @@ def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> 
 
 
 def _sequence(spec: StoryboardFile, shots: dict[str, Shot]) -> tuple[str, ...]:
-    """The film's shots in order: [edit] sequence, else file order with extended shots replaced."""
+    """The film's shots in order: [edit] sequence, else file order with extended and edited shots replaced."""
     if spec.edit.sequence is not None:
         return tuple(spec.edit.sequence)
-    extended_by: dict[str, str] = {}
+    extended_by: dict[str, str] = {}  # an edit replaces its source shot like an extension does
     for shot in shots.values():
-        if shot.extends and shot.extends not in extended_by:
-            extended_by[shot.extends] = shot.id
+        source = shot.extends or (shot.edits if isinstance(shot.edits, str) else None)
+        if source and source not in extended_by:
+            extended_by[source] = shot.id
     chained = set(extended_by.values())
     order = []
     for shot in shots.values():

@@ -81,6 +81,8 @@ class ShotSpec(_Strict):
     last_frame: ImageRef | None = None
     continues: str | None = Field(None, description="start on the exact last frame of this shot")
     extends: str | None = Field(None, description="extend this shot's clip by 7 s")
+    edits: str | None = Field(None, description="turn this shot's clip, or an MP4 asset, into a new one "
+                              "as the prompt says (providers that can edit: omni)")
     references: list[ImageRef] = Field(default_factory=list, description="up to 3 images")
 
 
@@ -183,12 +185,16 @@ class Shot:
     extends: str | None
     references: tuple[ImageInput, ...]
     continues: str | None = None
+    edits: str | Asset | None = None
+    """The clip this shot edits: another shot's id, or an MP4 asset."""
     inherited: frozenset[str] = frozenset()
     """Fields whose value came from [film], so errors can say where to fix them."""
 
     def upstream(self) -> list[str]:
         """Shots whose outputs this shot needs, in a stable order."""
         ups = [self.extends] if self.extends else []
+        if isinstance(self.edits, str):
+            ups.append(self.edits)
         for image in (self.first_frame, self.last_frame, *self.references):
             if isinstance(image, FrameInput):
                 ups.append(image.shot)

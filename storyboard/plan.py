@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.job import RenderJob
@@ -60,13 +61,14 @@ class Resolver:
         if shot.extends:
             extends = self.outputs[shot.extends]["outputs"]["clip"]
             inputs[extends] = self.cache.object_path(extends)
+        edits, duration = self._edit_source(shot, inputs)
         impl = self.providers[shot.provider]
         job = RenderJob(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,
             negative_prompt=shot.negative_prompt,
-            duration=shot.duration,
+            duration=shot.duration if duration is None else duration,
             resolution=shot.resolution,
             aspect_ratio=shot.aspect_ratio,
             seed=shot.seed,
@@ -76,9 +78,22 @@ class Resolver:
             last_frame=digest(shot.last_frame),
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
+            edits=edits,
             label=shot.id if getattr(impl, "labels_output", False) else "",
         )
         return job, inputs
+
+    def _edit_source(self, shot: Shot, inputs: dict[str, Path]) -> tuple[str | None, int | float | None]:
+        """The digest of the clip `shot` edits (another shot's, or an MP4 asset) and its length."""
+        if shot.edits is None:
+            return None, None
+        if isinstance(shot.edits, str):
+            sha = self.outputs[shot.edits]["outputs"]["clip"]
+            path = self.cache.object_path(sha)
+        else:
+            sha, path = self._image(shot, shot.edits)
+        inputs[sha] = path
+        return sha, clip_seconds(path)
 
     def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path]:
         if isinstance(image, Asset):

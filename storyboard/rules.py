@@ -7,7 +7,7 @@ from typing import Any
 
 from storyboard.errors import StoryboardFileError
 from storyboard.job import EXTENSION_SECONDS
-from storyboard.model import Board, FrameInput, Shot
+from storyboard.model import Asset, Board, FrameInput, Shot
 
 ErrorFn = Callable[..., StoryboardFileError]
 
@@ -32,6 +32,8 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     lengths = clip_lengths(board)
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
+        if isinstance(shot.edits, Asset) and not lengths[shot.id]:
+            raise error(f"asset '{shot.edits.label}' does not decode as a video clip", shot.id, "edits")
         if shot.extends and lengths[shot.id] > caps.max_extended_seconds:
             raise error(f"the extended clip would be {lengths[shot.id]} s; {shot.provider} extends up to "
                         f"{caps.max_extended_seconds} s in total", shot.id, "extends")
@@ -56,14 +58,28 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
                         f"{lengths[shortest] / 2 - 0.5:g} s")
 
 
+def edit_length(source: str | Asset, length: Callable[[str], float]) -> float:
+    """An edit is as long as its source: another shot's clip, or the MP4 asset (0 if it will not decode)."""
+    if isinstance(source, str):
+        return length(source)
+    from storyboard.assets import clip_seconds
+    from storyboard.errors import MediaError
+
+    try:
+        return clip_seconds(source.path) if source.path else 0
+    except MediaError:
+        return 0
+
+
 def clip_lengths(board: Board) -> dict[str, int]:
-    """Seconds of each shot's clip: an extension returns its source plus 7 s."""
+    """Seconds of each shot's clip: an extension returns its source plus 7 s, an edit its source's."""
     lengths: dict[str, int] = {}
 
     def length(shot_id: str) -> int:
         if shot_id not in lengths:
             shot = board.shots[shot_id]
-            lengths[shot_id] = length(shot.extends) + EXTENSION_SECONDS if shot.extends else shot.duration
+            lengths[shot_id] = (length(shot.extends) + EXTENSION_SECONDS if shot.extends else
+                                edit_length(shot.edits, length) if shot.edits else shot.duration)
         return lengths[shot_id]
 
     for shot_id in board.shots:
@@ -98,8 +114,8 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     longest = max(caps.durations)
     for needs, field, why in (
         (shot.resolution in caps.long_duration_only, "resolution", f"{shot.resolution} needs"),
-        (bool(shot.references), "references", "reference images need"),
-        (shot.extends is not None, "extends", "extension needs"),
+        (bool(shot.references) and caps.longest_for_inputs, "references", "reference images need"),
+        (shot.extends is not None and caps.longest_for_inputs, "extends", "extension needs"),
     ):
         if needs and shot.duration != longest:
             raise error(f"{why} duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "
@@ -117,6 +133,9 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         if shot.resolution not in caps.extension_resolutions:
             raise error(f"extension is {'/'.join(sorted(caps.extension_resolutions))} only, but the shot is "
                         f"{shot.resolution}; set resolution = \"720p\"", shot.id, "resolution")
+    if shot.edits is not None and not caps.edit:
+        raise error(f"{p} cannot edit a clip; make this shot with a provider that can (provider = \"omni\")",
+                    shot.id, "edits")
     if not caps.local_media:
         for field, present in (("first_frame" if not shot.continues else "continues", shot.first_frame),
                                ("last_frame", shot.last_frame), ("references", shot.references),
