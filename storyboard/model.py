@@ -17,7 +17,7 @@ from storyboard.providers import ProviderSettings
 SEED_MAX = 4_294_967_295
 ID_PATTERN = r"^[a-z0-9_-]+$"
 
-Resolution = Literal["720p", "1080p", "4k"]
+Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
 FrameWhich = Literal["first", "last"]
 

@@ -93,6 +93,9 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     first_field = "continues" if shot.continues else "first_frame"
     if not shot.prompt.strip():
         raise error("the prompt is empty; describe what happens in the shot", shot.id, "prompt")
+    if shot.edits is not None and not caps.edit:
+        raise error(f"{p} cannot edit a clip; make this shot with a provider that can (provider = \"omni\")",
+                    shot.id, "edits")
     if len(shot.prompt) > caps.max_prompt_chars:
         raise error(f"the prompt is {len(shot.prompt)} characters; {p} accepts at most "
                     f"{caps.max_prompt_chars}", shot.id, "prompt")
@@ -133,9 +136,6 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         if shot.resolution not in caps.extension_resolutions:
             raise error(f"extension is {'/'.join(sorted(caps.extension_resolutions))} only, but the shot is "
                         f"{shot.resolution}; set resolution = \"720p\"", shot.id, "resolution")
-    if shot.edits is not None and not caps.edit:
-        raise error(f"{p} cannot edit a clip; make this shot with a provider that can (provider = \"omni\")",
-                    shot.id, "edits")
     if not caps.local_media:
         for field, present in (("first_frame" if not shot.continues else "continues", shot.first_frame),
                                ("last_frame", shot.last_frame), ("references", shot.references),
