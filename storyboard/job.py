@@ -90,6 +90,8 @@ class Capabilities:
     seed: bool = True
     negative_prompt: bool = True
     max_prompt_chars: int = 4000
+    fractional_durations: bool = False
+    """Any length between the shortest and the longest of `durations` (Omni), not only those listed."""
     longest_for_inputs: bool = True
     """References and extension need the longest duration (Veo 3.1 rule); Omni takes any."""
     edit: bool = False

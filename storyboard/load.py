@@ -295,7 +295,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         prompt=attempt(prompt, s.prompt, "prompt"),
         negative_prompt=attempt(prompt, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                 "negative_prompt", s.negative_prompt is None),
-        duration=s.duration if s.duration is not None else film.duration,
+        duration=_whole(s.duration if s.duration is not None else film.duration),
         resolution=s.resolution or film.resolution,
         aspect_ratio=s.aspect_ratio or film.aspect_ratio,
         seed=s.seed if s.seed is not None else film_seed,
@@ -315,6 +315,11 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         ) | ({"provider"} if s.provider is None else set()),
     )
     return None if failed else Shot(**shot)
+
+
+def _whole(seconds: int | float) -> int | float:
+    """6.0 is 6: a whole length keeps the key and the wire format of an integer duration."""
+    return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
 
 
 def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> None:

@@ -111,7 +111,11 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     if shot.last_frame is not None and shot.first_frame is None:
         raise error("a last frame needs a first frame (Veo 3.1 rule); add 'first_frame' or 'continues', "
                     "or drop 'last_frame'", shot.id, "last_frame")
-    if shot.duration not in caps.durations:
+    if caps.fractional_durations:
+        if not min(caps.durations) <= shot.duration <= max(caps.durations):
+            raise error(f"{shot.duration} s is not a duration {p} makes; choose {min(caps.durations)} to "
+                        f"{max(caps.durations)} s (fractions allowed)", shot.id, "duration")
+    elif shot.duration not in caps.durations:
         choices = "/".join(str(d) for d in sorted(caps.durations))
         raise error(f"{shot.duration} s is not a duration {p} makes; choose {choices}", shot.id, "duration")
     longest = max(caps.durations)

@@ -49,7 +49,7 @@ prompt = "the hero opens a door"
 id = "walk"
 first_frame = "hero"
 last_frame = "rival"
-duration = 4
+duration = 4.5
 prompt = "the hero walks and becomes the rival"
 
 [[shot]]
@@ -148,9 +148,10 @@ def test_every_task_builds_into_one_film(built):
     assert result.returncode == 0, result.stderr
     assert creates == 7 and set(bodies) == set(TASKS)
     assert {p: b["generation_config"]["video_config"]["task"] for p, b in bodies.items()} == TASKS
+    assert bodies["the hero walks and becomes the rival"]["response_format"]["duration"] == "4.5s"
     # default sequence: 'more' replaces 'street', 'storm' replaces 'door'; then walk, meet, mine
     film = board.parent / "out" / "film.mp4"
-    assert frames_of(film) == (3 + 7) * 24 + 3 * 24 + 4 * 24 + 3 * 24 + FOOTAGE_FRAMES
+    assert frames_of(film) == (3 + 7) * 24 + 3 * 24 + 108 + 3 * 24 + FOOTAGE_FRAMES
     assert KEY not in result.stdout + result.stderr + board.with_name("storyboard.lock").read_text()
 
 
@@ -205,6 +206,14 @@ def test_a_provider_that_cannot_edit_refuses_at_validation(fake, tmp_path):
     result = storyboard("validate", str(board), env=env_for(fake))
     assert result.returncode == 2
     assert "storm" in result.stderr and "edits" in result.stderr and "cannot edit" in result.stderr
+
+
+@pytest.mark.parametrize("duration", ["2.5", "15.5"])
+def test_a_duration_outside_the_models_range_is_a_validation_error(fake, tmp_path, duration):
+    board = write_project(tmp_path, BOARD.replace('id = "door"\n', f'id = "door"\nduration = {duration}\n'))
+    result = storyboard("validate", str(board), env=env_for(fake))
+    assert result.returncode == 2, result.stderr
+    assert "door" in result.stderr and "duration" in result.stderr and "3 to 15 s" in result.stderr
 
 
 def test_a_negative_prompt_is_a_validation_error(fake, tmp_path):

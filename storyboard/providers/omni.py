@@ -24,7 +24,7 @@ Decisions (google-2026.md §1):
   storyboard/data/prices.json: video output tokens at the video rate, other output and thought
   tokens at the text rate, input tokens at the input rate. `plan` estimates it from the seconds
   asked for (tokens per second by resolution) and labels it an estimate.
-- durations: any whole number of seconds the model allows (1.1: 3–10 s, 1.2: 3–15 s).
+- durations: any length the model allows, fractions too (1.1: 3–10 s, 1.2: 3–15 s), sent as "6.5s".
 - extension and edit send the source clip inline, so any clip can be the source: another
   shot's (any provider's) or the film-maker's own MP4 asset.
 - A create that times out after the request left is retried like any transient fault; the
@@ -52,7 +52,7 @@ RESOLUTIONS = frozenset({"360p", "720p", "1080p", "4k"})
 OMNI_11 = Capabilities(durations=frozenset(range(3, 11)), resolutions=RESOLUTIONS, max_references=5,
                        extension_resolutions=RESOLUTIONS, audio_control=False, seed=False, negative_prompt=False,
                        long_duration_only=frozenset(), max_extended_seconds=30, longest_for_inputs=False,
-                       edit=True)
+                       edit=True, fractional_durations=True)
 OMNI_12 = replace(OMNI_11, durations=frozenset(range(3, 16)), seed=True, max_references=6)
 PREVIEW = replace(OMNI_11, resolutions=frozenset({"720p"}), extension_resolutions=frozenset({"720p"}))
 
