@@ -240,3 +240,23 @@ def test_a_negative_prompt_is_refused_not_dropped(fake, tmp_path):
     with pytest.raises(ProviderError, match="negative prompt"):
         render(omni(fake), job(negative_prompt="blur"), tmp_path)
     assert fake.count("create") == 0
+
+
+def test_a_reset_before_the_create_was_read_costs_nothing_and_is_retried(fake, tmp_path):
+    fake.faults.add("create", Fault.reset_before())
+    _, dest, _ = render(omni(fake), job(), tmp_path)
+    assert dest.is_file() and len(fake.interactions) == 1
+
+
+def test_a_lost_create_answer_is_retried_and_the_orphan_is_the_documented_cost(fake, tmp_path):
+    """No idempotency key exists: a create whose answer is lost may be billed twice (omni.py docstring)."""
+    fake.faults.add("create", Fault.lose_answer())
+    result, dest, ctx = render(omni(fake), job(), tmp_path)
+    assert dest.is_file() and len(fake.interactions) == 2
+    assert ctx.journal.read()["operation"] == result.operation
+
+
+def test_a_slow_poll_is_waited_for(fake, tmp_path):
+    fake.faults.add("poll", Fault.slow(0.3))
+    _, dest, _ = render(omni(fake), job(), tmp_path)
+    assert dest.is_file() and fake.count("poll") == 2
