@@ -107,6 +107,22 @@ class AssetResolver:
                                    "MP4 asset", s.id, "edits")
         return asset
 
+    def names_footage(self, ref: str) -> bool:
+        """Whether `ref` names an asset or a file rather than a shot (a shot id wins)."""
+        if ref in self.ids:
+            return False
+        return ref in self.assets or ref in self.broken or "/" in ref or Path(ref).suffix.lower() == ".mp4"
+
+    def footage(self, shot: str, field: str, ref: str | None) -> Asset | None:
+        """An MP4 asset named where a shot's clip could be (`extends` on omni)."""
+        if ref is None:
+            return None
+        asset = self._named(shot, field, ref)
+        if asset.kind != "mp4":
+            raise self.where.error(f"'{ref}' is an image, but '{field}' needs a clip: another shot's id or an "
+                                   "MP4 asset", shot, field)
+        return asset
+
     def _named(self, shot: str, field: str, ref: str) -> Asset:
         """A declared asset or a file beside the storyboard, by name or path."""
         if ref in self.broken:

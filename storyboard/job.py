@@ -96,6 +96,8 @@ class Capabilities:
     """References and extension need the longest duration (Veo 3.1 rule); Omni takes any."""
     edit: bool = False
     """Whether the model turns an existing clip into a new one (`edits`)."""
+    extend_footage: bool = False
+    """Whether it extends any MP4 (`extends` naming an asset), not only clips it generated."""
     long_duration_only: frozenset[str] = frozenset({"1080p", "4k"})
     """Resolutions that need the longest duration (8 s on Veo 3.1)."""
     max_extended_seconds: int = 148

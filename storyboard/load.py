@@ -289,6 +289,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
     film_seed = film.seed if caps.seed else None
     film_negative = film.negative_prompt if caps.negative_prompt else None
     first, continues = attempt(assets.first_frame, s) or (None, None)
+    footage = s.extends is not None and assets.names_footage(s.extends)
     shot = dict(
         id=s.id,
         index=index,
@@ -305,7 +306,8 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         model=model_name,
         first_frame=first,
         last_frame=attempt(assets.image, s.id, "last_frame", s.last_frame),
-        extends=attempt(assets.shot_ref, s.id, "extends", s.extends),
+        extends=None if footage else attempt(assets.shot_ref, s.id, "extends", s.extends),
+        extends_clip=attempt(assets.footage, s.id, "extends", s.extends) if footage else None,
         references=tuple(attempt(assets.image, s.id, "references", r) for r in s.references),
         continues=continues,
         edits=attempt(assets.clip_source, s),

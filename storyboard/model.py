@@ -94,7 +94,7 @@ class ShotSpec(_Strict):
     first_frame: ImageRef | None = None
     last_frame: ImageRef | None = None
     continues: str | None = Field(None, description="start on the exact last frame of this shot")
-    extends: str | None = Field(None, description="extend this shot's clip by 7 s")
+    extends: str | None = Field(None, description="extend this shot's clip (or, on omni, an MP4 asset) by 7 s")
     edits: str | None = Field(None, description="turn this shot's clip, or an MP4 asset, into a new one "
                               "as the prompt says (providers that can edit: omni)")
     references: list[ImageRef] = Field(default_factory=list, description="up to 3 images")
@@ -210,6 +210,8 @@ class Shot:
     continues: str | None = None
     edits: str | Asset | None = None
     """The clip this shot edits: another shot's id, or an MP4 asset."""
+    extends_clip: Asset | None = None
+    """The MP4 asset this shot extends, when `extends` names footage rather than a shot (omni)."""
     inherited: frozenset[str] = frozenset()
     """Fields whose value came from [film], so errors can say where to fix them."""
 

@@ -13,7 +13,7 @@ from typing import Any
 from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
-from storyboard.job import RenderJob
+from storyboard.job import EXTENSION_SECONDS, RenderJob
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
 CACHED, REMOTE, RUN, WAITS = "cached", "remote hit", "to run", "waits on upstream"
@@ -62,6 +62,10 @@ class Resolver:
             extends = self.outputs[shot.extends]["outputs"]["clip"]
             inputs[extends] = self.cache.object_path(extends)
         edits, duration = self._edit_source(shot, inputs)
+        if shot.extends_clip is not None:  # footage: the clip returned is the asset's length + 7 s
+            extends, path = self._image(shot, shot.extends_clip)
+            inputs[extends] = path
+            duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         job = RenderJob(
             provider=shot.provider,

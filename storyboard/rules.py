@@ -32,9 +32,10 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     lengths = clip_lengths(board)
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
-        if isinstance(shot.edits, Asset) and not lengths[shot.id]:
-            raise error(f"asset '{shot.edits.label}' does not decode as a video clip", shot.id, "edits")
-        if shot.extends and lengths[shot.id] > caps.max_extended_seconds:
+        for field, footage in (("edits", shot.edits), ("extends", shot.extends_clip)):
+            if isinstance(footage, Asset) and not edit_length(footage, lengths.get):
+                raise error(f"asset '{footage.label}' does not decode as a video clip", shot.id, field)
+        if (shot.extends or shot.extends_clip) and lengths[shot.id] > caps.max_extended_seconds:
             raise error(f"the extended clip would be {lengths[shot.id]} s; {shot.provider} extends up to "
                         f"{caps.max_extended_seconds} s in total", shot.id, "extends")
         for field, image in (("first_frame", shot.first_frame), ("last_frame", shot.last_frame),
@@ -78,7 +79,8 @@ def clip_lengths(board: Board) -> dict[str, int]:
     def length(shot_id: str) -> int:
         if shot_id not in lengths:
             shot = board.shots[shot_id]
-            lengths[shot_id] = (length(shot.extends) + EXTENSION_SECONDS if shot.extends else
+            source = shot.extends or shot.extends_clip
+            lengths[shot_id] = (edit_length(source, length) + EXTENSION_SECONDS if source else
                                 edit_length(shot.edits, length) if shot.edits else shot.duration)
         return lengths[shot_id]
 
@@ -96,6 +98,9 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     if shot.edits is not None and not caps.edit:
         raise error(f"{p} cannot edit a clip; make this shot with a provider that can (provider = \"omni\")",
                     shot.id, "edits")
+    if shot.extends_clip is not None and not caps.extend_footage:
+        raise error(f"{p} extends only clips it generated, not the MP4 asset '{shot.extends_clip.label}'; "
+                    "make this shot with provider = \"omni\"", shot.id, "extends")
     if len(shot.prompt) > caps.max_prompt_chars:
         raise error(f"the prompt is {len(shot.prompt)} characters; {p} accepts at most "
                     f"{caps.max_prompt_chars}", shot.id, "prompt")

@@ -71,11 +71,17 @@ prompt = "make it night, heavy rain"
 id = "mine"
 edits = "footage"
 prompt = "turn it into an oil painting"
+
+[[shot]]
+id = "longer"
+extends = "footage"
+prompt = "the footage goes on"
 """
 TASKS = {"a quiet street at dawn": "text_to_video", "the hero opens a door": "image_to_video",
          "the hero walks and becomes the rival": "image_to_video",
          "<IMAGE_REF_0> meets <IMAGE_REF_1> in a cafe": "reference_to_video",
-         "the street wakes up": "extend", "make it night, heavy rain": "edit", "turn it into an oil painting": "edit"}
+         "the street wakes up": "extend", "make it night, heavy rain": "edit", "turn it into an oil painting": "edit",
+         "the footage goes on": "extend"}
 FOOTAGE_FRAMES = 60  # 2.5 s: an edit is as long as its source, fractional seconds included
 
 
@@ -146,12 +152,12 @@ def built(tmp_path_factory: pytest.TempPathFactory, server: FakeInteractions):
 def test_every_task_builds_into_one_film(built):
     board, result, bodies, creates = built
     assert result.returncode == 0, result.stderr
-    assert creates == 7 and set(bodies) == set(TASKS)
+    assert creates == 8 and set(bodies) == set(TASKS)
     assert {p: b["generation_config"]["video_config"]["task"] for p, b in bodies.items()} == TASKS
     assert bodies["the hero walks and becomes the rival"]["response_format"]["duration"] == "4.5s"
-    # default sequence: 'more' replaces 'street', 'storm' replaces 'door'; then walk, meet, mine
+    # default sequence: 'more' replaces 'street', 'storm' replaces 'door'; then walk, meet, mine, longer
     film = board.parent / "out" / "film.mp4"
-    assert frames_of(film) == (3 + 7) * 24 + 3 * 24 + 108 + 3 * 24 + FOOTAGE_FRAMES
+    assert frames_of(film) == (3 + 7) * 24 + 3 * 24 + 108 + 3 * 24 + FOOTAGE_FRAMES + FOOTAGE_FRAMES + 7 * 24
     assert KEY not in result.stdout + result.stderr + board.with_name("storyboard.lock").read_text()
 
 
@@ -161,7 +167,9 @@ def test_edits_send_the_source_clip_bytes(built):
     door = lock["shots"]["door"]["clip"]
     assert hashlib.sha256(video_data(bodies["make it night, heavy rain"])).hexdigest() == door
     assert (cache / door[:2] / door).is_file()
-    assert video_data(bodies["turn it into an oil painting"]) == (board.parent / "assets" / "footage.mp4").read_bytes()
+    footage = (board.parent / "assets" / "footage.mp4").read_bytes()
+    assert video_data(bodies["turn it into an oil painting"]) == footage
+    assert video_data(bodies["the footage goes on"]) == footage
     assert bodies["make it night, heavy rain"]["response_format"] == {"type": "video", "resolution": "360p"}
 
 
@@ -170,7 +178,8 @@ def test_a_changed_source_clip_reruns_only_its_edit(built, fake):
     (board.parent / "assets" / "footage.mp4").write_bytes(clip(FOOTAGE_FRAMES + 12, (640, 360)))
     again = storyboard("build", str(board), env=env_for(fake))
     assert again.returncode == 0, again.stderr
-    assert [b["input"][0]["content"][-1]["text"] for b in fake.bodies("create")] == ["turn it into an oil painting"]
+    assert sorted(b["input"][0]["content"][-1]["text"] for b in fake.bodies("create")) == \
+        ["the footage goes on", "turn it into an oil painting"]
 
 
 def test_plan_estimates_the_cost_and_says_so(built, fake):
@@ -206,6 +215,13 @@ def test_a_provider_that_cannot_edit_refuses_at_validation(fake, tmp_path):
     result = storyboard("validate", str(board), env=env_for(fake))
     assert result.returncode == 2
     assert "storm" in result.stderr and "edits" in result.stderr and "cannot edit" in result.stderr
+
+
+def test_only_omni_extends_footage(fake, tmp_path):
+    board = write_project(tmp_path, BOARD.replace('id = "longer"\n', 'id = "longer"\nprovider = "animatic"\n'))
+    result = storyboard("validate", str(board), env=env_for(fake))
+    assert result.returncode == 2
+    assert "longer" in result.stderr and "extends" in result.stderr and "footage" in result.stderr
 
 
 @pytest.mark.parametrize("duration", ["2.5", "15.5"])

@@ -52,7 +52,7 @@ RESOLUTIONS = frozenset({"360p", "720p", "1080p", "4k"})
 OMNI_11 = Capabilities(durations=frozenset(range(3, 11)), resolutions=RESOLUTIONS, max_references=5,
                        extension_resolutions=RESOLUTIONS, audio_control=False, seed=False, negative_prompt=False,
                        long_duration_only=frozenset(), max_extended_seconds=30, longest_for_inputs=False,
-                       edit=True, fractional_durations=True)
+                       edit=True, fractional_durations=True, extend_footage=True)
 OMNI_12 = replace(OMNI_11, durations=frozenset(range(3, 16)), seed=True, max_references=6)
 PREVIEW = replace(OMNI_11, resolutions=frozenset({"720p"}), extension_resolutions=frozenset({"720p"}))
 
