@@ -28,6 +28,15 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
 }
 FPS = 24
 EXTENSION_SECONDS = 7
+"""What an extension adds to its source clip (Veo 3.1's rule); a shot that extends says no other length."""
+EXTENSION_JOB_DURATION = 8
+"""The `duration` an extension's RenderJob carries. Veo's rules had every extension say 8 before its length
+followed the +7 s rule; keeping 8 in the job keeps those cache keys, so no extension is paid for twice."""
+
+
+def job_duration(duration: int, extends: bool) -> int:
+    """The `duration` a shot's RenderJob carries: its own, or EXTENSION_JOB_DURATION for an extension."""
+    return EXTENSION_JOB_DURATION if extends else duration
 
 
 def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -93,7 +102,7 @@ class Capabilities:
     fractional_durations: bool = False
     """Any length between the shortest and the longest of `durations` (Omni), not only those listed."""
     longest_for_inputs: bool = True
-    """References and extension need the longest duration (Veo 3.1 rule); Omni takes any."""
+    """References need the longest duration (Veo 3.1 rule); Omni takes any."""
     edit: bool = False
     """Whether the model turns an existing clip into a new one (`edits`)."""
     extend_footage: bool = False

@@ -59,8 +59,8 @@ class Film(_Strict):
     model: str | None = Field(None, description="default model (else the provider's default)")
     resolution: Resolution = "720p"
     aspect_ratio: AspectRatio = "16:9"
-    duration: int | float = Field(8, description="default shot length in seconds: 4, 6 or 8 on Veo; "
-                                  "any length the model allows on omni (3-10 s, 3-15 s on 1.2; fractions too)")
+    duration: int | float = Field(8, description="default shot length in seconds: 4, 6 or 8 on Veo (an extension "
+                                  "adds 7 s); any length the model allows on omni (3-10 s, 3-15 s on 1.2; fractions too)")
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
     negative_prompt: str | None = None
     audio: bool = True
@@ -83,7 +83,8 @@ class ShotSpec(_Strict):
     id: str = Field(description="unique id, lowercase letters, digits, '-' and '_'")
     prompt: str = Field(description="what happens; jinja2 with the [vars] table")
     negative_prompt: str | None = None
-    duration: int | float | None = Field(None, description="seconds: 4, 6 or 8 on Veo; 3-15 (fractions too) on omni")
+    duration: int | float | None = Field(None, description="seconds: 4, 6 or 8 on Veo, 3-15 (fractions too) on omni; "
+                                         "omit it on an extension, which adds 7 s")
     resolution: Resolution | None = None
     aspect_ratio: AspectRatio | None = None
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
