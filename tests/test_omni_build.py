@@ -105,6 +105,8 @@ def env_for(fake: FakeInteractions) -> dict[str, str]:
 
 
 def storyboard(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    if args[0] == "build":
+        args = (*args, "--yes")  # past the paid-work confirmation: the fake charges nothing
     return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
                           stdin=subprocess.DEVNULL, timeout=timeout)
 
@@ -242,7 +244,7 @@ def test_kill_9_while_polling_resumes_without_a_second_create(fake, tmp_path):
     board = write_project(tmp_path, BOARD.split("[[shot]]")[0] + '[[shot]]\nid = "one"\nprompt = "long take"\n')
     fake.polls = 10**9
     env = env_for(fake)
-    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--yes"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     journal = tmp_path / ".storyboard" / "journal"
     try:
