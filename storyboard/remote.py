@@ -115,6 +115,7 @@ class Remote:
         self._no_write = False
         self._probed = False
         self._corrupt: set[str] = set()
+        self._leases: Any = None
         self.fs, self._root = _open_fs(url, storage_options)
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._local = bool(protocols & {"file", "local"})
@@ -163,6 +164,17 @@ class Remote:
             self._upload(key, entry, cache, lambda what: None, SyncReport())
         except _Unavailable as exc:
             self._unwritable(str(exc))
+
+    def lease(self, key: str, cache: Cache, on_wait: Callable[[str], None] = lambda holder: None,
+              cancel: threading.Event | None = None) -> Any:
+        """A context: None while this machine holds `key`'s lease (render, publish inside), or the
+        entry another machine published meanwhile. See storyboard/lease.py."""
+        with self._mutex:
+            if self._leases is None:
+                from storyboard.lease import Leases
+
+                self._leases = Leases(self)
+        return self._leases.claim(key, cache, on_wait, cancel)
 
     # ---- many keys at once: push and pull -------------------------------------------------
 
@@ -385,6 +397,47 @@ class Remote:
                 tmp = f"{path}.{uuid.uuid4().hex}.tmp"
                 self._send(tmp, source)
                 self.fs.mv(tmp, path)
+
+    def _create(self, path: str, data: bytes) -> bool:
+        """Write `path` only if it is absent, atomically (the lease's one primitive): True if written."""
+        with self._backend(f"leasing {path.rpartition('/')[2][:12]}"):
+            try:
+                if self._local:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                    with os.fdopen(fd, "wb") as out:  # a reader may see it empty for a moment: still live
+                        out.write(data)
+                else:
+                    self.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
+            except FileExistsError:
+                return False
+            except OSError as exc:  # S3's 409 ConditionalRequestConflict: another create is in flight
+                if "ConditionalRequestConflict" in str(exc) or "PreconditionFailed" in str(exc):
+                    return False
+                raise
+        return True
+
+    def _delete(self, path: str) -> None:
+        """Remove `path` if there, quietly: a lease left behind only expires."""
+        try:
+            with self._backend(f"releasing {path.rpartition('/')[2][:12]}"):
+                self.fs.rm_file(path)
+            if self._local:
+                os.rmdir(Path(path).parent)  # the key's folder, once its last lease is gone
+        except (OSError, _Unavailable):
+            pass
+
+    def _lease_generations(self, key: str) -> list[int]:
+        """The generations of `key`'s lease present on the remote, lowest first."""
+        try:
+            with self._backend(f"listing leases of {key[:12]}"):
+                names = self.fs.ls(f"{self._root}/leases/{key}", detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(int(name) for name in (n.rstrip("/").rpartition("/")[2] for n in names) if name.isdigit())
+
+    def _lease_path(self, key: str, generation: int) -> str:
+        return f"{self._root}/leases/{key}/{generation}"
 
     def _send(self, path: str, source: Path | bytes) -> None:
         if isinstance(source, bytes):
