@@ -109,7 +109,8 @@ class Leases:
                 generations = store._lease_generations(key)
                 top = generations[-1] if generations else None
                 body = None if top is None else store._read(store._lease_path(key, top))
-            except Exception:  # noqa: BLE001 - a failing remote means no lease: build as before
+            except Exception as exc:  # noqa: BLE001 - the backend's own errors: build as before
+                self._give_up(exc)
                 yield None
                 return
             if top is not None and body is None:
@@ -127,7 +128,8 @@ class Leases:
             lease = _Lease(self, key, 0 if top is None else top + 1)
             try:
                 won = lease.create()
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
+                self._give_up(exc)
                 yield None
                 return
             if not won:
@@ -142,6 +144,12 @@ class Leases:
             finally:
                 lease.release()
             return
+
+    def _give_up(self, exc: Exception) -> None:
+        """Leasing failed (the remote's other calls decide whether it is down): stop leasing."""
+        self.conditional = False
+        self._say_once(f"cannot take leases on the remote cache {self.remote.url} ({exc}); machines that "
+                       "miss the same shot at once may each render it")
 
     def _say_once(self, message: str) -> None:
         with self._mutex:

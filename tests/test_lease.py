@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,15 +61,15 @@ def counting_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**env, "PYTHONPATH": path}
 
 
-class Remote_:
+class Meeting:
     """Where the machines meet: its URL and a way to list the leases on it."""
 
-    def __init__(self, url: str, env: dict[str, str], leases: callable) -> None:
+    def __init__(self, url: str, env: dict[str, str], leases: Callable[[], dict[str, bytes]]) -> None:
         self.url, self.env, self.leases = url, env, leases
 
 
 @pytest.fixture(params=["s3", "folder"])
-def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Remote_:
+def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Meeting:
     if request.param == "s3":
         bucket: S3Bucket = request.getfixturevalue("s3")
         from tests.fakes.s3_server import s3_env
@@ -78,7 +79,7 @@ def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Remote_:
             found = bucket.fs.find(f"{bucket.bucket}/cache/leases")
             return {p.split("/leases/", 1)[1]: bucket.fs.cat_file(p) for p in found if "/leases/" in p}
 
-        return Remote_(bucket.upload_url("cache"), s3_env(bucket.endpoint), s3_leases)
+        return Meeting(bucket.upload_url("cache"), s3_env(bucket.endpoint), s3_leases)
     root = tmp_path / "share"
     root.mkdir()
 
@@ -86,7 +87,7 @@ def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Remote_:
         return {p.relative_to(root / "leases").as_posix(): p.read_bytes()
                 for p in (root / "leases").rglob("*") if p.is_file() and not p.name.startswith(".")}
 
-    return Remote_(str(root), {}, folder_leases)
+    return Meeting(str(root), {}, folder_leases)
 
 
 class Machine:
@@ -304,3 +305,17 @@ def test_the_holder_is_described_without_trusting_the_lease():
     assert describe_holder(b'{"host": "ci-7", "pid": 42, "since": "12:01:02"}') == \
         "pid 42 on ci-7 (remote lease) since 12:01:02"
     assert describe_holder(b"") == describe_holder(b"{not json") == "another machine (remote lease)"
+
+
+def test_a_store_that_refuses_conditional_creates_stops_leasing_with_one_warning(s3, tmp_path, monkeypatch):  # noqa: F811
+    warned: list[str] = []
+    remote = Remote(s3.upload_url("cache"), warn=warned.append)
+
+    def refuse(*args, **kwargs):
+        raise OSError("NotImplemented: A header you provided implies functionality that is not implemented")
+
+    monkeypatch.setattr(remote.fs, "pipe_file", refuse)
+    for _ in range(2):
+        with remote.lease("56" * 32, Cache(tmp_path / "a")) as fetched:
+            assert fetched is None
+    assert len(warned) == 1 and "cannot take leases" in warned[0] and "NotImplemented" in warned[0]
