@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Leases:
 
     def __init__(self, remote: Remote, seconds: float | None = None) -> None:
         self.remote = remote
+        self.store = _Store(remote)
         self.seconds = seconds or lease_seconds()
         self.poll = max(0.1, min(2.0, self.seconds / 10))
         protocols = {remote.fs.protocol} if isinstance(remote.fs.protocol, str) else set(remote.fs.protocol)
@@ -89,7 +91,7 @@ class Leases:
             yield None
             return
         cancel = cancel or threading.Event()
-        store = self.remote
+        remote, store = self.remote, self.store
         seen: tuple[int, bytes] | None = None
         changed = time.monotonic()
         told = False
@@ -100,15 +102,15 @@ class Leases:
                     from storyboard.executor import Cancelled
 
                     raise Cancelled("interrupted")
-                entry = store.fetch(key, cache)
+                entry = remote.fetch(key, cache)
                 if entry is not None:
                     yield entry
                     return
             first = False
             try:
-                generations = store._lease_generations(key)
+                generations = store.generations(key)
                 top = generations[-1] if generations else None
-                body = None if top is None else store._read(store._lease_path(key, top))
+                body = None if top is None else remote._read(store.path(key, top))
             except Exception as exc:  # noqa: BLE001 - the backend's own errors: build as before
                 self._give_up(exc)
                 yield None
@@ -135,7 +137,7 @@ class Leases:
             if not won:
                 continue
             try:
-                entry = store.fetch(key, cache)  # published just before this machine's lease?
+                entry = remote.fetch(key, cache)  # published just before this machine's lease?
                 if entry is not None:
                     yield entry
                     return
@@ -158,12 +160,61 @@ class Leases:
             self.remote._warn(message)
 
 
+class _Store:
+    """The lease's calls to the remote's backend, through the Remote's error handling."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Write `path` only if it is absent, atomically (the lease's one primitive): True if written."""
+        with self.remote._backend(f"leasing {path.rpartition('/')[2][:12]}"):
+            try:
+                if self.remote._local:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                    with os.fdopen(fd, "wb") as out:  # a reader may see it empty for a moment: still live
+                        out.write(data)
+                else:
+                    self.remote.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
+            except FileExistsError:
+                return False
+            except OSError as exc:  # S3's 409 ConditionalRequestConflict: another create is in flight
+                if "ConditionalRequestConflict" in str(exc) or "PreconditionFailed" in str(exc):
+                    return False
+                raise
+        return True
+
+    def delete(self, path: str) -> None:
+        """Remove `path` if there, quietly: a lease left behind only expires."""
+        try:
+            with self.remote._backend(f"releasing {path.rpartition('/')[2][:12]}"):
+                self.remote.fs.rm_file(path)
+            if self.remote._local:
+                os.rmdir(Path(path).parent)  # the key's folder, once its last lease is gone
+        except Exception:  # noqa: BLE001, S110 - gone already, or the remote failed: it expires
+            pass
+
+    def generations(self, key: str) -> list[int]:
+        """The generations of `key`'s lease present on the remote, lowest first."""
+        try:
+            with self.remote._backend(f"listing leases of {key[:12]}"):
+                names = self.remote.fs.ls(f"{self.remote._root}/leases/{key}", detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(int(name) for name in (n.rstrip("/").rpartition("/")[2] for n in names) if name.isdigit())
+
+    def path(self, key: str, generation: int) -> str:
+        return f"{self.remote._root}/leases/{key}/{generation}"
+
+
 class _Lease:
     """One held generation of a key's lease, with the thread that keeps it alive."""
 
     def __init__(self, leases: Leases, key: str, generation: int) -> None:
         self.leases, self.key, self.generation = leases, key, generation
-        self.path = leases.remote._lease_path(key, generation)
+        self.store = leases.store
+        self.path = self.store.path(key, generation)
         self.token = uuid.uuid4().hex
         self.since = time.strftime("%H:%M:%S")
         self.beat = 0
@@ -176,14 +227,13 @@ class _Lease:
                            "token": self.token, "beat": self.beat}).encode()
 
     def create(self) -> bool:
-        return self.leases.remote._create(self.path, self.body())
+        return self.store.create(self.path, self.body())
 
     def start(self, below: list[int]) -> None:
         """Delete the dead holders' generations, then renew every quarter of the lease."""
-        remote = self.leases.remote
         for old in below:
             if old < self.generation:
-                remote._delete(remote._lease_path(self.key, old))
+                self.store.delete(self.store.path(self.key, old))
         self._thread = threading.Thread(target=self._heartbeat, name=f"lease-{self.key[:8]}", daemon=True)
         self._thread.start()
 
@@ -191,7 +241,7 @@ class _Lease:
         remote = self.leases.remote
         while not self._stop.wait(self.leases.seconds / 4):
             try:
-                if any(g > self.generation for g in remote._lease_generations(self.key)):
+                if any(g > self.generation for g in self.store.generations(self.key)):
                     self.lost = True
                     remote._warn(f"lost the lease on {self.key[:12]} (this machine was silent for too long); "
                                  "another machine may render the same shot")
@@ -205,4 +255,4 @@ class _Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.leases.remote._delete(self.path)
+        self.store.delete(self.path)

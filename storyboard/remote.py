@@ -398,47 +398,6 @@ class Remote:
                 self._send(tmp, source)
                 self.fs.mv(tmp, path)
 
-    def _create(self, path: str, data: bytes) -> bool:
-        """Write `path` only if it is absent, atomically (the lease's one primitive): True if written."""
-        with self._backend(f"leasing {path.rpartition('/')[2][:12]}"):
-            try:
-                if self._local:
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                    with os.fdopen(fd, "wb") as out:  # a reader may see it empty for a moment: still live
-                        out.write(data)
-                else:
-                    self.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
-            except FileExistsError:
-                return False
-            except OSError as exc:  # S3's 409 ConditionalRequestConflict: another create is in flight
-                if "ConditionalRequestConflict" in str(exc) or "PreconditionFailed" in str(exc):
-                    return False
-                raise
-        return True
-
-    def _delete(self, path: str) -> None:
-        """Remove `path` if there, quietly: a lease left behind only expires."""
-        try:
-            with self._backend(f"releasing {path.rpartition('/')[2][:12]}"):
-                self.fs.rm_file(path)
-            if self._local:
-                os.rmdir(Path(path).parent)  # the key's folder, once its last lease is gone
-        except (OSError, _Unavailable):
-            pass
-
-    def _lease_generations(self, key: str) -> list[int]:
-        """The generations of `key`'s lease present on the remote, lowest first."""
-        try:
-            with self._backend(f"listing leases of {key[:12]}"):
-                names = self.fs.ls(f"{self._root}/leases/{key}", detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(int(name) for name in (n.rstrip("/").rpartition("/")[2] for n in names) if name.isdigit())
-
-    def _lease_path(self, key: str, generation: int) -> str:
-        return f"{self._root}/leases/{key}/{generation}"
-
     def _send(self, path: str, source: Path | bytes) -> None:
         if isinstance(source, bytes):
             self.fs.pipe_file(path, source)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from storyboard.cache import Cache, cache_key
-from storyboard.lease import describe_holder
+from storyboard.lease import _Store, describe_holder
 from storyboard.remote import Remote
 from tests.fakes.s3_server import S3Bucket, s3  # noqa: F401 - the loopback S3 server's fixture
 
@@ -207,13 +207,13 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_of_many_racing_creates_exactly_one_wins(url):
     remotes = [Remote(url) for _ in range(8)]
-    path = remotes[0]._lease_path("ab" * 32, 0)
+    path = _Store(remotes[0]).path("ab" * 32, 0)
     start = threading.Barrier(len(remotes))
     won: list[bool] = []
 
     def race(remote: Remote) -> None:
         start.wait()
-        won.append(remote._create(path, f"{id(remote)}".encode()))
+        won.append(_Store(remote).create(path, f"{id(remote)}".encode()))
 
     threads = [threading.Thread(target=race, args=(r,)) for r in remotes]
     for t in threads:
@@ -246,23 +246,23 @@ def test_a_waiter_downloads_what_the_holder_publishes_and_names_the_holder(url, 
     thread.join(timeout=30)
     assert got == [entry] and waiter_cache.get_action(key) == entry
     assert len(heard) == 1 and heard[0].startswith(f"pid {os.getpid()} on ") and "since" in heard[0]
-    assert holder._lease_generations(key) == []
+    assert _Store(holder).generations(key) == []
 
 
 def test_a_failed_render_releases_the_lease_at_once(url, tmp_path):
     key = "cd" * 32
     remote = Remote(url)
     with pytest.raises(RuntimeError), remote.lease(key, Cache(tmp_path / "a")):
-        assert remote._lease_generations(key) == [0]
+        assert _Store(remote).generations(key) == [0]
         raise RuntimeError("the provider refused")
-    assert remote._lease_generations(key) == []
+    assert _Store(remote).generations(key) == []
 
 
 def test_two_waiters_take_over_a_dead_lease_once(url, tmp_path, monkeypatch):
     monkeypatch.setenv("STORYBOARD_LEASE_SECONDS", "1")
     key = "ef" * 32
     dead = Remote(url)
-    assert dead._create(dead._lease_path(key, 0), b'{"host": "gone", "pid": 1, "since": "10:00:00"}')
+    assert _Store(dead).create(_Store(dead).path(key, 0), b'{"host": "gone", "pid": 1, "since": "10:00:00"}')
     outcomes: list[dict | None] = []
     warned: list[str] = []
 
@@ -282,7 +282,7 @@ def test_two_waiters_take_over_a_dead_lease_once(url, tmp_path, monkeypatch):
         t.join(timeout=60)
     assert sorted(outcomes, key=bool)[0] is None and outcomes.count(None) == 1
     assert [w for w in warned if "taking over" in w] and all("pid 1 on gone" in w for w in warned)
-    assert dead._lease_generations(key) == []
+    assert _Store(dead).generations(key) == []
 
 
 def test_a_store_without_conditional_writes_says_so_once_and_builds_as_before(tmp_path):
@@ -298,7 +298,7 @@ def test_a_read_only_remote_takes_no_lease(url, tmp_path):
     remote = Remote(url, writable=False)
     with remote.lease("34" * 32, Cache(tmp_path / "a")) as fetched:
         assert fetched is None
-        assert Remote(url)._lease_generations("34" * 32) == []
+        assert _Store(Remote(url)).generations("34" * 32) == []
 
 
 def test_the_holder_is_described_without_trusting_the_lease():
