@@ -125,8 +125,6 @@ class Leases:
                         told = True
                 if time.monotonic() - changed < self.seconds:
                     continue
-                self.remote._warn(f"the lease on {key[:12]} ({describe_holder(body or b'')}) has been "
-                                  f"silent for {self.seconds:g} s; taking over")
             lease = _Lease(self, key, 0 if top is None else top + 1)
             try:
                 won = lease.create()
@@ -135,13 +133,22 @@ class Leases:
                 yield None
                 return
             if not won:
-                continue
+                continue  # another machine was quicker: wait for it
+            if top is not None:
+                remote._warn(f"the lease on {key[:12]} ({describe_holder(body or b'')}) was silent for "
+                             f"{self.seconds:g} s; this machine took it over")
             try:
                 entry = remote.fetch(key, cache)  # published just before this machine's lease?
-                if entry is not None:
-                    yield entry
-                    return
-                lease.start(below=generations)
+                if entry is None:
+                    lease.start(below=generations)
+            except BaseException:
+                lease.release()
+                raise
+            if entry is not None:
+                lease.release()
+                yield entry
+                return
+            try:
                 yield None
             finally:
                 lease.release()
