@@ -220,10 +220,11 @@ def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str 
     cost = " + ".join(format_price(Price(v, u)) for u, v in costs.items())
     if unpriced:
         cost += f"{' and ' if costs else ''}{unpriced} shot(s) with no known price"
+    maybe = f" (and up to {pv.may_rerun} that may rerun)" if getattr(pv, "may_rerun", 0) else ""
     if terminal:
-        return f"Generate {pv.to_generate} shot(s) for an estimated {cost}?"
+        return f"Generate {pv.to_generate} shot(s){maybe} for an estimated {cost}?"
     if budget is None:
-        raise StoryboardError(f"{pv.to_generate} shot(s) to generate for an estimated {cost}, and no terminal to "
+        raise StoryboardError(f"{pv.to_generate} shot(s){maybe} to generate for an estimated {cost}, and no terminal to "
                               "ask: pass --yes to go ahead, or --budget USD to go ahead within a limit; "
                               "nothing was run")
     if unpriced or set(costs) - {"USD"}:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,14 +219,19 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
             if entry is None and remote is not None and shot_id not in resolver.force:
                 notify(shot_id, "downloading", {"from": "remote"})
                 entry = remote.fetch(key, cache)
-            if entry is None:
-                with slot:
-                    if cancel.is_set():
-                        raise Cancelled("interrupted")
-                    entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
-                outcome = Outcome.RENDERED
-                if remote is not None:
-                    remote.publish(key, entry, cache)
+            # one machine of a team pays for a key; the others wait for its entry (storyboard/lease.py)
+            leased = entry is None and remote is not None and shot_id not in resolver.force
+            with remote.lease(key, cache, lambda who: notify(shot_id, "waiting", {"holder": who}), cancel) \
+                    if leased else nullcontext() as fetched:
+                entry = entry or fetched
+                if entry is None:
+                    with slot:
+                        if cancel.is_set():
+                            raise Cancelled("interrupted")
+                        entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
+                    outcome = Outcome.RENDERED
+                    if remote is not None:
+                        remote.publish(key, entry, cache)
         resolver.outputs[shot_id] = entry
         _record(lock, shot_id, key, job, entry, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})

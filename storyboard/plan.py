@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.estimate import pseudo_job
-from storyboard.job import RenderJob, job_duration
+from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
@@ -64,13 +65,18 @@ class Resolver:
         if shot.extends:
             extends = self.outputs[shot.extends]["outputs"]["clip"]
             inputs[extends] = self.cache.object_path(extends)
+        edits, duration = self._edit_source(shot, inputs)
+        if shot.extends_clip is not None:  # footage: the clip returned is the asset's length + 7 s
+            extends, path = self._image(shot, shot.extends_clip)
+            inputs[extends] = path
+            duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         job = RenderJob(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,
             negative_prompt=shot.negative_prompt,
-            duration=job_duration(shot.duration, bool(shot.extends)),
+            duration=job_duration(shot.duration, bool(shot.extends)) if duration is None else duration,
             resolution=shot.resolution,
             aspect_ratio=shot.aspect_ratio,
             seed=shot.seed,
@@ -80,9 +86,22 @@ class Resolver:
             last_frame=digest(shot.last_frame),
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
+            edits=edits,
             label=shot.id if getattr(impl, "labels_output", False) else "",
         )
         return job, inputs
+
+    def _edit_source(self, shot: Shot, inputs: dict[str, Path]) -> tuple[str | None, int | float | None]:
+        """The digest of the clip `shot` edits (another shot's, or an MP4 asset) and its length."""
+        if shot.edits is None:
+            return None, None
+        if isinstance(shot.edits, str):
+            sha = self.outputs[shot.edits]["outputs"]["clip"]
+            path = self.cache.object_path(sha)
+        else:
+            sha, path = self._image(shot, shot.edits)
+        inputs[sha] = path
+        return sha, clip_seconds(path)
 
     def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path]:
         if isinstance(image, Asset):

@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "azerion": "storyboard.providers.azerion:AzerionProvider",
     "uniall": "storyboard.providers.uniall:UniAllProvider",
     "cometapi": "storyboard.providers.cometapi:CometApiProvider",
+    "omni": "storyboard.providers.omni:OmniProvider",
 }
 ENTRY_POINT_GROUP = "storyboard.providers"
 
