@@ -319,7 +319,7 @@ API_KEYS = ["name", "id", "task_id", "jobId", "data", "status", "state", "done",
             "video", "videos", "uri", "url", "video_url", "videoUrl", "result", "outputs", "raiMediaFilteredCount",
             "raiMediaFilteredReasons", "encodedVideo", "bytesBase64Encoded", "base64_encoded", "base_64_encoded",
             "job", "expired", "fail_reason", "failure_reason", "creditsRequired", "creditsAvailable", "details",
-            "gcsUri", "mimeType"]
+            "gcsUri", "mimeType", "steps", "type", "content", "usage", "errors", "data"]
 SKELETONS: list[list[Any]] = [
     # (submit answer, poll answer) of each API family, for mutations to start from
     [{"name": "operations/op1"}, {"name": "operations/op1", "done": True, "response": {"generateVideoResponse": {
@@ -408,6 +408,9 @@ HAPPY: dict[str, list[Any]] = {
                                                       "video_url": "@DL@"}],
     "cometapi": [{"id": "task_1", "status": "queued"}, {"id": "task_1", "status": "completed", "progress": 100,
                                                         "video_url": "@DL@"}],
+    "omni": [{"id": "int1", "status": "in_progress"}, {"id": "int1", "status": "completed", "usage": {
+        "total_output_tokens": 10}, "steps": [{"type": "model_output", "content": [
+            {"type": "video", "mime_type": "video/mp4", "uri": "@DL@"}, {"type": "video", "data": "@MP4B64@"}]}]}],
 }
 
 

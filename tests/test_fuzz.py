@@ -323,7 +323,7 @@ def test_mutated_example_fails_cleanly_long(sandboxes: Path, data: bytes) -> Non
 # ---- provider responses ---------------------------------------------------------------------------
 
 KEY = "fuzz-secret-key-0123456789"
-HOSTED = ["gemini", "vertex", "apiframe", "azerion", "uniall", "cometapi"]
+HOSTED = ["gemini", "vertex", "omni", "apiframe", "azerion", "uniall", "cometapi"]
 
 
 class ScriptedServer:

@@ -104,9 +104,11 @@ def failure(provider: str, interaction: dict[str, Any]) -> str:
 
 def video_of(interaction: dict[str, Any]) -> dict[str, Any] | None:
     """The first video block of a `model_output` step (by type, never by index)."""
-    for step in interaction.get("steps") or []:
+    steps = interaction.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         if isinstance(step, dict) and step.get("type") == "model_output":
-            for block in step.get("content") or []:
+            content = step.get("content")
+            for block in content if isinstance(content, list) else []:
                 if isinstance(block, dict) and block.get("type") == "video" and (block.get("data") or block.get("uri")):
                     return block
     return None
@@ -220,7 +222,7 @@ class OmniProvider(HttpProvider):
                                 max_bytes=self.inline_limit(job))
         interaction = response_json(response, self.name)
         status = interaction.get("status")
-        return (None, None) if status in RUNNING else (interaction, None)
+        return (None, None) if isinstance(status, str) and status in RUNNING else (interaction, None)
 
     def outcome(self, finished: dict[str, Any]) -> dict[str, Any]:
         """The video block of a completed interaction; ProviderError for any other ending."""
