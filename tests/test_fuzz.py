@@ -425,7 +425,7 @@ def scripted():
 @pytest.fixture(scope="module")
 def client():
     """One client for every example, as a provider builds it (loading the CA bundle each time costs 0.3 s)."""
-    with httpx.Client(timeout=httpx.Timeout(2.0), follow_redirects=True, headers={"User-Agent": "storyboard"}) as c:
+    with httpx.Client(timeout=httpx.Timeout(2.0), follow_redirects=False, headers={"User-Agent": "storyboard"}) as c:
         yield c
 
 
@@ -485,6 +485,9 @@ def _answers(*bodies: bytes) -> dict:
 @example(case=("gemini", _answers(b'{"name": "operations/op1"}', b'{"done": true, "response": {'
                                   b'"generateVideoResponse": {"generatedSamples": {"video": {"video": 0}}}}}')))
 @example(case=("azerion", _answers(b'{"videos": [{"url": "@MP4B64@"}]}')))
+@example(case=("uniall", {"api": [{"status": 301, "headers": [("Location", "data:video/mp4;base64,AAAA")],
+                                   "action": "answer", "body": b""}],
+                          "download": [{"status": 200, "headers": [], "action": "answer", "body": "@MP4@"}]}))
 @example(case=("gemini", {"api": [{"status": 409, "headers": [], "action": "answer", "body": b"\x1b[31mred\n\x00"}],
                           "download": [{"status": 200, "headers": [], "action": "answer", "body": "@MP4@"}]}))
 def test_provider_responses_end_cleanly(scripted: ScriptedServer, client: httpx.Client, sandboxes: Path,

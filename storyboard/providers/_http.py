@@ -145,6 +145,9 @@ def with_retries(attempt: Callable[[], T], *, provider: str, sleep: Callable[[fl
             error = _transport_error(exc, provider, retryable=True)
         except httpx.HTTPError as exc:  # a bad URL or protocol misuse: trying again cannot help
             raise _transport_error(exc, provider, retryable=False) from exc
+        except httpx.InvalidURL as exc:  # a Location httpx cannot parse (it reads one even when not following)
+            raise ProviderError(f"{provider}: the answer points at something that is not a URL: {exc}",
+                                provider=provider) from exc
         except ProviderError as exc:
             if not exc.retryable:
                 raise
