@@ -163,6 +163,7 @@ def build(
     no_remote: NoRemoteOpt = False,
     require_remote: RequireRemoteOpt = False,
     allow_base_url: AllowBaseUrlOpt = None,
+    resubmit: Annotated[Optional[list[str]], typer.Option("--resubmit", metavar="SHOT", help="send SHOT's create again although an earlier one lost its answer and may have been charged (repeatable)")] = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
@@ -179,7 +180,7 @@ def build(
     steps, _ = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
-    blocking = [p for p in pv.problems if not p.startswith("note:")]
+    blocking = [p for p in pv.problems if not p.startswith(("note:", "warning:"))]
     if blocking:
         raise MissingKeyError(blocking[0] + "; nothing was run")
     for note in pv.problems:
@@ -195,7 +196,8 @@ def build(
     reporter = _reporter(quiet, json_out, total=len(wanted) if wanted else len(project.order))
     try:
         report = run_build(project, only=only, jobs=jobs, keep_going=keep_going, on_event=reporter,
-                           cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider)
+                           cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider,
+                           resubmit=resubmit)
     finally:
         reporter.close()
     counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
@@ -209,6 +211,9 @@ def build(
         typer.echo("summary: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to do"))
         for failure in report.failed:
             typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
+        for shot in report.shots.values():
+            if shot.warning:
+                typer.echo(f"warning: shot '{shot.shot}': {shot.warning}", err=True)
         if report.film is not None:
             verb = "stitched" if report.film.stitched else "up to date"
             typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")

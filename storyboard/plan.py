@@ -16,6 +16,8 @@ from storyboard.job import RenderJob
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
 CACHED, REMOTE, RUN, WAITS = "cached", "remote hit", "to run", "waits on upstream"
+UNCERTAIN = "uncertain"
+"""A create was sent and its answer lost: it may be charged, so build refuses it without --resubmit."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Resolver:
     """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
     force: set[str] = field(default_factory=set)
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
+    resubmit: set[str] = field(default_factory=set)
+    """Shots whose create may have been charged (journaled `uncertain`) to send again all the same (--resubmit)."""
 
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
@@ -147,7 +151,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             continue
         if entry is not None:
             resolver.outputs[shot_id] = entry
-            steps.append(Step(shot_id, CACHED, "up to date", key, job))
+            mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
+            steps.append(Step(shot_id, CACHED, mismatch, key, job))
             continue
         remote_entry = remote.lookup(key) if remote is not None else None
         if remote_entry is not None:
@@ -156,6 +161,12 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
             continue
         rerun.add(shot_id)
+        sent = (resolver.cache.journal(key).read() or {})
+        if sent.get("uncertain"):
+            steps.append(Step(shot_id, UNCERTAIN, f"a {sent.get('provider')} create sent at {sent.get('sent')} lost "
+                                                  "its answer and may have been charged: check the provider's "
+                                                  f"console, then `storyboard build --resubmit {shot_id}`", key, job))
+            continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps
 

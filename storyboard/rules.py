@@ -18,6 +18,9 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     from storyboard.providers._hosts import refuse_foreign_hosts
 
     refuse_foreign_hosts(providers, error)  # a key goes only to its provider's host, loopback, or where the user said
+    from storyboard.lifecycle import check_shots
+
+    check_shots(board.shots.values(), providers, error)  # a shut-down model fails here, not after paying for others
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
         check_shot(shot, caps, error)
