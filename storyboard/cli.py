@@ -205,6 +205,7 @@ def build(
         import json
 
         typer.echo(json.dumps({"event": "summary", **counts, "failed_shots": {r.shot: r.error for r in report.failed},
+                               "warnings": {r.shot: r.warning for r in report.shots.values() if r.warning},
                                "film": str(report.film.path) if report.film else None,
                                "duration": report.film.duration if report.film else None}))
     else:

@@ -174,6 +174,8 @@ class HttpProvider:
         The answer may weigh `max_bytes` (default `limits.max_json`; see `inline_limit`).
         """
         create = method == "POST" and getattr(_CREATING, "on", False) and not self.idempotent_create
+        if create:
+            _CREATING.answered = False
         response = request_with_retries(self.client, method, url, provider=self.name, sleep=ctx.sleep,
                                         limiter=self.limiter if limited else None, rng=self.rng,
                                         policy=self.policy, secrets=self.secrets(), limits=self.limits,
@@ -271,8 +273,8 @@ class HttpProvider:
                 raise
             sent = utc_iso()
             ctx.journal.write({"uncertain": True, "provider": self.name, "model": job.model, "sent": sent})
-            raise ProviderError(f"{exc.message.rstrip('.')}. The create request (sent {sent}) left for {self.name} and no job "
-                                "id came back: the job may have started and been charged. Check "
+            raise ProviderError(f"{exc.message.rstrip('.')}. The create request (sent {sent}) left for {self.name} "
+                                "and no job id came back: the job may have started and been charged. Check "
                                 f"{self.console()} before building this shot again; storyboard will not send "
                                 f"it again until you run `storyboard build --resubmit {ctx.shot_id}`",
                                 provider=self.name, status=exc.status) from exc
