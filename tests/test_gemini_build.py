@@ -69,7 +69,8 @@ def gemini_env(fake: FakeGoogle, **extra: str) -> dict[str, str]:
 
 
 def storyboard(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
+    consent = ["--yes"] if args[:1] == ("build",) else []  # paid work without a terminal needs it
+    return subprocess.run([sys.executable, "-m", "storyboard", *args, *consent], capture_output=True, text=True, env=env,
                           stdin=subprocess.DEVNULL, timeout=timeout)
 
 
