@@ -49,6 +49,8 @@ def storyboard(*args: str, fake: FakeGoogle) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")
            and not k.startswith("STORYBOARD_")}
     env |= {"GEMINI_API_KEY": fake.api_key, "STORYBOARD_GEMINI_BASE_URL": fake.url}
+    if args[0] == "build":
+        args = (*args, "--yes")
     return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
                           stdin=subprocess.DEVNULL, timeout=180)
 
