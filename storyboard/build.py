@@ -10,7 +10,7 @@ from typing import Any
 from storyboard.cache import Cache, default_cache_dir
 from storyboard.errors import StoryboardError
 from storyboard.executor import BuildReport, EventFn, run
-from storyboard.film import make_film
+from storyboard.film import check_output, make_film
 from storyboard.lockfile import LockFile, lock_path
 from storyboard.model import Board
 from storyboard.plan import Resolver, Step, plan
@@ -64,13 +64,17 @@ def attach_remote(project: Project, url: str | None = None, *, no_remote: bool =
     """
     import os
 
-    chosen = None if no_remote else (url or os.environ.get("STORYBOARD_REMOTE") or project.board.cache.remote)
+    given = None if no_remote else (url or os.environ.get("STORYBOARD_REMOTE"))
+    from_file = not no_remote and not given
+    chosen = given or (project.board.cache.remote if from_file else None)
     if not chosen:
         return
     from storyboard.remote import Remote
+    from storyboard.sandbox import inside
 
-    if "://" not in chosen and not Path(chosen).is_absolute() and chosen == project.board.cache.remote:
-        chosen = str(project.board.root / chosen)  # a folder named in the file is relative to the file
+    if from_file and "://" not in chosen:
+        # a folder named in the file is relative to it and must stay inside it (symlinks too)
+        chosen = str(inside(project.board.root, chosen, f"{project.board.path}: [cache] remote", folder=True))
     writable = project.board.cache.remote_write and os.environ.get("STORYBOARD_REMOTE_WRITE", "1") != "0"
     kwargs = {"warn": warn} if warn else {}
     project.remote = Remote(chosen, writable=writable, required=required, **kwargs)
@@ -106,25 +110,33 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
           on_film_step: Any = None, provider: str | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build)."""
     order = select(project, only) if only else project.order
+    lock = project.lock
+    if lock.log.exists() or lock.log.is_symlink():
+        lock.compact()  # a build was killed (or is running): fold its shots in before planning
+    if not only:
+        check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
     resolver = project.resolver()
     planned = project.resolver()
-    plan(project.board, order, planned, project.lock.shots)
+    plan(project.board, order, planned, lock.shots)
     resolver.force = planned.force
+    film_entry = None
     try:
-        report = run(project.board, order, resolver, project.lock, jobs=jobs, keep_going=keep_going,
-                     on_event=on_event, cancel=cancel, remote=project.remote)
+        try:
+            report = run(project.board, order, resolver, lock, jobs=jobs, keep_going=keep_going,
+                         on_event=on_event, cancel=cancel, remote=project.remote)
+        finally:
+            project.cache.save_digests()
+            for impl in project.providers.values():
+                close = getattr(impl, "close", None)
+                if close is not None:
+                    close()
+        if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
+            report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
+                                    remote=project.remote, previous=lock.film.get("sha"))
+            film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}
     finally:
-        project.cache.save_digests()
-        for impl in project.providers.values():
-            close = getattr(impl, "close", None)
-            if close is not None:
-                close()
-    project.lock.prune(set(project.board.shots))
-    if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
-        report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
-                                remote=project.remote)
-        project.lock.record_film({"key": report.film.key, "sha": report.film.sha,
-                                  "output": project.board.film.output})
+        lock.compact(keep=set(project.board.shots), film=film_entry)
+    if report.film is not None:
         project.cache.save_digests()
         _stamp(project, report, provider)
     return report

@@ -6,6 +6,7 @@
       memo/<sha>.json      derived files (conforms, windows, frames at a time) by name
       journal/<key>.json   in-flight provider operations, so a killed build resumes
       locks/<key>.lock     held (flock) while a key renders; says who holds it
+      cache.lock           held shared by renders and stitches, exclusively by gc
       tmp/                 partial files; never read as results
       hashes.json          asset digests memoised on (path, size, mtime_ns)
 
@@ -33,6 +34,8 @@ from typing import Any
 from storyboard.errors import CacheError
 
 CACHE_VERSION = 1
+USE_LOCK = "cache.lock"
+"""cache.lock: shared by builds writing into the cache, exclusive while gc runs."""
 _CHUNK = 1 << 20
 
 
@@ -61,8 +64,8 @@ def file_sha256(path: Path) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _retry_vanished_folder(
+        path.parent, lambda: tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -74,6 +77,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with _quiet():
             os.unlink(tmp)
         raise
+
+
+_RETRIES = 5
+
+
+def _retry_vanished_folder(folder: Path, act: Any) -> Any:
+    """mkdir `folder`, then `act()`; again if a concurrent gc removed the (empty) folder in between."""
+    for attempt in range(_RETRIES):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return act()
+        except FileNotFoundError:
+            if attempt == _RETRIES - 1 or folder.is_dir():
+                raise
+    raise AssertionError("unreachable")
 
 
 def _read_umask() -> int:
@@ -157,10 +175,9 @@ class Cache:
             if dest.is_file() and dest.stat().st_size == produced.stat().st_size:
                 produced.unlink()
                 return sha
-            dest.parent.mkdir(parents=True, exist_ok=True)
             with open(produced, "rb") as fh:
                 os.fsync(fh.fileno())
-            os.replace(produced, dest)
+            _retry_vanished_folder(dest.parent, lambda: os.replace(produced, dest))
             self._remember(dest, sha)
         except OSError as exc:
             raise _disk_error(exc, self.root) from exc
@@ -293,6 +310,45 @@ class Cache:
         self._hashes_dirty = False
 
     # ---- journal and locks -----------------------------------------------------------------
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held (shared) while a build writes into the cache: a render, a stitch. Builds share
+        it; gc takes it exclusively (`collecting`), so it never removes a folder a build is
+        writing into, nor an object a stitch is about to read."""
+        import fcntl
+
+        fh = self._open_lock(self.root / USE_LOCK)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH)  # waits only while a gc runs: seconds
+            yield
+        finally:
+            fh.close()
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held (exclusive) by gc; raises LockHeldError at once while a build holds `in_use`."""
+        import fcntl
+
+        from storyboard.errors import LockHeldError
+
+        fh = self._open_lock(self.root / USE_LOCK)
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeldError(f"a build is rendering or stitching into {self.root}; run gc when it "
+                                    "finishes") from None
+            yield
+        finally:
+            fh.close()
+
+    def _open_lock(self, path: Path) -> Any:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return open(path, "a+")
+        except OSError as exc:
+            raise _disk_error(exc, self.root) from exc
 
     def journal(self, key: str) -> FileJournal:
         return FileJournal(self.root / "journal" / f"{key}.json")

@@ -2,6 +2,7 @@
 
     StoryboardError                 exit 2 unless noted
     ├── StoryboardFileError         the file: TOML syntax, unknown keys, bad values, rules
+    │   └── TemplateError           a prompt template the sandbox refuses (load adds file, shot, field)
     ├── GraphError                  unknown references, cycles
     ├── MissingKeyError             a provider's API key is not set
     ├── MediaError                  ffmpeg missing or failing, undecodable media   (exit 1)
@@ -30,7 +31,14 @@ class StoryboardError(Exception):
 
 
 class StoryboardFileError(StoryboardError):
-    """The storyboard file is invalid: names the file, the shot and the field."""
+    """The storyboard file is invalid: names the file, the line, the shot and the field."""
+
+    line: int | None = None
+    """The line of the file the problem is on, when known: orders a list of problems."""
+
+
+class TemplateError(StoryboardFileError):
+    """A prompt template is invalid or breaks the sandbox's bounds; says what, not where."""
 
 
 class GraphError(StoryboardFileError):

@@ -168,7 +168,8 @@ def _all_upstream(board: Board, shot_id: str) -> set[str]:
     return seen
 
 
-def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any]) -> None:
+def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any],
+            paid: bool = False) -> None:
     previous = lock.shots.get(shot_id, {})
     # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
     if previous.get("key") == key and previous.get("clip") == entry["outputs"]["clip"] \
@@ -182,15 +183,25 @@ def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[
         "last": entry["outputs"]["last"],
         **{k: entry.get(k) for k in ("provider", "model", "cost", "unit", "seconds", "created", "handle")
            if entry.get(k) is not None},
-    })
+    }, durable=paid)
 
 
 def expected_seconds(job: RenderJob, resolver: Resolver) -> float:
-    """How long the returned clip must be: an extension returns its source plus 7 s."""
+    """How long the returned clip must be: an extension returns its source plus 7 s.
+
+    The source's length is its measured duration (probed when it was cached), not a frame
+    count at an assumed rate: a 30 fps source of 240 frames is 8 s, not 10.
+    """
     if job.extends:
         for entry in resolver.outputs.values():
             if entry["outputs"]["clip"] == job.extends:
-                return entry["meta"]["frames"] / FPS + EXTENSION_SECONDS
+                meta = entry.get("meta") or {}
+                seconds = meta.get("duration")
+                if seconds is None:  # an entry from before durations were recorded
+                    from storyboard.media import probe
+
+                    seconds = probe(resolver.cache.object_path(job.extends)).duration
+                return float(seconds) + EXTENSION_SECONDS
     return float(job.duration)
 
 
@@ -201,7 +212,7 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
     started = time.monotonic()
     provider = resolver.providers[job.provider]
     try:
-        with cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
+        with cache.in_use(), cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
             entry = None if shot_id in resolver.force else cache.get_action(key)
             outcome = Outcome.CACHED
             if entry is None and remote is not None and shot_id not in resolver.force:
@@ -216,7 +227,7 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
                 if remote is not None:
                     remote.publish(key, entry, cache)
         resolver.outputs[shot_id] = entry
-        _record(lock, shot_id, key, job, entry)
+        _record(lock, shot_id, key, job, entry, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})
         return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started)
     except StoryboardError as exc:

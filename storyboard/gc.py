@@ -14,7 +14,9 @@ object:
 
 Never touched: journal/ (in-flight provider jobs, resumed without paying twice), locks/, and
 stamps/. Anything written after the newest given lock is kept, because a build may still be
-committing it; and gc refuses to run while a build holds a shot's lock (renders in flight).
+committing it; and gc refuses to run while a build holds a shot's lock (renders in flight) or
+the cache's `cache.lock` (a render or a stitch writing into the cache), which gc itself holds
+for its whole run so no build starts writing meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from storyboard.cache import Cache, atomic_write_json, default_cache_dir
 from storyboard.errors import LockHeldError, StoryboardError, StoryboardFileError
-from storyboard.lockfile import lock_path
+from storyboard.lockfile import lock_path, log_path, read_lock
 
 TMP_MAX_AGE = 3600.0
 """Seconds after which a file in tmp/ is abandoned (a killed build's partial download)."""
@@ -53,16 +55,18 @@ class GcReport:
     dry_run: bool = False
     cache: Path | None = None
     locks: list[Path] = field(default_factory=list)
+    listing: list[str] = field(default_factory=list)
+    """With dry_run, one line per thing that would go: what, its name or key, its size."""
 
     def summary(self) -> str:
-        """One line for the command line."""
+        """One line for the command line; with dry_run, preceded by the listing."""
         verb = "would remove" if self.dry_run else "removed"
         line = (f"{self.cache}: {verb} {self.objects_removed} objects ({_size(self.bytes_freed)}), "
                 f"{self.actions_removed} actions, {self.memos_removed} memo entries, {self.tmp_removed} "
                 f"temp files; kept {self.objects_kept} objects ({_size(self.bytes_kept)})")
         if self.kept_recent:
             line += f", {self.kept_recent} of them newer than the locks"
-        return line
+        return "\n".join([*self.listing, line]) if self.dry_run else line
 
 
 def locate(files: list[Path], cache_dir: Path | None = None) -> dict[Path, list[Path]]:
@@ -79,7 +83,7 @@ def locate(files: list[Path], cache_dir: Path | None = None) -> dict[Path, list[
         lock = file if file.suffix == ".lock" else lock_path(file)
         if not file.is_file():
             raise StoryboardFileError(f"{file}: no such file")
-        if not lock.is_file():
+        if not (os.path.lexists(lock) or log_path(lock).is_file()):
             raise StoryboardError(f"{file}: no {lock.name} beside it, so gc would keep none of its clips; "
                                   "build it first, or leave it out")
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir(file)
@@ -93,14 +97,8 @@ def pins(lock: Path) -> set[str]:
     Raises:
         StoryboardError: the lock cannot be read; gc stops rather than guess.
     """
-    try:
-        data = json.loads(lock.read_text())
-        shots = data.get("shots", {})
-        film = data.get("film", {})
-        assert isinstance(shots, dict) and isinstance(film, dict)
-    except (OSError, ValueError, AttributeError, AssertionError) as exc:
-        raise StoryboardError(f"{lock}: not a readable storyboard.lock ({exc or 'wrong shape'}); gc keeps "
-                              "everything until it is fixed or rebuilt") from None
+    data = read_lock(lock, strict=True)  # merged with its log: a running or killed build's shots count
+    shots, film = data.shots, data.film
     found: set[str] = set()
     for entry in shots.values():
         found |= {entry.get(k) for k in ("clip", "first", "last")}
@@ -125,6 +123,13 @@ def collect(cache: Cache, keep_locks: list[Path], dry_run: bool = False, *, now:
         LockHeldError: a build is rendering into this cache right now.
         StoryboardError: a lock cannot be read.
     """
+    if dry_run or not cache.root.is_dir():
+        return _collect(cache, keep_locks, dry_run, now)
+    with cache.collecting():  # no render or stitch writes into the cache meanwhile
+        return _collect(cache, keep_locks, dry_run, now)
+
+
+def _collect(cache: Cache, keep_locks: list[Path], dry_run: bool, now: float | None) -> GcReport:
     now = time.time() if now is None else now
     root = cache.root
     report = GcReport(dry_run=dry_run, cache=root, locks=list(keep_locks))
@@ -135,7 +140,7 @@ def collect(cache: Cache, keep_locks: list[Path], dry_run: bool = False, *, now:
         return report
     if not dry_run:
         _refuse_if_building(root)
-    newest = max((lock.stat().st_mtime for lock in keep_locks), default=now)
+    newest = max((_mtime(path) for lock in keep_locks for path in (lock, log_path(lock))), default=now)
 
     keep = set(pinned)
     memo_gone: list[Path] = []
@@ -174,6 +179,12 @@ def collect(cache: Cache, keep_locks: list[Path], dry_run: bool = False, *, now:
     report.bytes_freed = sum(size for _, size in gone)
     report.tmp_removed = len(tmp_gone)
     if dry_run:
+        report.listing = [
+            *(f"  object {path.name} ({_size(size)})" for path, size in gone),
+            *(f"  action {path.stem}" for path in actions_gone),
+            *(f"  memo {_memo_name(path)}" for path in memo_gone),
+            *(f"  temp file {path.name} ({_size(_stat(path).st_size if _stat(path) else 0)})" for path in tmp_gone),
+        ]
         return report
     for path in [*actions_gone, *memo_gone, *(p for p, _ in gone), *tmp_gone]:
         _unlink(path)
@@ -201,6 +212,13 @@ def _refuse_if_building(root: Path) -> None:
                 raise LockHeldError(f"a build is rendering into {root} ({holder}); run gc when it "
                                     "finishes") from None
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _memo_name(path: Path) -> str:
+    try:
+        return str(json.loads(path.read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return path.stem
 
 
 def _json_files(folder: Path) -> list[tuple[Path, dict[str, Any] | None]]:

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from storyboard import sandbox
 from storyboard.providers import ProviderSettings
 
 SEED_MAX = 4_294_967_295
@@ -62,6 +64,17 @@ class Film(_Strict):
     negative_prompt: str | None = None
     audio: bool = True
 
+    @field_validator("output")
+    @classmethod
+    def _inside_and_mp4(cls, value: str) -> str:
+        """The film may only be written inside the board's folder, as an .mp4 (never over the board)."""
+        reason = sandbox.check_shape(value)
+        if reason is None and not value.lower().endswith(".mp4"):
+            reason = "must end in .mp4 (the film is an MP4 file)"
+        if reason is not None:
+            raise PydanticCustomError("output_path", f"{reason}; e.g. \"build/film.mp4\"")
+        return value
+
 
 class ShotSpec(_Strict):
     """`[[shot]]` as written; unset values inherit from `[film]`."""
@@ -110,6 +123,15 @@ class CacheTable(_Strict):
 
     remote: str | None = Field(None, description='e.g. "s3://bucket/prefix"; STORYBOARD_REMOTE overrides')
     remote_write: bool = Field(True, description="false: read from the remote, never upload (CI)")
+
+    @field_validator("remote")
+    @classmethod
+    def _cloud_or_inside(cls, value: str | None) -> str | None:
+        """A folder elsewhere is the user's to name (--remote, STORYBOARD_REMOTE), not the file's."""
+        if value is not None and (reason := sandbox.check_remote_shape(value)) is not None:
+            raise PydanticCustomError("remote_path", f"{reason}; give a folder elsewhere with --remote or "
+                                      "STORYBOARD_REMOTE instead")
+        return value
 
 
 class ProviderTable(ProviderSettings):
@@ -212,6 +234,14 @@ class Board:
     def root(self) -> Path:
         return self.path.resolve().parent
 
+    def __post_init__(self) -> None:
+        self.output  # noqa: B018 - checked at load, so `validate` catches a `build/` symlinked elsewhere
+
     @property
     def output(self) -> Path:
-        return self.root / self.film.output
+        """Where the film goes: inside the board's folder, symlinks resolved.
+
+        Raises:
+            OutsideError: `[film] output` leads outside the folder (a symlinked folder on the way).
+        """
+        return sandbox.inside(self.root, self.film.output, f"{self.path}: [film] output")

@@ -172,9 +172,16 @@ class _Page:
 
 
 def default_report_path(project: Project) -> Path:
-    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix."""
+    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix.
+
+    Raises:
+        OutsideError: a symlinked folder on the way leads outside the board's folder (an
+            explicit `--out` is the user's own choice and is not checked).
+    """
+    from storyboard.sandbox import inside
+
     board = project.board
-    return board.root / Path(board.film.output).with_suffix(".report.html")
+    return inside(board.root, Path(board.film.output).with_suffix(".report.html"), f"{board.path}: the report")
 
 
 def make_report(project: Project, out: Path | None = None, *, build: BuildReport | None = None) -> Path:

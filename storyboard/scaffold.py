@@ -60,7 +60,7 @@ prompt = "{{ boat }} drifts out of a drain into a calm harbour at sunset."
 transition = { kind = "cut" }       # cut | crossfade | fade (with duration = seconds)
 """
 
-IGNORE = (".storyboard/", "build/")
+IGNORE = (".storyboard/", "build/", "*.lock.log")
 _IGNORE_HEADER = "# storyboard: the cache and the built film (commit storyboard.lock)"
 _SIZE = (1280, 720)
 

@@ -18,7 +18,7 @@ def test_init_writes_a_board_that_builds_into_a_film(tmp_path):
     for name in ("boat", "sunset"):
         with Image.open(board.parent / "assets" / f"{name}.png") as image:
             assert (image.format, image.size) == ("PNG", (1280, 720))
-    assert (board.parent / ".gitignore").read_text().splitlines()[1:] == [".storyboard/", "build/"]
+    assert (board.parent / ".gitignore").read_text().splitlines()[1:] == [".storyboard/", "build/", "*.lock.log"]
     project = open_project(board)
     shots = project.board.shots
     assert shots["launch"].references and shots["stream"].continues == "launch"
@@ -52,5 +52,5 @@ def test_init_appends_only_the_missing_lines_to_gitignore(tmp_path):
     (tmp_path / ".gitignore").write_text("node_modules/\nbuild/")
     init(tmp_path)
     lines = (tmp_path / ".gitignore").read_text().splitlines()
-    assert lines[:2] == ["node_modules/", "build/"] and lines[-1] == ".storyboard/"
+    assert lines[:2] == ["node_modules/", "build/"] and lines[-2:] == [".storyboard/", "*.lock.log"]
     assert lines.count("build/") == 1
