@@ -16,9 +16,10 @@ OAuth:   POST /token  (a service account's JWT grant: give the ADC file "token_u
 
 GET /_fake/stats answers the counts; POST /_fake/config sets knobs (see FakeGoogle.configure).
 Endpoints for knobs and counts: submit, poll, download (files and GCS), media (the redirect
-target), token. `request_headers(endpoint)` tells what headers each request carried. Every request is counted, faulted ones too; `submissions` counts accepted jobs per
-prompt. Outcomes come from `outcome` or from prompt markers: [rai] (reasons under
-generateVideoResponse), [rai-top] (directly under response), [error] (operation error).
+target), token. Every request is counted, faulted ones too; `submissions` counts accepted jobs per
+prompt; `request_headers(endpoint)` tells what headers each request carried. Outcomes come from
+`outcome` or from prompt markers: [rai] (reasons under generateVideoResponse), [rai-top] (directly
+under response), [error] (operation error).
 Videos are real MP4s (testsrc2 + a sine tone, 256x144 at 24 fps) of the requested length; an
 extension returns its source's length + 7 s.
 """
