@@ -68,7 +68,7 @@ MODELS: dict[str, Capabilities] = {
     "veo-3.1-generate-preview": VERTEX,
     "veo-3.1-fast-generate-preview": VERTEX,
 }
-"""The GA ids first (the previews left Vertex on 2026-04-02; kept for old storyboards)."""
+"""The current ids first (Lite is still preview); the previews left Vertex on 2026-04-02 (kept for old files)."""
 
 
 def endpoint(location: str) -> str:
