@@ -13,7 +13,7 @@ from storyboard.executor import BuildReport, EventFn, run
 from storyboard.film import check_output, make_film
 from storyboard.lockfile import LockFile, lock_path
 from storyboard.model import Board
-from storyboard.plan import Resolver, Step, plan
+from storyboard.plan import CACHED, Resolver, Step, plan
 
 
 @dataclass
@@ -31,6 +31,33 @@ class Project:
 
     def resolver(self) -> Resolver:
         return Resolver(self.board, self.cache, self.providers)
+
+
+DEFAULT_BOARD = Path("storyboard.toml")
+
+
+def locate_board(path: Path) -> Path:
+    """The storyboard to load: `path`, or FOLDER/storyboard.toml; a clear error for a picture or a clip.
+
+    load() would call a PNG "not UTF-8 text"; a user who typed the wrong name needs to hear that the
+    file is not a storyboard at all.
+    """
+    from storyboard.errors import StoryboardFileError
+    from storyboard.sniff import sniff
+
+    if path == DEFAULT_BOARD and not path.exists():
+        raise StoryboardFileError("no storyboard.toml in this folder: give the storyboard's file "
+                                  "(storyboard COMMAND FILE), or write one with `storyboard init`")
+    if path.is_dir() and (path / DEFAULT_BOARD).is_file():
+        return path / DEFAULT_BOARD
+    kind = {"png": "a PNG image", "jpeg": "a JPEG image", "mp4": "an MP4 video"}.get(sniff(path) or "")
+    if kind is None and path.is_file():
+        with open(path, "rb") as fh:
+            kind = "a binary file" if b"\0" in fh.read(8192) else None
+    if kind:
+        raise StoryboardFileError(f"{path}: not a storyboard: it is {kind}; give the storyboard's TOML file "
+                                  "(usually storyboard.toml)")
+    return path
 
 
 def open_project(path: str | Path, *, cache_dir: Path | None = None, provider: str | None = None,
@@ -108,7 +135,11 @@ def select(project: Project, only: list[str]) -> list[str]:
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
           on_film_step: Any = None, provider: str | None = None) -> BuildReport:
-    """Render what is not cached, then stitch the film (unless `only` narrows the build)."""
+    """Render what is not cached, then stitch the film (unless `only` narrows the build).
+
+    A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
+    shots, not clip hashes (see storyboard.progress.name_film_steps).
+    """
     order = select(project, only) if only else project.order
     lock = project.lock
     if lock.log.exists() or lock.log.is_symlink():
@@ -117,8 +148,10 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
     resolver = project.resolver()
     planned = project.resolver()
-    plan(project.board, order, planned, lock.shots)
+    steps = plan(project.board, order, planned, lock.shots)
     resolver.force = planned.force
+    if on_event is not None:
+        on_event = _with_reasons(on_event, {s.shot: s.reason for s in steps if s.status != CACHED})
     film_entry = None
     try:
         try:
@@ -131,6 +164,12 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                 if close is not None:
                     close()
         if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
+            if on_film_step is not None:
+                from storyboard.progress import name_film_steps
+
+                sequence = project.board.sequence
+                clips = [resolver.outputs[s]["outputs"]["clip"] for s in sequence]
+                on_film_step = name_film_steps(on_film_step, sequence, clips, project.board.output.name)
             report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
                                     remote=project.remote, previous=lock.film.get("sha"))
             film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}
@@ -140,6 +179,70 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         project.cache.save_digests()
         _stamp(project, report, provider)
     return report
+
+
+def _with_reasons(on_event: EventFn, reasons: dict[str, str]) -> EventFn:
+    """Add plan's reason to the first event of each shot that runs (a cached shot needs none)."""
+    told: set[str] = set()
+    mutex = threading.Lock()
+
+    def notify(shot: str, state: str, info: dict[str, Any]) -> None:
+        with mutex:
+            first = shot not in told
+            told.add(shot)
+        if first and state != "cached" and reasons.get(shot):
+            info = {**info, "reason": reasons[shot]}
+        on_event(shot, state, info)
+
+    return notify
+
+
+def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str | None:
+    """Whether paid work may start: None to go ahead, or the question to ask on the terminal.
+
+    Money is spent only when someone said so: --yes, --budget (in dollars, so it cannot stand
+    for credits or an unknown price) or yes at the terminal. The animatic, free, never asks.
+
+    Raises:
+        StoryboardError: over --budget, or paid work with no terminal to ask and no flag (exit 2).
+    """
+    from storyboard.estimate import format_price
+    from storyboard.job import Price
+
+    usd = pv.totals.usd()
+    if budget is not None and usd > budget:
+        raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.to_generate} shot(s) exceeds "
+                              f"--budget {format_price(Price(budget))}; nothing was run (see `storyboard plan`)")
+    costs = {unit: amount for unit, amount in pv.totals.by_unit.items() if amount > 0}
+    unpriced = len(pv.totals.unpriced)
+    if yes or not (costs or unpriced):
+        return None
+    cost = " + ".join(format_price(Price(v, u)) for u, v in costs.items())
+    if unpriced:
+        cost += f"{' and ' if costs else ''}{unpriced} shot(s) with no known price"
+    if terminal:
+        return f"Generate {pv.to_generate} shot(s) for an estimated {cost}?"
+    if budget is None:
+        raise StoryboardError(f"{pv.to_generate} shot(s) to generate for an estimated {cost}, and no terminal to "
+                              "ask: pass --yes to go ahead, or --budget USD to go ahead within a limit; "
+                              "nothing was run")
+    if unpriced or set(costs) - {"USD"}:
+        raise StoryboardError(f"--budget counts US dollars, but the estimate is {cost}: pass --yes to go ahead; "
+                              "nothing was run")
+    return None
+
+
+def why_no_film(project: Project, report: BuildReport, only: list[str] | None) -> str | None:
+    """Why this build stitched no film, in a sentence; None when it did."""
+    if report.film is not None:
+        return None
+    if report.failed:
+        return f"{len(report.failed)} shot(s) failed"
+    if only:
+        left = [s for s in project.board.sequence if s not in set(select(project, only))]
+        missing = f", not {', '.join(left)}" if left else ""
+        return f"--only built {', '.join(only)} (and what it needs){missing}; build without --only for the film"
+    return "not every shot of the film was built"
 
 
 def _stamp(project: Project, report: BuildReport, provider: str | None) -> None:

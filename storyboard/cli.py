@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
-from enum import Enum
+from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,13 +22,65 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's help renderer costs 100 ms of start-up
 )
-_state = {"verbose": False}
-
-FileArg = Annotated[Path, typer.Argument(help="the storyboard file", show_default=False)]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="cache folder (default: .storyboard/ beside the file, or STORYBOARD_CACHE)")]
+_state = {"verbose": False, "interrupted": lambda: False}
 
 
-RemoteOpt = Annotated[Optional[str], typer.Option("--remote", help="shared remote cache (fsspec URL); overrides [cache] remote and STORYBOARD_REMOTE")]
+class _PlainHelp(typer.core.TyperCommand):
+    """Help with plain placeholders (FILE, SHOT, N), which newer typer shows as `{file}` and `<list[str]>`."""
+
+    def format_usage(self, ctx, formatter) -> None:  # noqa: ANN001 - click's Context and HelpFormatter
+        pieces = [re.sub(r"\{(.+?)\}", r"\1", piece) for piece in self.collect_usage_pieces(ctx)]
+        formatter.write_usage(ctx.command_path, " ".join(pieces))
+
+    def format_options(self, ctx, formatter) -> None:  # noqa: ANN001
+        rows: dict[str, list[tuple[str, str]]] = {"argument": [], "option": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if param.param_type_name == "argument":
+                name = re.sub(r" <.*>$", "", name)  # its metavar already says it
+            rows["argument" if param.param_type_name == "argument" else "option"].append(
+                (re.sub(r"<([^>]*)>", lambda m: _placeholder(m[1]), name), text))
+        for title, key in (("Arguments", "argument"), ("Options", "option")):
+            if rows[key]:
+                with formatter.section(title):
+                    formatter.write_dl(rows[key])
+
+
+def _placeholder(type_name: str) -> str:
+    """'list[str]' -> TEXT, 'int range' -> N, 'a|b' -> [a|b]: what to type, not the Python type."""
+    inner = re.sub(r"^list\[(.*)\]$", r"\1", type_name)
+    if "|" in inner:
+        return f"[{inner}]"
+    return {"str": "TEXT", "int": "N", "int range": "N", "float": "NUMBER", "float range": "NUMBER",
+            "path": "PATH", "Path": "PATH"}.get(inner, inner.upper())
+
+
+class Exit(IntEnum):
+    """The exit statuses the README documents."""
+
+    OK = 0
+    FAILED = 1
+    """a shot, ffmpeg, the cache or a provider failed"""
+    INVALID = 2
+    """bad input or a missing flag; nothing was run"""
+    BUG = 3
+    DECLINED = 4
+    """the user answered no to the cost question; nothing was generated"""
+    INTERRUPTED = 130
+
+
+DEFAULT_FILE = Path("storyboard.toml")
+FileArg = Annotated[Path, typer.Argument(help="the storyboard file (default: ./storyboard.toml)", metavar="FILE",
+                                         show_default=False)]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", metavar="DIR", help="cache folder (default: .storyboard/ beside the file, or STORYBOARD_CACHE)")]
+AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside",
+                                               help="allow assets outside the storyboard's folder")]
+
+
+RemoteOpt = Annotated[Optional[str], typer.Option("--remote", metavar="URL", help="shared remote cache (fsspec URL); overrides [cache] remote and STORYBOARD_REMOTE")]
 NoRemoteOpt = Annotated[bool, typer.Option("--no-remote", help="ignore any remote cache")]
 RequireRemoteOpt = Annotated[bool, typer.Option("--require-remote", help="fail instead of continuing locally when the remote is down")]
 
@@ -55,11 +108,13 @@ AllowBaseUrlOpt = Annotated[Optional[list[str]], typer.Option("--allow-base-url"
 
 
 def _open(file: Path, cache_dir: Optional[Path], provider: Optional[str] = None, remote: Optional[str] = None,
-          no_remote: bool = False, require_remote: bool = False):  # noqa: ANN202 - a storyboard.build.Project
+          no_remote: bool = False, require_remote: bool = False,
+          allow_outside: bool = False):  # noqa: ANN202 - a storyboard.build.Project
     """Load the project and attach the team's remote cache, if any."""
-    from storyboard.build import attach_remote, open_project
+    from storyboard.build import attach_remote, locate_board, open_project
 
-    project = open_project(file, cache_dir=cache_dir, provider=provider)
+    project = open_project(locate_board(file), cache_dir=cache_dir, provider=provider,
+                           allow_outside=allow_outside)
     attach_remote(project, remote, no_remote=no_remote, required=require_remote,
                   warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
     return project
@@ -79,38 +134,44 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="show tracebacks (before or after the command)")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
 ) -> None:
-    _state["verbose"] = verbose
+    _state["verbose"] = _state["verbose"] or verbose
 
 
-@app.command()
-def validate(file: FileArg, allow_outside: Annotated[bool, typer.Option(help="allow assets outside the storyboard's folder")] = False,
+@app.command(cls=_PlainHelp)
+def validate(file: FileArg = DEFAULT_FILE, allow_outside: AllowOutsideOpt = False,
              allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Check the storyboard: format, references, cycles and each provider's rules."""
+    from storyboard.build import locate_board
     from storyboard.graph import build_graph
     from storyboard.load import load
 
+    file = locate_board(file)
     board = load(file, allow_outside=allow_outside)
     build_graph(board)
     typer.echo(f"{file}: ok ({len(board.shots)} shots, film of {len(board.sequence)})")
 
 
-@app.command()
-def graph(file: FileArg, format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.text,
-          cache_dir: CacheOpt = None, allow_base_url: AllowBaseUrlOpt = None) -> None:
+@app.command(cls=_PlainHelp)
+def graph(file: FileArg = DEFAULT_FILE,
+          format: Annotated[GraphFormat, typer.Option("--format", "-f", metavar="FORMAT",
+                                                      help="text, mermaid or dot")] = GraphFormat.text,
+          cache_dir: CacheOpt = None, allow_outside: AllowOutsideOpt = False,
+          allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Draw the shot graph as text, Mermaid or DOT, marking each shot cached or to run."""
-    from storyboard.build import open_project, plan_project
+    from storyboard.build import locate_board, open_project, plan_project
     from storyboard.graph import render
 
-    project = open_project(file, cache_dir=cache_dir)
+    project = open_project(locate_board(file), cache_dir=cache_dir, allow_outside=allow_outside)
     steps, _ = plan_project(project)
     status = {s.shot: "cached" if s.status == "cached" else "to run" for s in steps}
     typer.echo(render(project.board, project.graph, format.value, status), nl=False)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 def schema() -> None:
     """Print the JSON schema of storyboard files."""
     from storyboard.schema import schema_json
@@ -118,17 +179,18 @@ def schema() -> None:
     typer.echo(schema_json(), nl=False)
 
 
-@app.command()
-def plan(file: FileArg, cache_dir: CacheOpt = None,
-         provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
-         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once (for the time estimate)")] = 4,
+@app.command(cls=_PlainHelp)
+def plan(file: FileArg = DEFAULT_FILE, cache_dir: CacheOpt = None,
+         provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="use this provider for every shot")] = None,
+         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="shots rendered at once (for the time estimate)")] = 4,
          json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-         remote: RemoteOpt = None, no_remote: NoRemoteOpt = False, allow_base_url: AllowBaseUrlOpt = None) -> None:
+         remote: RemoteOpt = None, no_remote: NoRemoteOpt = False, allow_outside: AllowOutsideOpt = False,
+         allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Show what a build would do: each shot cached or to run and why, its cost, and the totals."""
     from storyboard.build import plan_project
     from storyboard.plan_view import render_table, view
 
-    project = _open(file, cache_dir, provider, remote, no_remote)
+    project = _open(file, cache_dir, provider, remote, no_remote, allow_outside=allow_outside)
     steps, _ = plan_project(project)
     pv = view(project, steps, jobs)
     if json_out:
@@ -147,35 +209,39 @@ def _console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 def build(
-    file: FileArg,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="build only this shot (and what it needs); repeatable")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="shots rendered at once")] = 4,
+    file: FileArg = DEFAULT_FILE,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", metavar="SHOT", help="build only this shot (and what it needs); repeatable; stitches no film")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="shots rendered at once")] = 4,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="finish independent shots when one fails")] = False,
-    provider: Annotated[Optional[str], typer.Option(help="use this provider for every shot")] = None,
-    budget: Annotated[Optional[float], typer.Option(help="refuse to start when the estimated cost (USD) exceeds this")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before paid work")] = False,
+    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="use this provider for every shot")] = None,
+    budget: Annotated[Optional[float], typer.Option(
+        metavar="USD", help="refuse to start when the estimated cost (USD) exceeds this; "
+                            "without a terminal, consent to paid work up to it")] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="do not ask before paid work (paid work without a terminal needs it, or --budget)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines for machines")] = False,
     cache_dir: CacheOpt = None,
     remote: RemoteOpt = None,
     no_remote: NoRemoteOpt = False,
     require_remote: RequireRemoteOpt = False,
+    allow_outside: AllowOutsideOpt = False,
     allow_base_url: AllowBaseUrlOpt = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
 
+    from storyboard import progress
     from storyboard.build import build as run_build
-    from storyboard.build import plan_project, select
+    from storyboard.build import plan_project, select, why_no_film
     from storyboard.errors import MissingKeyError
-    from storyboard.estimate import format_price
     from storyboard.executor import Outcome
-    from storyboard.job import Price
     from storyboard.plan_view import view
 
-    project = _open(file, cache_dir, provider, remote, no_remote, require_remote)
+    project = _open(file, cache_dir, provider, remote, no_remote, require_remote, allow_outside)
     steps, _ = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
@@ -185,26 +251,27 @@ def build(
     for note in pv.problems:
         if not quiet and not json_out:
             typer.echo(note, err=True)
-    usd = pv.totals.usd()
-    if budget is not None and usd > budget:
-        raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.to_generate} shot(s) exceeds "
-                              f"--budget {format_price(Price(budget))}; nothing was run (see `storyboard plan`)")
-    if usd > 0 and not yes and sys.stdin.isatty() and not json_out:
-        if not typer.confirm(f"Generate {pv.to_generate} shot(s) for an estimated {format_price(Price(usd))}?"):
-            raise typer.Exit(1)
+    _ask(pv, budget=budget, yes=yes, json_out=json_out)
     reporter = _reporter(quiet, json_out, total=len(wanted) if wanted else len(project.order))
+    cancel = threading.Event()
+    watch = progress.InterruptWatch()
+    _state["interrupted"] = lambda: watch() or cancel.is_set()
     try:
-        report = run_build(project, only=only, jobs=jobs, keep_going=keep_going, on_event=reporter,
-                           cancel=threading.Event(), on_film_step=reporter.film_step, provider=provider)
+        report = run_build(project, only=only, jobs=jobs, keep_going=keep_going,
+                           on_event=progress.interrupted_as_such(reporter, _state["interrupted"]),
+                           cancel=cancel, on_film_step=reporter.film_step, provider=provider)
     finally:
         reporter.close()
+        watch.close()
     counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
+    no_film = why_no_film(project, report, only)
     if json_out:
         import json
 
         typer.echo(json.dumps({"event": "summary", **counts, "failed_shots": {r.shot: r.error for r in report.failed},
                                "film": str(report.film.path) if report.film else None,
-                               "duration": report.film.duration if report.film else None}))
+                               "duration": report.film.duration if report.film else None,
+                               **({"no_film": no_film} if no_film else {})}))
     else:
         typer.echo("summary: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to do"))
         for failure in report.failed:
@@ -212,26 +279,44 @@ def build(
         if report.film is not None:
             verb = "stitched" if report.film.stitched else "up to date"
             typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")
+        else:
+            typer.echo(f"film: not stitched: {no_film}")
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
 
 
-@app.command()
-def push(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
-         allow_base_url: AllowBaseUrlOpt = None) -> None:
+def _ask(pv, *, budget: Optional[float], yes: bool, json_out: bool) -> None:  # noqa: ANN001 - a PlanView
+    """Ask on a terminal before paid work; no means nothing is generated (exit 4)."""
+    from storyboard.build import consent
+
+    question = consent(pv, budget=budget, yes=yes, terminal=sys.stdin.isatty())
+    if question is None:
+        return
+    try:
+        agreed = typer.confirm(question, err=json_out)
+    except typer.Abort:
+        agreed = False
+    if not agreed:
+        typer.echo("storyboard: nothing was generated", err=True)
+        raise typer.Exit(Exit.DECLINED)
+
+
+@app.command(cls=_PlainHelp)
+def push(file: FileArg = DEFAULT_FILE, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
+         allow_outside: AllowOutsideOpt = False, allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Upload what the lock pins (clips, frames, the film) to the remote cache."""
-    _sync(file, cache_dir, remote, "push")
+    _sync(file, cache_dir, remote, "push", allow_outside)
 
 
-@app.command()
-def pull(file: FileArg, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
-         allow_base_url: AllowBaseUrlOpt = None) -> None:
+@app.command(cls=_PlainHelp)
+def pull(file: FileArg = DEFAULT_FILE, cache_dir: CacheOpt = None, remote: RemoteOpt = None,
+         allow_outside: AllowOutsideOpt = False, allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Download what the lock pins from the remote cache, so the next build pays for nothing."""
-    _sync(file, cache_dir, remote, "pull")
+    _sync(file, cache_dir, remote, "pull", allow_outside)
 
 
-def _sync(file: Path, cache_dir: Optional[Path], remote: Optional[str], direction: str) -> None:
-    project = _open(file, cache_dir, remote=remote, require_remote=True)
+def _sync(file: Path, cache_dir: Optional[Path], remote: Optional[str], direction: str, allow_outside: bool) -> None:
+    project = _open(file, cache_dir, remote=remote, require_remote=True, allow_outside=allow_outside)
     if project.remote is None:
         raise StoryboardError(f"{file}: no remote cache: set [cache] remote, STORYBOARD_REMOTE or --remote")
     keys = [entry["key"] for entry in project.lock.shots.values()]
@@ -266,9 +351,10 @@ def _reporter(quiet: bool, json_out: bool, total: int):  # noqa: ANN202 - see st
     return progress.PlainReporter(sys.stdout)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 def init(
-    directory: Annotated[Path, typer.Argument(help="the folder to write it into (created if needed)")] = Path("."),
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="the folder to write it into (created if needed; default: here)", show_default=False)] = Path("."),
 ) -> None:
     """Write a small storyboard that builds at once: 3 shots, their pictures and a .gitignore."""
     from storyboard.scaffold import init as scaffold
@@ -278,24 +364,28 @@ def init(
     typer.echo(f"next: storyboard build {board}")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 def report(
-    file: FileArg,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="the HTML file (default: beside the film, <film>.report.html)")] = None,
+    file: FileArg = DEFAULT_FILE,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", metavar="PATH", help="the HTML file (default: beside the film, FILM.report.html)")] = None,
     cache_dir: CacheOpt = None,
     remote: RemoteOpt = None,
     no_remote: NoRemoteOpt = False,
+    allow_outside: AllowOutsideOpt = False,
     allow_base_url: AllowBaseUrlOpt = None,
 ) -> None:
     """Write an HTML contact sheet: the film, each shot's frames and settings, each cut's continuity."""
     from storyboard.report import make_report
 
-    typer.echo(f"report: {make_report(_open(file, cache_dir, remote=remote, no_remote=no_remote), out)}")
+    project = _open(file, cache_dir, remote=remote, no_remote=no_remote, allow_outside=allow_outside)
+    typer.echo(f"report: {make_report(project, out)}")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 def gc(
-    files: Annotated[list[Path], typer.Argument(help="every storyboard (or its .lock) whose clips to keep", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="every storyboard (or its .lock) whose clips to keep", show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="say what would go; remove nothing")] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -309,10 +399,11 @@ def gc(
 
 def main() -> None:
     """Entry point: run the app, turning StoryboardErrors into one line and an exit code."""
-    if "--verbose" in sys.argv or "-v" in sys.argv:
-        _state["verbose"] = True
+    args = _take_verbose(sys.argv[1:])
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name="storyboard", standalone_mode=False)
+        if code == Exit.INTERRUPTED:  # typer's word for a KeyboardInterrupt (a second Ctrl-C, say)
+            _say_interrupted()
         if isinstance(code, int) and code:
             sys.exit(code)
     except StoryboardError as exc:
@@ -320,15 +411,14 @@ def main() -> None:
             import traceback
 
             traceback.print_exc()
+        if exc.exit_code == Exit.INTERRUPTED or _state["interrupted"]():
+            _say_interrupted()  # Ctrl-C also kills the shots' ffmpeg: their errors are the interruption
         print(f"storyboard: error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("storyboard: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):  # older typer, like click, says Abort
+        _say_interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         # usage errors (typer vendors click in some versions, so match by shape, not class)
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
@@ -338,4 +428,20 @@ def main() -> None:
 
         traceback.print_exc()
         print("storyboard: internal error; please report it with the traceback above", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(Exit.BUG)
+
+
+def _say_interrupted() -> None:
+    """One line however many Ctrl-Cs, and whichever thread or ffmpeg they reached first; exit 130."""
+    during_build = _state["interrupted"]()
+    print("storyboard: interrupted" + (": finished shots are cached; in-flight jobs are journaled and resume "
+                                       "on the next build" if during_build else ""), file=sys.stderr)
+    sys.exit(Exit.INTERRUPTED)
+
+
+def _take_verbose(args: list[str]) -> list[str]:
+    """Accept --verbose / -v anywhere before `--`, not only before the command."""
+    end = args.index("--") if "--" in args else len(args)
+    if any(a in ("--verbose", "-v") for a in args[:end]):
+        _state["verbose"] = True
+    return [a for a in args[:end] if a not in ("--verbose", "-v")] + args[end:]

@@ -26,6 +26,15 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
 }
 FPS = 24
 EXTENSION_SECONDS = 7
+"""What an extension adds to its source clip (Veo 3.1's rule); a shot that extends says no other length."""
+EXTENSION_JOB_DURATION = 8
+"""The `duration` an extension's RenderJob carries. Veo's rules had every extension say 8 before its length
+followed the +7 s rule; keeping 8 in the job keeps those cache keys, so no extension is paid for twice."""
+
+
+def job_duration(duration: int, extends: bool) -> int:
+    """The `duration` a shot's RenderJob carries: its own, or EXTENSION_JOB_DURATION for an extension."""
+    return EXTENSION_JOB_DURATION if extends else duration
 
 
 def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:

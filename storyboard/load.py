@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from storyboard.assets import AssetResolver
 from storyboard.errors import StoryboardFileError, TemplateError, did_you_mean
+from storyboard.job import EXTENSION_SECONDS
 from storyboard.model import ID_PATTERN, Board, Shot, ShotSpec, StoryboardFile
 from storyboard.problems import Problems, Where, quote_line
 from storyboard.sniff import special_kind
@@ -295,7 +296,8 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         prompt=attempt(prompt, s.prompt, "prompt"),
         negative_prompt=attempt(prompt, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                 "negative_prompt", s.negative_prompt is None),
-        duration=s.duration if s.duration is not None else film.duration,
+        # an extension's length is Veo's rule (+7 s), not the film's default
+        duration=s.duration if s.duration is not None else (EXTENSION_SECONDS if s.extends else film.duration),
         resolution=s.resolution or film.resolution,
         aspect_ratio=s.aspect_ratio or film.aspect_ratio,
         seed=s.seed if s.seed is not None else film_seed,
@@ -311,6 +313,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         inherited=frozenset(
             name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
             if getattr(s, name) is None and getattr(film, name) is not None
+            and not (name == "duration" and s.extends)
         ) | ({"provider"} if s.provider is None else set()),
     )
     return None if failed else Shot(**shot)

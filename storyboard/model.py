@@ -59,7 +59,7 @@ class Film(_Strict):
     model: str | None = Field(None, description="default model (else the provider's default)")
     resolution: Resolution = "720p"
     aspect_ratio: AspectRatio = "16:9"
-    duration: int = Field(8, description="default shot length in seconds: 4, 6 or 8")
+    duration: int = Field(8, description="default shot length in seconds: 4, 6 or 8 (an extension adds 7 s)")
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
     negative_prompt: str | None = None
     audio: bool = True
@@ -82,7 +82,7 @@ class ShotSpec(_Strict):
     id: str = Field(description="unique id, lowercase letters, digits, '-' and '_'")
     prompt: str = Field(description="what happens; jinja2 with the [vars] table")
     negative_prompt: str | None = None
-    duration: int | None = Field(None, description="4, 6 or 8 seconds")
+    duration: int | None = Field(None, description="4, 6 or 8 seconds; omit it on an extension, which adds 7 s")
     resolution: Resolution | None = None
     aspect_ratio: AspectRatio | None = None
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None

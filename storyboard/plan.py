@@ -1,7 +1,8 @@
 """plan(): for every shot, cached or to run, and why. Pure: no provider call, no rendering.
 
 Keys are computed in topological order. A shot whose upstream will rerun cannot know its key
-yet (its inputs are that upstream's new frames), so it waits; its reason names the upstream.
+yet (its inputs are that upstream's new frames, which may come out byte-identical to the old
+ones), so the plan says it *may* rerun and names the upstream: only `build` can tell.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
-from storyboard.job import RenderJob
+from storyboard.estimate import pseudo_job
+from storyboard.job import RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
-CACHED, REMOTE, RUN, WAITS = "cached", "remote hit", "to run", "waits on upstream"
+CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
+WAITS = MAY_RERUN
+"""The former name: a shot waiting on an upstream that reruns."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Resolver:
             model=shot.model,
             prompt=shot.prompt,
             negative_prompt=shot.negative_prompt,
-            duration=shot.duration,
+            duration=job_duration(shot.duration, bool(shot.extends)),
             resolution=shot.resolution,
             aspect_ratio=shot.aspect_ratio,
             seed=shot.seed,
@@ -123,17 +127,21 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
     steps: list[Step] = []
     rerun: set[str] = set()
     from_remote: set[str] = set()
+    planned: dict[str, str] = {}
+    """key -> the first shot planned to generate it."""
     for shot_id in order:
         shot = board.shots[shot_id]
         blocked = next((up for up in shot.upstream() if up in rerun), None)
         if blocked is not None:
             rerun.add(shot_id)
-            steps.append(Step(shot_id, WAITS, f"upstream '{blocked}' reruns", upstream_reruns=blocked))
+            steps.append(Step(shot_id, MAY_RERUN, _waiting(shot, blocked, locked.get(shot_id)),
+                              upstream_reruns=blocked))
             continue
         fetched = next((up for up in shot.upstream() if up in from_remote), None)
         if fetched is not None and _needs_timed_frame(shot, fetched):
             rerun.add(shot_id)
-            steps.append(Step(shot_id, WAITS, f"needs a frame of '{fetched}', which comes from the remote"))
+            steps.append(Step(shot_id, MAY_RERUN, f"needs a frame of '{fetched}', which comes from the remote: "
+                                                 "known once it is downloaded"))
             continue
         job, _ = resolver.job(shot)
         key = cache_key(job.model_dump(mode="json"))
@@ -156,6 +164,11 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
             continue
         rerun.add(shot_id)
+        twin = planned.setdefault(key, shot_id)
+        if twin != shot_id:  # the build generates the request once: whichever is second finds it cached
+            steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
+                                                  "generated", key, job))
+            continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps
 
@@ -184,6 +197,38 @@ def _stale_handle(entry: dict[str, Any], now: float) -> str | None:
     return None
 
 
+def _waiting(shot: Shot, upstream: str, previous: dict[str, Any] | None) -> str:
+    """Why a shot whose key waits on `upstream` may rerun: its own edits, if any, then the upstream."""
+    if not isinstance(previous, dict) or not isinstance(previous.get("components"), dict):
+        return f"new shot; runs after upstream '{upstream}'"
+    now = pseudo_job(shot).model_dump(mode="json")
+    own = _changes(previous["components"], now, [k for k in now if k in _PARAMETERS])
+    if own:
+        return f"{'; '.join(own)}; upstream '{upstream}' reruns"
+    return f"upstream '{upstream}' reruns; cached if '{upstream}' comes out as before"
+
+
+_PARAMETERS = ("provider", "model", "prompt", "negative_prompt", "seed", "take", "duration", "resolution",
+               "aspect_ratio", "audio")
+
+
+def _changes(before: dict[str, Any], now: dict[str, Any], names: list[str]) -> list[str]:
+    """The generation parameters among `names` that changed, in words."""
+    if "provider" in names and before.get("provider") != now["provider"]:
+        return [f"provider changed ({_show(before.get('provider'))} -> {_show(now['provider'])})"]
+    if "model" in names and before.get("model") != now["model"]:
+        return [f"model changed ({_show(before.get('model'))} -> {_show(now['model'])})"]
+    reasons = []
+    for name in names:
+        if before.get(name) == now[name]:
+            continue
+        if name in ("prompt", "negative_prompt"):
+            reasons.append(f"{name.replace('_', ' ')} changed")
+        else:
+            reasons.append(f"{name} changed ({_show(before.get(name))} -> {_show(now[name])})")
+    return reasons
+
+
 def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] | None) -> str:
     """Why a shot runs, in words, from the key components the lock recorded last time."""
     if previous is None or "components" not in previous:
@@ -193,27 +238,42 @@ def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] |
     if before == now:
         return "not in the cache"
     changed = [k for k in now if before.get(k) != now[k] and k != "label"]
-    if "provider" in changed:
-        return f"provider changed ({_show(before.get('provider'))} -> {_show(now['provider'])})"
-    if "model" in changed:
-        return f"model changed ({_show(before.get('model'))} -> {_show(now['model'])})"
-    reasons = []
+    reasons = _changes(before, now, [k for k in changed if k in _PARAMETERS])
+    if reasons and reasons[0].startswith(("provider changed", "model changed")):
+        return reasons[0]
     inputs = {"first_frame": shot.first_frame, "last_frame": shot.last_frame}
     for name in changed:
-        if name in ("prompt", "negative_prompt"):
-            reasons.append(f"{name.replace('_', ' ')} changed")
-        elif name in ("seed", "take", "provider", "model", "duration", "resolution", "aspect_ratio", "audio"):
-            reasons.append(f"{name} changed ({_show(before.get(name))} -> {_show(now[name])})")
-        elif name in inputs:
+        if name in _PARAMETERS:
+            continue
+        if name in inputs:
             reasons.append(f"input {_input_label(inputs[name], name)} changed")
         elif name == "references":
-            labels = ", ".join(_input_label(r, "reference") for r in shot.references)
-            reasons.append(f"reference images changed ({labels})" if labels else "reference images removed")
+            reasons.append(_references_changed(shot, [str(d) for d in before.get(name) or []], list(now[name])))
         elif name == "extends":
             reasons.append(f"the clip of '{shot.extends}' changed" if shot.extends else "extension removed")
         else:
             reasons.append(f"parameter {name} changed")
     return "; ".join(reasons) or "not in the cache"
+
+
+def _references_changed(shot: Shot, before: list[str], now: list[str]) -> str:
+    """Which reference images changed, by their digests: only those are named."""
+    if sorted(before) == sorted(now):
+        return "reference images reordered"
+    new = [_quote(r) for r, sha in zip(shot.references, now, strict=True) if sha not in before]
+    gone = sum(1 for sha in before if sha not in now)
+    said = []
+    if new:
+        verb = "added" if not gone else "changed" if len(new) == gone else "changed or added"
+        said.append(f"reference{'s' if len(new) > 1 else ''} {', '.join(new)} {verb}")
+    extra = gone - len(new)
+    if extra > 0:
+        said.append(f"{extra} reference image{'s' if extra > 1 else ''} removed")
+    return "; ".join(said) or "reference images changed"
+
+
+def _quote(image: ImageInput) -> str:
+    return f"'{image.label}'"
 
 
 def _input_label(image: ImageInput | None, field: str) -> str:

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from storyboard.errors import MissingKeyError
-from storyboard.estimate import Totals, format_price, limits_for, pseudo_job, typical_seconds, wall_time
-from storyboard.job import Price
-from storyboard.plan import CACHED, REMOTE, Step
+from storyboard.estimate import (Totals, format_price, limits_for, local_speeds, pseudo_job, render_seconds,
+                                 stitch_seconds, wall_time)
+from storyboard.job import EXTENSION_SECONDS, Price, frame_size
+from storyboard.plan import CACHED, MAY_RERUN, REMOTE, Step
 
 INVALID = "invalid"
 
@@ -21,9 +22,11 @@ class Row:
     provider: str
     model: str
     duration: int
+    """Seconds the shot adds to the film: its length, or 7 for an extension."""
     cost: float | None
     unit: str | None
     key: str | None
+    extends: str | None = None
 
 
 @dataclass
@@ -31,13 +34,24 @@ class PlanView:
     rows: list[Row]
     totals: Totals
     wall_seconds: float
+    """The shots' time plus the stitch's."""
     problems: list[str]
     key_hosts: dict[str, list[str]] = field(default_factory=dict)
     """Per hosted provider used, the hosts its API key is sent to."""
+    speeds: list[str] = field(default_factory=list)
+    """How each local provider's render time was estimated (measured, or nominal)."""
+    stitch_seconds: float = 0.0
+    """Of `wall_seconds`, the time to stitch the film again when a shot of it changes."""
 
     @property
     def to_generate(self) -> int:
-        return sum(1 for r in self.rows if r.status not in (CACHED, REMOTE))
+        """Shots that will certainly be generated."""
+        return sum(1 for r in self.rows if r.status not in (CACHED, REMOTE, MAY_RERUN))
+
+    @property
+    def may_rerun(self) -> int:
+        """Shots whose key waits on an upstream's new output: generated unless that output is unchanged."""
+        return sum(1 for r in self.rows if r.status == MAY_RERUN)
 
     @property
     def cached(self) -> int:
@@ -53,19 +67,30 @@ class PlanView:
             "cached": self.cached,
             "remote_hits": self.remote_hits,
             "to_generate": self.to_generate,
+            "may_rerun": self.may_rerun,
             "cost": {unit: round(v, 4) for unit, v in self.totals.by_unit.items()},
             "cost_by_provider": {p: {u: round(v, 4) for u, v in units.items()}
                                  for p, units in self.totals.by_provider.items()},
             "unpriced": self.totals.unpriced,
             "wall_seconds": round(self.wall_seconds, 1),
+            "stitch_seconds": round(self.stitch_seconds, 1),
+            "speeds": self.speeds,
             "problems": self.problems,
             "key_hosts": self.key_hosts,
         }
 
 
 def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
-    """Price every shot that will run and simulate the build's wall time."""
+    """Price every shot that will or may run and simulate the build's wall time.
+
+    The cost and time count the shots that may rerun too: a budget is checked against the most a
+    build can spend.
+    """
+    from storyboard.rules import clip_lengths
+
     board = project.board
+    lengths = clip_lengths(board)
+    speeds = local_speeds(project.providers, project.lock.shots)
     totals = Totals()
     rows, problems = [], []
     missing_key: dict[str, str] = {}
@@ -87,11 +112,12 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
             job = step.job or pseudo_job(shot)
             price = impl.price(job)
             totals.add(step.shot, shot.provider, price)
-            seconds[step.shot] = typical_seconds(impl, job)
+            seconds[step.shot] = render_seconds(impl, job, lengths[step.shot], speeds.get(shot.provider))
             if shot.provider in missing_key:
                 status, reason = INVALID, f"{reason}; no API key"
-        rows.append(Row(step.shot, status, reason, shot.provider, shot.model, shot.duration,
-                        price.amount if price else None, price.unit if price else None, step.key))
+        rows.append(Row(step.shot, status, reason, shot.provider, shot.model,
+                        EXTENSION_SECONDS if shot.extends else shot.duration,
+                        price.amount if price else None, price.unit if price else None, step.key, shot.extends))
     for name, impl in project.providers.items():
         running = [r.shot for r in rows if r.provider == name and r.status not in (CACHED, REMOTE)]
         if running and not impl.capabilities(board.shots[running[0]].model).resumable:
@@ -102,13 +128,23 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
         if any(r.provider == name and r.status == INVALID for r in rows):
             problems.append(message)
     limits = limits_for(project.providers, board.providers, jobs)
+    # a local rate is the throughput a build got from this machine's cores: its renders queue one by one
+    limits.update({name: (1, None) for name in speeds})
     upstream = {s: board.shots[s].upstream() for s in seconds}
     wall = wall_time([r.shot for r in rows if r.shot in seconds], upstream,
                      {s: board.shots[s].provider for s in seconds}, seconds, jobs, limits)
+    stitch = 0.0
+    if any(s in seconds for s in board.sequence):
+        width, height = frame_size(board.film.resolution, board.film.aspect_ratio)
+        stitch = stitch_seconds(sum(lengths[s] for s in board.sequence if s in seconds),
+                                sum(lengths[s] for s in board.sequence), width * height,
+                                board.edit.transition.kind == "cut", speeds)
     used = {r.provider for r in rows}
     hosts = {name: impl.key_hosts() for name, impl in project.providers.items()
              if name in used and callable(getattr(impl, "key_hosts", None))}
-    return PlanView(rows, totals, wall, problems, hosts)
+    running = {board.shots[s].provider for s in seconds}
+    return PlanView(rows, totals, wall + stitch, problems, key_hosts=hosts,
+                    speeds=[speeds[p].describe() for p in sorted(speeds) if p in running], stitch_seconds=stitch)
 
 
 def render_table(pv: PlanView, console: Any) -> None:
@@ -124,15 +160,21 @@ def render_table(pv: PlanView, console: Any) -> None:
         cost = "" if r.status in (CACHED, REMOTE) else format_price(
             None if r.cost is None else Price(r.cost, r.unit or "USD"))
         table.add_row(r.shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", r.reason,
-                      f"{r.provider} / {r.model}", f"{r.duration}s", cost)
+                      f"{r.provider} / {r.model}", f"+{r.duration} s" if r.extends else f"{r.duration} s", cost)
     console.print(table)
     cost = ", ".join(f"{p}: " + " + ".join(format_price(Price(v, u)) for u, v in units.items())
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
-    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate; estimated cost {cost}"
+    maybe = f", {pv.may_rerun} may rerun" if pv.may_rerun else ""
+    counting = f", counting the {pv.may_rerun} that may rerun" if pv.may_rerun else ""
+    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{maybe}; estimated cost {cost}"
+                  + (counting if pv.totals.by_unit else "")
                   + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
-    if pv.to_generate:
-        console.print(f"estimated wall time: {_duration(pv.wall_seconds)} at the configured concurrency and rate limits")
+    if pv.to_generate or pv.may_rerun:
+        stitch = f" ({_duration(pv.stitch_seconds)} of it stitching the film)" if pv.stitch_seconds else ""
+        speeds = "".join(f"; {speed}" for speed in pv.speeds)
+        console.print(f"estimated wall time: {_duration(pv.wall_seconds)}{stitch}{counting}, at the configured "
+                      f"concurrency and rate limits{speeds}")
     for name, hosts in pv.key_hosts.items():
         console.print(f"{name}: key sent to {', '.join(hosts)}", markup=False)
     for problem in pv.problems:
@@ -140,6 +182,8 @@ def render_table(pv: PlanView, console: Any) -> None:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     minutes, sec = divmod(int(seconds), 60)

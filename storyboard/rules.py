@@ -92,14 +92,14 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     if shot.last_frame is not None and shot.first_frame is None:
         raise error("a last frame needs a first frame (Veo 3.1 rule); add 'first_frame' or 'continues', "
                     "or drop 'last_frame'", shot.id, "last_frame")
-    if shot.duration not in caps.durations:
+    longest = max(caps.durations)
+    if shot.extends is None and shot.duration not in caps.durations:
         choices = "/".join(str(d) for d in sorted(caps.durations))
         raise error(f"{shot.duration} s is not a duration {p} makes; choose {choices}", shot.id, "duration")
-    longest = max(caps.durations)
     for needs, field, why in (
-        (shot.resolution in caps.long_duration_only, "resolution", f"{shot.resolution} needs"),
+        (shot.resolution in caps.long_duration_only and not shot.extends, "resolution",
+         f"{shot.resolution} needs"),
         (bool(shot.references), "references", "reference images need"),
-        (shot.extends is not None, "extends", "extension needs"),
     ):
         if needs and shot.duration != longest:
             raise error(f"{why} duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "
@@ -114,6 +114,11 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         if not caps.extension:
             raise error(f"{p} cannot extend a clip; generate this shot with a provider that can, or use "
                         f"continues = \"{shot.extends}\" to start on its last frame", shot.id, "extends")
+        # 8 is what every extension had to say before the length followed the rule; it means the same
+        if shot.duration not in (EXTENSION_SECONDS, longest):
+            raise error(f"the shot says duration = {shot.duration}, but an extension adds {EXTENSION_SECONDS} s to "
+                        f"the source clip (Veo 3.1 rule); remove 'duration' (or set duration = {EXTENSION_SECONDS})",
+                        shot.id, "duration")
         if shot.resolution not in caps.extension_resolutions:
             raise error(f"extension is {'/'.join(sorted(caps.extension_resolutions))} only, but the shot is "
                         f"{shot.resolution}; set resolution = \"720p\"", shot.id, "resolution")

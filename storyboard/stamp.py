@@ -67,9 +67,10 @@ def check_stamp(cache_dir: Path, board: Path, provider: str | None, version: str
 
 
 def try_noop(argv: list[str]) -> bool:
-    """Answer `storyboard build FILE [--jobs N] [--keep-going] [--cache-dir D]` from the stamp.
+    """Answer `storyboard build [FILE] [--jobs N] [--keep-going] [--cache-dir D] [--yes] [--budget USD]`.
 
-    Returns True when it printed the result; False means: run the full build.
+    FILE defaults to ./storyboard.toml, as in the CLI. Consent flags change nothing when nothing
+    runs. Returns True when it printed the result; False means: run the full build.
     """
     if not argv or argv[0] != "build":
         return False
@@ -77,9 +78,9 @@ def try_noop(argv: list[str]) -> bool:
     board = cache_dir = None
     while rest:
         arg = rest.pop(0)
-        if arg in ("--jobs", "-j") and rest:
+        if arg in ("--jobs", "-j", "--budget") and rest:
             rest.pop(0)
-        elif arg in ("--keep-going", "-k"):
+        elif arg in ("--keep-going", "-k", "--yes", "-y", "--verbose", "-v"):
             continue
         elif arg == "--cache-dir" and rest:
             cache_dir = Path(rest.pop(0))
@@ -87,8 +88,7 @@ def try_noop(argv: list[str]) -> bool:
             board = Path(arg)
         else:
             return False
-    if board is None:
-        return False
+    board = board or Path("storyboard.toml")
     from storyboard import __version__
 
     env = os.environ.get("STORYBOARD_CACHE")

@@ -130,7 +130,7 @@ def test_editing_a_prompt_reruns_exactly_the_shot_and_its_dependants(board, fake
     steps, _ = plan_project(project)
     reasons = {s.shot: (s.status, s.reason) for s in steps}
     assert reasons["b"] == ("to run", "prompt changed")
-    assert reasons["c"] == ("waits on upstream", "upstream 'b' reruns")
+    assert reasons["c"] == ("may rerun", "upstream 'b' reruns; cached if 'b' comes out as before")
     assert reasons["a"][0] == "cached"
     build(project)
     assert rendered(fake_provider) == ["b", "c"]
@@ -156,7 +156,7 @@ def test_reverting_an_edit_is_a_cache_hit(board, fake_provider):
 def test_changing_an_asset_reruns_the_shot_that_uses_it(board, fake_provider):
     Image.new("RGB", (64, 36), (10, 200, 10)).save(board.parent / "assets" / "fox.png")
     steps, _ = plan_project(open_project(board))
-    assert {s.shot: s.reason for s in steps}["e"] == "reference images changed (asset 'fox')"
+    assert {s.shot: s.reason for s in steps}["e"] == "reference 'fox' changed"
     run_build(board)
     assert rendered(fake_provider) == ["e"]
 

@@ -28,7 +28,8 @@ prompt = "the boat reaches open sea"
 
 
 def storyboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True,
+    consent = ["--yes"] if args[:1] == ("build",) else []  # paid work without a terminal needs it
+    return subprocess.run([sys.executable, "-m", "storyboard", *args, *consent], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
@@ -100,7 +101,7 @@ def test_ctrl_c_exits_130_and_keeps_finished_shots(tmp_path, plugin_env):
     board = tmp_path / "storyboard.toml"
     board.write_text('[film]\nprovider = "fake"\nduration = 4\n[[shot]]\nid = "quick"\nprompt = "x"\n'
                      '[[shot]]\nid = "slow"\ncontinues = "quick"\nprompt = "[hang] y"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--yes"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=plugin_env)
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -37,8 +37,8 @@ def test_plan_prices_every_shot_that_will_run(write_board, fake_provider):
     project = open_project(path)
     pv = view(project, plan_project(project)[0])
     assert [(r.shot, r.status, r.cost) for r in pv.rows] == [
-        ("a", "to run", 2.0), ("b", "waits on upstream", 4.0), ("c", "to run", 2.0)]
-    assert pv.totals.usd() == 8.0 and pv.to_generate == 3
+        ("a", "to run", 2.0), ("b", "may rerun", 4.0), ("c", "to run", 2.0)]
+    assert pv.totals.usd() == 8.0 and (pv.to_generate, pv.may_rerun) == (2, 1)
     build(project)
     again = open_project(path)
     pv = view(again, plan_project(again)[0])
@@ -50,7 +50,7 @@ def test_plan_json_and_budget_through_the_cli(tmp_path, plugin_env):
     board.write_text(BOARD)
     result = storyboard("plan", str(board), "--json", env=plugin_env)
     data = json.loads(result.stdout)
-    assert data["to_generate"] == 3 and data["cost"] == {"USD": 8.0}
+    assert data["to_generate"] == 2 and data["may_rerun"] == 1 and data["cost"] == {"USD": 8.0}
     assert data["cost_by_provider"] == {"fake": {"USD": 8.0}}
     refused = storyboard("build", str(board), "--budget", "5", env=plugin_env)
     assert refused.returncode == 2

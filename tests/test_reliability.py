@@ -77,7 +77,7 @@ class Build:
     def __init__(self, board: Path, env: dict[str, str], *args: str) -> None:
         self.stderr_path = board.parent / f".stderr-{time.monotonic_ns()}"
         with open(self.stderr_path, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), *args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--yes", *args],
                                          stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
                                          env=env, start_new_session=True)
         self.lines: list[str] = []

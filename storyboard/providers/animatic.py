@@ -444,6 +444,8 @@ class AnimaticProvider:
     key_env: tuple[str, ...] = ()
     Settings = ProviderSettings
     labels_output = True
+    render_rate = 0.2
+    """Nominal wall seconds per second of 720p output; `plan` measures the real rate from past builds."""
 
     def __init__(self, settings: ProviderSettings | None = None, **kwargs: Any) -> None:
         self.settings = settings or ProviderSettings()
