@@ -43,7 +43,9 @@ log = logging.getLogger("storyboard.providers._http")
 _CREATING = threading.local()
 """Set while this thread runs a provider's `submit`: its POSTs are paid creates (not retried blindly)."""
 CONSOLES = {"gemini": "https://aistudio.google.com/usage",
-            "vertex": "the Google Cloud console (Vertex AI, and Billing > Reports for the project)"}
+            "vertex": "the Google Cloud console (Vertex AI, and Billing > Reports for the project)",
+            "omni": "https://aistudio.google.com/usage (or, with platform = \"vertex\", the Google Cloud console's "
+                    "Billing > Reports)"}
 
 
 class HttpProvider:
