@@ -134,11 +134,12 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None, provider: str | None = None) -> BuildReport:
+          on_film_step: Any = None, provider: str | None = None, resubmit: list[str] | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build).
 
     A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
-    shots, not clip hashes (see storyboard.progress.name_film_steps).
+    shots, not clip hashes (see storyboard.progress.name_film_steps). `resubmit` names shots whose
+    create lost its answer (maybe charged) to send again all the same.
     """
     order = select(project, only) if only else project.order
     lock = project.lock
@@ -147,6 +148,12 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     if not only:
         check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
     resolver = project.resolver()
+    from storyboard.errors import did_you_mean
+
+    for shot_id in resubmit or ():
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"--resubmit: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    resolver.resubmit = set(resubmit or ())
     planned = project.resolver()
     steps = plan(project.board, order, planned, lock.shots)
     resolver.force = planned.force

@@ -21,6 +21,8 @@ from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
 WAITS = MAY_RERUN
 """The former name: a shot waiting on an upstream that reruns."""
+UNCERTAIN = "uncertain"
+"""A create was sent and its answer lost: it may be charged, so build refuses it without --resubmit."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Resolver:
     """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
     force: set[str] = field(default_factory=set)
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
+    resubmit: set[str] = field(default_factory=set)
+    """Shots whose create may have been charged (journaled `uncertain`) to send again all the same (--resubmit)."""
 
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
@@ -174,7 +178,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             continue
         if entry is not None:
             resolver.outputs[shot_id] = entry
-            steps.append(Step(shot_id, CACHED, "up to date", key, job))
+            mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
+            steps.append(Step(shot_id, CACHED, mismatch, key, job))
             continue
         remote_entry = remote.lookup(key) if remote is not None else None
         if remote_entry is not None:
@@ -187,6 +192,12 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         if twin != shot_id:  # the build generates the request once: whichever is second finds it cached
             steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
                                                   "generated", key, job))
+            continue
+        sent = (resolver.cache.journal(key).read() or {})
+        if sent.get("uncertain"):
+            steps.append(Step(shot_id, UNCERTAIN, f"a {sent.get('provider')} create sent at {sent.get('sent')} lost "
+                                                  "its answer and may have been charged: check the provider's "
+                                                  f"console, then `storyboard build --resubmit {shot_id}`", key, job))
             continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps

@@ -18,6 +18,15 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     from storyboard.providers._hosts import refuse_foreign_hosts
 
     refuse_foreign_hosts(providers, error)  # a key goes only to its provider's host, loopback, or where the user said
+    from storyboard.lifecycle import check_shots
+
+    check_shots(board.shots.values(), providers, error)  # a shut-down model fails here, not after paying for others
+    from storyboard.providers._upload import local_target_refusal
+
+    for name, impl in providers.items():  # a file:// upload target stays inside the board's folder
+        upload = getattr(getattr(impl, "settings", None), "upload", None)
+        if isinstance(upload, str) and (why := local_target_refusal(upload, board.root)) is not None:
+            raise error(f"[providers.{name}] field 'upload': {why}")
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
         check_shot(shot, caps, error)

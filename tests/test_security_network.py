@@ -42,6 +42,7 @@ provider = "gemini"
 duration = 4
 
 [providers.gemini]
+allow_retired = true  # the fake still serves the shut-down preview models
 base_url = "{base_url}"
 poll_interval = 0.01
 

@@ -39,6 +39,8 @@ class ProviderSettings(BaseModel):
     rpm: float | None = None
     poll_interval: float | None = None
     timeout: float | None = None
+    allow_retired: bool = False
+    """Use a model past its shutdown date (storyboard/lifecycle.py): for proxies that still serve it."""
 
 
 class Provider(Protocol):

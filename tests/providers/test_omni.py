@@ -242,18 +242,24 @@ def test_a_negative_prompt_is_refused_not_dropped(fake, tmp_path):
     assert fake.count("create") == 0
 
 
-def test_a_reset_before_the_create_was_read_costs_nothing_and_is_retried(fake, tmp_path):
+def test_a_reset_after_the_create_left_is_not_sent_again(fake, tmp_path):
+    """The client cannot tell whether a reset create was read: no second create, the shot is journaled uncertain."""
     fake.faults.add("create", Fault.reset_before())
-    _, dest, _ = render(omni(fake), job(), tmp_path)
-    assert dest.is_file() and len(fake.interactions) == 1
+    with pytest.raises(ProviderError, match="may have started and been charged") as info:
+        render(omni(fake), job(), tmp_path)
+    assert len(fake.interactions) == 0  # the one-shot fault would have let a retry through: none was sent
+    assert "aistudio.google.com/usage" in info.value.message and "--resubmit shot" in info.value.message
+    entry = render_context(tmp_path, journal="job").journal.read()
+    assert entry["uncertain"] is True and entry["provider"] == "omni"
 
 
-def test_a_lost_create_answer_is_retried_and_the_orphan_is_the_documented_cost(fake, tmp_path):
-    """No idempotency key exists: a create whose answer is lost may be billed twice (omni.py docstring)."""
+def test_a_lost_create_answer_is_not_paid_twice(fake, tmp_path):
+    """No idempotency key exists: a create whose answer was lost is not retried blindly (one billed job, not two)."""
     fake.faults.add("create", Fault.lose_answer())
-    result, dest, ctx = render(omni(fake), job(), tmp_path)
-    assert dest.is_file() and len(fake.interactions) == 2
-    assert ctx.journal.read()["operation"] == result.operation
+    with pytest.raises(ProviderError, match="may have started and been charged") as info:
+        render(omni(fake), job(), tmp_path)
+    assert len(fake.interactions) == 1
+    assert render_context(tmp_path, journal="job").journal.read()["uncertain"] is True
 
 
 def test_a_slow_poll_is_waited_for(fake, tmp_path):
