@@ -512,7 +512,8 @@ def check_build(server: ScriptedServer, script: dict, base: Path) -> None:
     parent, board = make_sandbox(base)
     path = board / "storyboard.toml"
     path.write_text(fs.to_toml({"film": {"provider": "gemini"}, "shot": [{"id": "a", "prompt": "p", "duration": 4}],
-                                "providers": {"gemini": {"poll_interval": 0, "timeout": 2}}}))
+                                "providers": {"gemini": {"poll_interval": 0, "timeout": 2,
+                                                         "allow_retired": True}}}))  # Veo on Gemini: shut down
     before = snapshot(parent, board)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEMINI_API_KEY", KEY)
