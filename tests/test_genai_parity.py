@@ -358,7 +358,7 @@ ALLOWED = (
             "Vertex's REST reference writes 'optimized'/'lossless'; the SDK sends 'OPTIMIZED'/'LOSSLESS'"),
 )
 VERTEX_VERSION = ("/v1/", "/v1beta1/")
-"""storyboard calls Vertex's `v1`, as Google's curl samples do; the SDK defaults to `v1beta1`, which has
+"""(ours, the SDK's): storyboard calls Vertex's `v1`, as Google's curl samples do; the SDK defaults to `v1beta1`, which has
 refused the GA models with RESOURCE_PROJECT_INVALID (python-genai#2079; google-2026.md §2.2)."""
 XFAIL: dict[str, str] = {}
 """Case id -> why storyboard's body still differs from the SDK's where it should not (none known)."""
@@ -382,8 +382,8 @@ def test_the_request_body_matches_googles_sdk(case, inputs, capture, sdk, tmp_pa
         assert mine.headers["x-goog-api-key"] == theirs.headers["x-goog-api-key"] == KEY
     else:
         model_path = f"projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/{VERTEX_MODEL}"
-        assert (mine.path, theirs.path) == (f"/v1/{model_path}:predictLongRunning",
-                                            f"/v1beta1/{model_path}:predictLongRunning")
+        assert (mine.path, theirs.path) == tuple(f"{version}{model_path}:predictLongRunning"
+                                                 for version in VERTEX_VERSION)
         assert mine.headers["authorization"] == theirs.headers["authorization"] == f"Bearer {TOKEN}"
     assert "key=" not in mine.path  # the key travels in a header only
 
@@ -400,9 +400,8 @@ def test_the_comparison_sees_a_wrong_value_a_wrong_type_and_a_missing_field():
     allowed = {"instances": [{"prompt": "p", "referenceImages": [{"referenceType": "asset"}]}],
                "parameters": {"seed": 1, "generateAudio": False, "durationSeconds": 8}}
     assert unexplained(Captured("POST", "/", {}, allowed), Captured("POST", "/", {}, sdk)) == []
-    one = base64.b64encode(b"one").decode()
-    assert normalised({"bytesBase64Encoded": one}) != normalised({"bytesBase64Encoded": base64.b64encode(b"two")
-                                                                  .decode()})
+    one, two = ({"bytesBase64Encoded": base64.b64encode(data).decode()} for data in (b"one", b"two"))
+    assert normalised(one) == normalised(dict(one)) != normalised(two)
 
 
 # ---- the seed ----------------------------------------------------------------------------------------
