@@ -63,7 +63,7 @@ class Captured:
 
 
 class Capture:
-    """Records every request and answers a submit with an operation name, as both APIs do."""
+    """Records every request; answers a submit with a new operation and a poll with "not done yet"."""
 
     def __init__(self) -> None:
         self.requests: list[Captured] = []
@@ -71,11 +71,20 @@ class Capture:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                capture.requests.append(Captured("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                 json.loads(raw or b"null")))
-                model = self.path.split("?")[0].split("/", 2)[2].rsplit(":", 1)[0]  # after /{version}/
-                answer = json.dumps({"name": f"{model}/operations/op-{len(capture.requests)}"}).encode()
+                self.record("POST", json.loads(self.rfile.read(int(self.headers.get("content-length") or 0))))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.record("GET", None)
+
+            def record(self, method: str, body: Any) -> None:
+                capture.requests.append(Captured(method, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                 body))
+                resource, _, verb = self.path.split("?")[0].split("/", 2)[2].partition(":")  # after /{version}/
+                if verb == "predictLongRunning":
+                    operation = {"name": f"{resource}/operations/op-{len(capture.requests)}"}
+                else:  # Gemini: GET {operation}; Vertex: POST {model}:fetchPredictOperation {operationName}
+                    operation = {"name": body["operationName"] if body else resource, "done": False}
+                answer = json.dumps(operation).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(answer)))
@@ -213,18 +222,21 @@ def job_for(case: Case, inputs: Inputs) -> RenderJob:
 
 # ---- storyboard's side -----------------------------------------------------------------------------
 
+def provider_for(case: Case, capture: Capture) -> GeminiProvider:
+    """storyboard's provider for the case's surface, its base URL the capture server."""
+    if case.surface == "gemini":
+        return GeminiProvider(ProviderSettings(base_url=capture.url), env={"GEMINI_API_KEY": KEY},
+                              rng=random.Random(0))
+    unknown = set(case.settings) - set(VertexSettings.model_fields)
+    if unknown:
+        pytest.skip(f"[providers.vertex] has no {', '.join(sorted(unknown))} in this version")
+    return VertexProvider(VertexSettings(base_url=capture.url, project=PROJECT, location=LOCATION, **case.settings),
+                          env={"VERTEX_ACCESS_TOKEN": TOKEN}, rng=random.Random(0))
+
+
 def ours(case: Case, inputs: Inputs, capture: Capture, tmp_path: Path) -> Captured:
     """storyboard's submit for the shot, as it reached the wire."""
-    if case.surface == "gemini":
-        provider: GeminiProvider = GeminiProvider(ProviderSettings(base_url=capture.url),
-                                                  env={"GEMINI_API_KEY": KEY}, rng=random.Random(0))
-    else:
-        unknown = set(case.settings) - set(VertexSettings.model_fields)
-        if unknown:
-            pytest.skip(f"[providers.vertex] has no {', '.join(sorted(unknown))} in this version")
-        provider = VertexProvider(VertexSettings(base_url=capture.url, project=PROJECT, location=LOCATION,
-                                                 **case.settings),
-                                  env={"VERTEX_ACCESS_TOKEN": TOKEN}, rng=random.Random(0))
+    provider = provider_for(case, capture)
     ctx = render_context(tmp_path, inputs=inputs.by_digest(), handles=handles(inputs, case.source))
     try:
         provider.submit(job_for(case, inputs), ctx)
@@ -386,6 +398,31 @@ def test_the_request_body_matches_googles_sdk(case, inputs, capture, sdk, tmp_pa
                                                  for version in VERTEX_VERSION)
         assert mine.headers["authorization"] == theirs.headers["authorization"] == f"Bearer {TOKEN}"
     assert "key=" not in mine.path  # the key travels in a header only
+
+
+@pytest.mark.parametrize("surface", ["gemini", "vertex"])
+def test_polling_matches_googles_sdk(surface, inputs, capture, sdk, tmp_path):
+    capture.requests.clear()
+    case = Case(surface, "text", MODES["text"], {})
+    provider, job, ctx = provider_for(case, capture), job_for(case, inputs), render_context(tmp_path)
+    try:
+        operation = provider.submit(job, ctx)
+        capture.take()
+        assert provider.poll(operation, job, ctx) == (None, None)  # not done yet
+    finally:
+        provider.close()
+    mine = capture.take()
+    sdk[surface].operations.get(types.GenerateVideosOperation(name=operation))
+    theirs = capture.take()
+
+    assert (mine.method, mine.body) == (theirs.method, theirs.body)
+    if surface == "gemini":  # GET {operation}, no body
+        assert mine.path.split("?")[0] == theirs.path.split("?")[0] == f"/v1beta/{operation}"
+    else:  # POST {model}:fetchPredictOperation {"operationName": operation}
+        model_path = operation.rpartition("/operations/")[0]
+        assert mine.body == {"operationName": operation}
+        assert (mine.path, theirs.path) == tuple(f"{version}{model_path}:fetchPredictOperation"
+                                                 for version in VERTEX_VERSION)
 
 
 def test_the_comparison_sees_a_wrong_value_a_wrong_type_and_a_missing_field():
