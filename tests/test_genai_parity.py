@@ -6,7 +6,9 @@ for the Gemini API; `vertexai=True` with a static fake OAuth token for Vertex), 
 the machine. For each Veo mode (text, first frame, first + last frame, reference images,
 extension) on both surfaces the JSON bodies must be equal, key for key and value for value
 (types too: `durationSeconds` is a number), after every base64 payload is replaced by the digest
-of its bytes; the differences Google's own two sources allow are listed in ALLOWED, each with why.
+of its bytes; the differences Google's own two sources allow are listed in ALLOWED, each with why
+(the enum spelling of three fields), and VERTEX_VERSION (v1 against the SDK's v1beta1). The poll
+that follows a submit is compared the same way.
 
 google-genai is pinned to 2.34.0 (pyproject's `test` extra): 3.0.0 and later refuse
 `generate_videos` in Gemini API mode (Veo left the Gemini API on 2026-10-22), while 2.34.0 still
