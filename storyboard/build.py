@@ -134,11 +134,12 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None, provider: str | None = None) -> BuildReport:
+          on_film_step: Any = None, provider: str | None = None, resubmit: list[str] | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build).
 
     A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
-    shots, not clip hashes (see storyboard.progress.name_film_steps).
+    shots, not clip hashes (see storyboard.progress.name_film_steps). `resubmit` names shots whose
+    create lost its answer (maybe charged) to send again all the same.
     """
     order = select(project, only) if only else project.order
     lock = project.lock
@@ -147,6 +148,12 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     if not only:
         check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
     resolver = project.resolver()
+    from storyboard.errors import did_you_mean
+
+    for shot_id in resubmit or ():
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"--resubmit: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    resolver.resubmit = set(resubmit or ())
     planned = project.resolver()
     steps = plan(project.board, order, planned, lock.shots)
     resolver.force = planned.force
@@ -220,10 +227,11 @@ def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str 
     cost = " + ".join(format_price(Price(v, u)) for u, v in costs.items())
     if unpriced:
         cost += f"{' and ' if costs else ''}{unpriced} shot(s) with no known price"
+    maybe = f" (and up to {pv.may_rerun} that may rerun)" if getattr(pv, "may_rerun", 0) else ""
     if terminal:
-        return f"Generate {pv.to_generate} shot(s) for an estimated {cost}?"
+        return f"Generate {pv.to_generate} shot(s){maybe} for an estimated {cost}?"
     if budget is None:
-        raise StoryboardError(f"{pv.to_generate} shot(s) to generate for an estimated {cost}, and no terminal to "
+        raise StoryboardError(f"{pv.to_generate} shot(s){maybe} to generate for an estimated {cost}, and no terminal to "
                               "ask: pass --yes to go ahead, or --budget USD to go ahead within a limit; "
                               "nothing was run")
     if unpriced or set(costs) - {"USD"}:
