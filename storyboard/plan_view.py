@@ -124,6 +124,11 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
             problems.append(f"note: {name} answers synchronously: if this build is killed while {name} works on "
                             f"{', '.join(running)}, the request cannot be resumed and is sent (and may be charged) "
                             "again")
+        unseeded = [s.id for s in board.shots.values() if s.provider == name and s.seed is None
+                    and board.film.seed is not None and not impl.capabilities(s.model).seed]
+        if unseeded:
+            problems.append(f"note: {name} takes no seed: [film] seed = {board.film.seed} is not sent for "
+                            f"{', '.join(unseeded)} and is not part of their cache keys")
     for name, message in missing_key.items():
         if any(r.provider == name and r.status == INVALID for r in rows):
             problems.append(message)

@@ -174,7 +174,7 @@ def test_requests_carry_the_frame_the_references_and_the_source_handle(built):
     handle = lock["shots"]["captain"]["handle"]
     assert storm["instances"][0]["video"] == {"uri": handle["uri"]}
     assert handle["uri"].startswith(f"{seen['url']}/v1beta/files/")
-    assert storm["parameters"] == {"sampleCount": 1, "resolution": "720p", "seed": 11}
+    assert storm["parameters"] == {"sampleCount": 1, "resolution": "720p"}  # the film seed is dropped for gemini
     assert "image" not in storm["instances"][0]
 
     for shot in ("harbour", "sea", "captain"):

@@ -6,9 +6,9 @@
 
 Decisions where the sources disagree (docs/providers.md §1):
 
-- seed: sent as `parameters.seed`. The REST reference lists it for Veo 3 while the python SDK
-  refuses it in Gemini mode; the wire contract is the REST one, a film-wide `seed` must not make
-  every Gemini shot invalid, and if Google ever refuses it the 400 quotes why.
+- seed: never sent. The REST reference lists it for Veo 3, but Google's own SDK refuses it in
+  Gemini mode (tests/test_genai_parity.py), so the capabilities say `seed=False`: a film-wide
+  seed is dropped for gemini shots (it is then not in their cache key) and a shot's own is an error.
 - images travel in the SDK's form `{"bytesBase64Encoded", "mimeType"}` (the form the SDK sends in
   production); the REST samples' `inlineData` form is accepted by the fake server too.
 - extension sends `{"video": {"uri": <Gemini file URI>}}` with `resolution: 720p` and
@@ -121,7 +121,7 @@ class GeminiProvider(HttpProvider):
 
     def capabilities(self, model: str) -> Capabilities:
         """Known models' limits; an unknown name gets the standard model's."""
-        return MODELS.get(model, STANDARD)
+        return replace(MODELS.get(model, STANDARD), seed=False)  # the Gemini API's, not the model's (Vertex takes it)
 
     def price(self, job: RenderJob) -> Price | None:
         """USD for the seconds the job generates: its duration, or 7 s at 720p for an extension."""
@@ -154,7 +154,7 @@ class GeminiProvider(HttpProvider):
                                                for d in job.references]
         if job.negative_prompt:
             parameters["negativePrompt"] = job.negative_prompt
-        if job.seed is not None:
+        if job.seed is not None and self.capabilities(job.model).seed:
             parameters["seed"] = job.seed
         return {"instances": [instance], "parameters": parameters}
 

@@ -77,7 +77,7 @@ def test_text_to_video_end_to_end(fake, tmp_path):
     body = fake.bodies("submit")[0]
     assert body == {"instances": [{"prompt": "A lighthouse at dusk"}],
                     "parameters": {"sampleCount": 1, "aspectRatio": "16:9", "resolution": "720p",
-                                   "durationSeconds": 8, "negativePrompt": "blur", "seed": 7}}
+                                   "durationSeconds": 8, "negativePrompt": "blur"}}  # no seed: gemini takes none
     states = ctx.progress.firsts
     assert states[0] == "submitted" and "rendering" in states and states[-1] == "downloading"
     assert ctx.progress.calls[-1] == ("downloading", 1.0)
@@ -281,7 +281,7 @@ def test_an_unknown_model_is_passed_through_and_its_404_quoted(fake, tmp_path):
 def test_capabilities_and_prices():
     provider = GeminiProvider(env={})
     caps = provider.capabilities("veo-3.1-generate-preview")
-    assert not caps.audio_control and caps.seed and caps.max_references == 3 and caps.max_extended_seconds == 148
+    assert not caps.audio_control and not caps.seed and caps.max_references == 3 and caps.max_extended_seconds == 148
     assert "4k" not in provider.capabilities("veo-3.1-lite-generate-preview").resolutions
     assert provider.capabilities("some-future-model") == caps
     fast = "veo-3.1-fast-generate-preview"
