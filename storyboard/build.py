@@ -134,11 +134,15 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None, provider: str | None = None) -> BuildReport:
+          on_film_step: Any = None, provider: str | None = None,
+          planned: tuple[list[Step], Resolver] | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build).
 
     A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
-    shots, not clip hashes (see storyboard.progress.name_film_steps).
+    shots, not clip hashes (see storyboard.progress.name_film_steps). `planned` is what
+    plan_project returned for this project, when the caller planned already (the CLI does, for
+    the cost and the budget): the board is then planned once, and every action it found is
+    looked up once.
     """
     order = select(project, only) if only else project.order
     lock = project.lock
@@ -146,10 +150,14 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         lock.compact()  # a build was killed (or is running): fold its shots in before planning
     if not only:
         check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
+    if planned is None:
+        planned_resolver = project.resolver()
+        steps = plan(project.board, order, planned_resolver, lock.shots)
+    else:
+        steps, planned_resolver = planned
     resolver = project.resolver()
-    planned = project.resolver()
-    steps = plan(project.board, order, planned, lock.shots)
-    resolver.force = planned.force
+    resolver.force = planned_resolver.force
+    resolver.actions = planned_resolver.actions
     if on_event is not None:
         on_event = _with_reasons(on_event, {s.shot: s.reason for s in steps if s.status != CACHED})
     film_entry = None

@@ -7,6 +7,7 @@ exist. Failures are returned as outcomes, and a shot whose upstream failed is sk
 from __future__ import annotations
 
 import enum
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -94,22 +95,19 @@ def run(
     cancel = cancel or threading.Event()
     limiter = _Limiter(resolver.providers, board, jobs)
     report = BuildReport()
-    pending = list(order)
+    graph = _Schedule(board, order, resolver.outputs)
     running: dict[Future[ShotReport], str] = {}
     stop = False
 
     def skip_dependants(failed: str) -> None:
-        for shot_id in list(pending):
-            if failed in _all_upstream(board, shot_id):
-                pending.remove(shot_id)
-                report.shots[shot_id] = ShotReport(shot_id, Outcome.SKIPPED, error=f"upstream '{failed}' failed")
-                notify(shot_id, "skipped", {"because": failed})
+        for shot_id in graph.drop_descendants(failed):
+            report.shots[shot_id] = ShotReport(shot_id, Outcome.SKIPPED, error=f"upstream '{failed}' failed")
+            notify(shot_id, "skipped", {"because": failed})
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="shot") as pool:
         try:
-            while pending or running:
-                for shot_id in [s for s in pending if resolver.ready(board.shots[s])] if not stop else []:
-                    pending.remove(shot_id)
+            while True:
+                while not stop and (shot_id := graph.next_ready()) is not None:
                     shot = board.shots[shot_id]
                     try:
                         job, inputs = resolver.job(shot)
@@ -120,24 +118,22 @@ def run(
                         stop = not keep_going
                         continue
                     key = cache_key(job.model_dump(mode="json"))
-                    entry = None if shot_id in resolver.force else cache.get_action(key)
+                    entry = None if shot_id in resolver.force else resolver.action(key)
                     if entry is not None:
                         resolver.outputs[shot_id] = entry
                         _record(lock, shot_id, key, job, entry)
                         report.shots[shot_id] = ShotReport(shot_id, Outcome.CACHED, key)
                         notify(shot_id, "cached", {})
+                        graph.finished(shot_id)
                         continue
                     notify(shot_id, "queued", {})
                     fut = pool.submit(_render_one, board, resolver, lock, shot_id, job, inputs, key,
                                       limiter(shot.provider), notify, cancel, remote)
                     running[fut] = shot_id
-                if not running:
-                    if pending and (stop or not any(resolver.ready(board.shots[s]) for s in pending)):
-                        for shot_id in pending:
-                            report.shots.setdefault(shot_id, ShotReport(shot_id, Outcome.SKIPPED,
-                                                                         error="build stopped"))
-                        break
-                    continue
+                if not running:  # nothing in flight and nothing ready: whatever is left cannot start
+                    for shot_id in graph.left():
+                        report.shots.setdefault(shot_id, ShotReport(shot_id, Outcome.SKIPPED, error="build stopped"))
+                    break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     shot_id = running.pop(fut)
@@ -147,6 +143,8 @@ def run(
                         skip_dependants(shot_id)
                         if not keep_going:
                             stop = True
+                    else:
+                        graph.finished(shot_id)
         except KeyboardInterrupt:
             cancel.set()
             report.interrupted = True
@@ -157,15 +155,61 @@ def run(
     return report
 
 
-def _all_upstream(board: Board, shot_id: str) -> set[str]:
-    seen: set[str] = set()
-    stack = list(board.shots[shot_id].upstream())
-    while stack:
-        up = stack.pop()
-        if up not in seen:
-            seen.add(up)
-            stack.extend(board.shots[up].upstream())
-    return seen
+class _Schedule:
+    """Which shots can start: a counter of missing upstream outputs per shot and a ready heap.
+
+    Every edge is touched once when its upstream finishes and at most once when a shot is dropped,
+    so a build of n shots schedules in O(n log n) rather than rescanning every waiting shot after each one.
+    Ready shots start in `order` (the plan's topological order), as they always did.
+    """
+
+    def __init__(self, board: Board, order: list[str], outputs: dict[str, Any]) -> None:
+        self._order = order
+        self._index = {shot_id: i for i, shot_id in enumerate(order)}
+        self._waiting: dict[str, int] = {}
+        self._downstream: dict[str, list[str]] = {}
+        self._ready: list[int] = []
+        for i, shot_id in enumerate(order):
+            missing = {up for up in board.shots[shot_id].upstream() if up not in outputs}
+            self._waiting[shot_id] = len(missing)
+            for up in missing:
+                self._downstream.setdefault(up, []).append(shot_id)
+            if not missing:
+                self._ready.append(i)
+        heapq.heapify(self._ready)
+        self._pending = set(order)
+
+    def next_ready(self) -> str | None:
+        """The earliest shot in run order whose inputs all exist, taken off the pending set."""
+        while self._ready:
+            shot_id = self._order[heapq.heappop(self._ready)]
+            if shot_id in self._pending:
+                self._pending.discard(shot_id)
+                return shot_id
+        return None
+
+    def finished(self, shot_id: str) -> None:
+        """`shot_id` has its outputs: its dependants wait for one input fewer."""
+        for down in self._downstream.get(shot_id, ()):
+            self._waiting[down] -= 1
+            if self._waiting[down] == 0 and down in self._pending:
+                heapq.heappush(self._ready, self._index[down])
+
+    def drop_descendants(self, failed: str) -> list[str]:
+        """Take every still-pending shot downstream of `failed` off the schedule, in run order."""
+        dropped, stack = [], [failed]
+        while stack:
+            for down in self._downstream.get(stack.pop(), ()):
+                # a descendant no longer pending was dropped with its own descendants already
+                if down in self._pending:
+                    self._pending.discard(down)
+                    dropped.append(down)
+                    stack.append(down)
+        return sorted(dropped, key=self._index.__getitem__)
+
+    def left(self) -> list[str]:
+        """The shots never started, in run order."""
+        return sorted(self._pending, key=self._index.__getitem__)
 
 
 def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any],

@@ -38,7 +38,7 @@ no shot inherits another's overlays. Clips without one hand off what they show.
 
 _STDERR_LINES = 20
 _LAST_FRAME_MARGIN = 1.0
-"""Seconds before the end of the video stream to seek to when looking for the last frame."""
+"""Seconds before a wanted time to seek to when looking for the frame shown then."""
 
 
 @dataclass(frozen=True)
@@ -225,13 +225,18 @@ def _first_frame(container: Any, video: Any) -> Any:
 def _frame_at_or_before(container: Any, video: Any, target: float | None) -> Any:
     """The decoded frame with the largest time <= target (None: the last frame).
 
-    Seeks to a keyframe a margin before the target, then decodes forward; the margin covers
-    B-frame reordering, where the demuxer seeks by decode time and frames show later.
+    For a time, seeks to a keyframe a margin before it, then decodes forward; the margin covers
+    B-frame reordering, where the demuxer seeks by decode time and frames show later. For the
+    last frame, seeks to the end: the demuxer lands on the last keyframe, and the frame shown
+    last is decoded after it (B-frames reorder only within a GOP), so only the last GOP is
+    decoded, however long the clip.
     """
     end = _seconds(video.duration, video.time_base)
     start = _seconds(video.start_time, video.time_base) or 0.0
-    aim = end + start if target is None and end is not None else target
-    seek_to = start if aim is None else max(start, aim - _LAST_FRAME_MARGIN)
+    if target is None:
+        seek_to = start if end is None else start + end
+    else:
+        seek_to = max(start, target - _LAST_FRAME_MARGIN)
     chosen = _scan(container, video, seek_to, target)
     if chosen is None and seek_to > start:  # an index that seeks past every frame
         chosen = _scan(container, video, start, target)

@@ -45,6 +45,18 @@ class Resolver:
     """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
     force: set[str] = field(default_factory=set)
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
+    actions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """key -> the action entry found for it in this run: each action is read and verified once."""
+
+    def action(self, key: str) -> dict[str, Any] | None:
+        """The cached action for `key`; a hit is remembered for the run (a miss is not: a twin may
+        generate it meanwhile)."""
+        entry = self.actions.get(key)
+        if entry is None:
+            entry = self.cache.get_action(key)
+            if entry is not None:
+                self.actions[key] = entry
+        return entry
 
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
@@ -145,7 +157,7 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             continue
         job, _ = resolver.job(shot)
         key = cache_key(job.model_dump(mode="json"))
-        entry = resolver.cache.get_action(key)
+        entry = resolver.action(key)
         stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
         if stale:
             resolver.force.add(shot_id)
