@@ -115,8 +115,16 @@ def plan_project(project: Project) -> tuple[list[Step], Resolver]:
     """Every shot's decision, in run order."""
     resolver = project.resolver()
     steps = plan(project.board, project.order, resolver, project.lock.shots, remote=project.remote)
-    project.cache.save_digests()
+    _save_memos(project.cache)
     return steps, resolver
+
+
+def _save_memos(cache: Cache) -> None:
+    """Persist what this process learnt of files' digests and frames' pixel digests."""
+    from storyboard.frames import frame_digests
+
+    cache.save_digests()
+    frame_digests(cache).save()
 
 
 def select(project: Project, only: list[str]) -> list[str]:
@@ -166,7 +174,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
             report = run(project.board, order, resolver, lock, jobs=jobs, keep_going=keep_going,
                          on_event=on_event, cancel=cancel, remote=project.remote)
         finally:
-            project.cache.save_digests()
+            _save_memos(project.cache)
             for impl in project.providers.values():
                 close = getattr(impl, "close", None)
                 if close is not None:

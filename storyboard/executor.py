@@ -17,6 +17,7 @@ from typing import Any
 
 from storyboard.cache import cache_key
 from storyboard.errors import MediaError, ProviderError, StoryboardError
+from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, FPS, RenderContext, RenderJob
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
@@ -118,7 +119,7 @@ def run(
                         stop = not keep_going
                         continue
                     key = cache_key(job.model_dump(mode="json"))
-                    entry = None if shot_id in resolver.force else resolver.action(key)
+                    entry = None if shot_id in resolver.force else resolver.action(key, job)
                     if entry is not None:
                         resolver.outputs[shot_id] = entry
                         _record(lock, shot_id, key, job, entry)
@@ -318,8 +319,10 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
         if abs(info.duration - want) > 1.5 / FPS + 0.05:
             raise ProviderError(f"shot '{shot_id}': {job.provider} returned {info.duration:.2f} s, expected "
                                 f"{want:.2f} s; not cached", provider=job.provider)
-        extract_first_last(clip_tmp, first_tmp, last_tmp)
+        pixels = dict(zip(("first", "last"), extract_first_last(clip_tmp, first_tmp, last_tmp), strict=True))
         outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
+        for frame, digest in pixels.items():
+            frame_digests(cache).remember(outputs[frame], digest)
     except OSError as exc:  # providers write into the cache's tmp/: a full or read-only disk is a CacheError
         if (error := cache.write_error(exc)) is None:
             raise
@@ -331,6 +334,7 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
     entry = {
         "key": key,
         "outputs": outputs,
+        "pixels": pixels,
         "meta": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames,
                  "duration": info.duration, "has_audio": info.has_audio},
         "provider": job.provider,

@@ -262,6 +262,33 @@ def _rgb(frame: Any, clip: str | os.PathLike[str]) -> Any:
     return frame.to_ndarray(format="rgb24")
 
 
+def pixel_digest(rgb: Any) -> str:
+    """sha256 of a decoded frame's pixels with its size and format: what a handed-off frame is keyed by.
+
+    PNG bytes depend on the local zlib (and Pillow's encoder), so two machines extracting the same
+    frame could write different files; the decoded pixels are the same everywhere.
+    """
+    import hashlib
+
+    height, width = rgb.shape[:2]
+    digest = hashlib.sha256(f"rgb24 {width}x{height}\n".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
+def png_pixel_digest(path: str | os.PathLike[str]) -> str:
+    """pixel_digest of a PNG this module wrote (lossless RGB): its pixels, not its bytes."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise MediaError(f"cannot read the frame {os.fspath(path)}: {exc}") from exc
+    return pixel_digest(np.ascontiguousarray(rgb))
+
+
 def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
     """Write an RGB array as PNG via a temp file + rename, with fixed settings, no metadata."""
     from PIL import Image
@@ -286,7 +313,7 @@ def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
         raise
 
 
-def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> None:
+def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> str:
     """Write one exact decoded frame of `clip` to `dest` as lossless RGB PNG.
 
     The frame comes from the clip's CLEAN_PLATE track when it has one.
@@ -297,6 +324,9 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
             whatever the audio does) or seconds from the start (the frame shown at that time:
             the largest presentation time <= `at`, clamped to the clip).
         dest: the PNG to write; written atomically, same bytes for the same clip.
+
+    Returns:
+        The frame's pixel_digest.
 
     Raises:
         MediaError: the clip cannot be decoded or has no video frames, or `dest` cannot be
@@ -315,14 +345,16 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
             frame = _frame_at_or_before(container, video, start + max(0.0, float(at)))
         rgb = _rgb(frame, clip)
     _write_png(rgb, dest)
+    return pixel_digest(rgb)
 
 
 def extract_first_last(
     clip: str | os.PathLike[str],
     first_dest: str | os.PathLike[str],
     last_dest: str | os.PathLike[str],
-) -> None:
-    """Write the exact first and last frames of `clip` as PNGs, opening and decoding it once.
+) -> tuple[str, str]:
+    """Write the exact first and last frames of `clip` as PNGs, opening it once; returns their
+    pixel digests.
 
     Raises:
         MediaError: the clip cannot be decoded or has no video frames, or a PNG cannot be
@@ -335,3 +367,4 @@ def extract_first_last(
         last = first if last is None else _rgb(last, clip)
     _write_png(first, first_dest)
     _write_png(last, last_dest)
+    return pixel_digest(first), pixel_digest(last)

@@ -244,3 +244,96 @@ def test_cli_plan_all_on_a_large_board(write_board: Any, fake_provider: Any) -> 
     full = runner.invoke(app, ["plan", str(board), "--all"])
     assert full.exit_code == 0, full.output
     assert all(f"s{i:03d} " in full.output for i in range(201)) and "more row(s)" not in full.output
+
+
+# ---- handed-off frames are keyed by their pixels ----------------------------------------------
+
+FRAMES_BOARD = """
+[film]
+provider = "fake"
+duration = 4
+
+[[shot]]
+id = "a"
+prompt = "a fox wakes"
+
+[[shot]]
+id = "b"
+prompt = "the fox runs"
+continues = "a"
+
+[[shot]]
+id = "c"
+prompt = "the fox looks back"
+first_frame = { shot = "a", frame = 2.0 }
+"""
+
+
+def _build(path: Path) -> tuple[Any, Any]:
+    from storyboard.build import build, open_project
+
+    project = open_project(path)
+    return project, build(project, jobs=2)
+
+
+def _job_of(fake: Any, shot: str) -> Any:
+    return next(job for shot_id, job in fake.calls if shot_id == shot)
+
+
+def test_handed_off_frames_are_keyed_by_pixels_not_png_bytes(write_board: Any, fake_provider: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyboard.cache import file_sha256
+    from storyboard.executor import Outcome
+
+    here = write_board(FRAMES_BOARD, folder="here")
+    project, report = _build(here)
+    assert report.count(Outcome.RENDERED) == 3
+    lock_a = project.lock.shots["a"]
+    last_png = project.cache.object_path(lock_a["last"])
+    assert file_sha256(last_png) == lock_a["last"]  # the lock still pins the PNG object by its bytes
+    b_job, c_job = _job_of(fake_provider, "b"), _job_of(fake_provider, "c")
+    assert b_job.first_frame == media.png_pixel_digest(last_png) != lock_a["last"]
+    tmp = project.cache.root / "probe.png"
+    assert c_job.first_frame == media.extract_frame(project.cache.object_path(lock_a["clip"]), 2.0, tmp)
+    keys = {s: project.lock.shots[s]["key"] for s in "abc"}
+
+    # Another machine whose PNG encoder writes other bytes for the same pixels: same keys downstream.
+    fake_provider.reset()
+    monkeypatch.setattr(media, "PNG_COMPRESS_LEVEL", 9)
+    there = write_board(FRAMES_BOARD, folder="there")
+    project2, report2 = _build(there)
+    assert report2.count(Outcome.RENDERED) == 3
+    assert project2.lock.shots["a"]["last"] != lock_a["last"]  # the PNG bytes differ...
+    assert {s: project2.lock.shots[s]["key"] for s in "abc"} == keys  # ...the requests do not
+
+
+def test_a_clip_paid_for_under_the_png_keyed_request_is_not_paid_again(write_board: Any, fake_provider: Any) -> None:
+    """A cache from before pixel keys: b's action sits under the key naming a's last frame by PNG bytes."""
+    import json
+
+    from storyboard.cache import cache_key
+    from storyboard.executor import Outcome
+
+    path = write_board(FRAMES_BOARD)
+    project, _ = _build(path)
+    actions = project.cache.root / "actions"
+    for shot in "bc":  # file each dependant's action under its former key, as the former version did
+        entry = project.lock.shots[shot]
+        upstream_png = (project.lock.shots["a"]["last"] if shot == "b"
+                        else project.cache.memo_sha(f"frame:{project.lock.shots['a']['clip']}:2.000000"))
+        former = cache_key({**entry["components"], "first_frame": upstream_png})
+        (actions / f"{entry['key']}.json").rename(actions / f"{former}.json")
+    a_action = actions / f"{project.lock.shots['a']['key']}.json"
+    data = json.loads(a_action.read_text())
+    del data["pixels"]  # a's entry from the former version has no pixel digests either
+    a_action.write_text(json.dumps(data))
+    (project.cache.root / "pixels.json").unlink()
+    from storyboard import frames
+
+    frames._open.clear()
+    fake_provider.reset()
+    project2, report = _build(path)
+    assert fake_provider.calls == [] and report.count(Outcome.CACHED) == 3
+    for shot in "bc":  # filed under the pixel key now: found directly next time
+        assert (actions / f"{project2.lock.shots[shot]['key']}.json").is_file()
+        assert project2.lock.shots[shot]["key"] == project.lock.shots[shot]["key"]
