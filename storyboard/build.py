@@ -165,7 +165,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         steps, planned_resolver = planned
     resolver = project.resolver()
     resolver.force = planned_resolver.force
-    resolver.actions = planned_resolver.actions
+    resolver.actions, resolver.keys = planned_resolver.actions, planned_resolver.keys
     if on_event is not None:
         on_event = _with_reasons(on_event, {s.shot: s.reason for s in steps if s.status != CACHED})
     film_entry = None
@@ -190,7 +190,10 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                                     remote=project.remote, previous=lock.film.get("sha"))
             film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}
     finally:
-        lock.compact(keep=set(project.board.shots), film=film_entry)
+        keep = set(project.board.shots)
+        if lock.log.exists() or lock.log.is_symlink() or film_entry not in (None, lock.film) \
+                or not keep.issuperset(lock.shots):
+            lock.compact(keep=keep, film=film_entry)  # a no-op build has nothing to fold: skip the rewrite
     if report.film is not None:
         project.cache.save_digests()
         _stamp(project, report, provider)

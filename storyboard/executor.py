@@ -15,7 +15,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyboard.cache import cache_key
 from storyboard.errors import MediaError, ProviderError, StoryboardError
 from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, FPS, RenderContext, RenderJob
@@ -118,7 +117,7 @@ def run(
                         skip_dependants(shot_id)
                         stop = not keep_going
                         continue
-                    key = cache_key(job.model_dump(mode="json"))
+                    key = resolver.key(job)
                     entry = None if shot_id in resolver.force else resolver.action(key, job)
                     if entry is not None:
                         resolver.outputs[shot_id] = entry

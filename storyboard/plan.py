@@ -48,8 +48,17 @@ class Resolver:
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
     """key -> the action entry found for it in this run: each action is read and verified once."""
+    keys: dict[RenderJob, str] = field(default_factory=dict)
+    """job -> its cache key: a job planned is not serialised again when it runs."""
     former: dict[str, str] = field(default_factory=dict)
     """Pixel digest of a handed-off frame -> its PNG's bytes digest, which keyed requests before."""
+
+    def key(self, job: RenderJob) -> str:
+        """The job's cache key, computed once per run."""
+        key = self.keys.get(job)
+        if key is None:
+            key = self.keys[job] = cache_key(job.model_dump(mode="json"))
+        return key
 
     def action(self, key: str, job: RenderJob | None = None) -> dict[str, Any] | None:
         """The cached action for `key`; a hit is remembered for the run (a miss is not: a twin may
@@ -194,7 +203,7 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
                                                  "known once it is downloaded"))
             continue
         job, _ = resolver.job(shot)
-        key = cache_key(job.model_dump(mode="json"))
+        key = resolver.key(job)
         entry = resolver.action(key, job)
         stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
         if stale:
