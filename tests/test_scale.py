@@ -337,3 +337,44 @@ def test_a_clip_paid_for_under_the_png_keyed_request_is_not_paid_again(write_boa
     for shot in "bc":  # filed under the pixel key now: found directly next time
         assert (actions / f"{project2.lock.shots[shot]['key']}.json").is_file()
         assert project2.lock.shots[shot]["key"] == project.lock.shots[shot]["key"]
+
+
+def test_a_no_op_build_plans_once_and_reads_each_action_once(write_board: Any, fake_provider: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI plans for the cost and hands that plan to build(): one plan, one lookup per key."""
+    from collections import Counter
+
+    from storyboard import build as build_module
+    from storyboard.build import build, open_project, plan_project
+    from storyboard.cache import Cache
+    from storyboard.executor import Outcome
+
+    path = write_board(FRAMES_BOARD)
+    _build(path)
+    fake_provider.reset()
+    project = open_project(path)
+    lock_before = project.lock.path.read_bytes(), project.lock.path.stat().st_mtime_ns
+    lookups: Counter[str] = Counter()
+    original = Cache.get_action
+
+    def counted(self: Cache, key: str) -> Any:
+        lookups[key] += 1
+        return original(self, key)
+
+    monkeypatch.setattr(Cache, "get_action", counted)
+    plans = []
+    real_plan = build_module.plan
+
+    def plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(1)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "plan", plan)
+    steps, planned = plan_project(project)
+    report = build(project, planned=(steps, planned), on_event=lambda shot, state, info: None)
+    assert report.count(Outcome.CACHED) == 3 and report.film is not None and fake_provider.calls == []
+    assert plans == [1]  # plan_project's: build() did not plan again
+    shot_keys = {project.lock.shots[s]["key"] for s in "abc"}
+    assert {k: n for k, n in lookups.items() if k in shot_keys} == dict.fromkeys(shot_keys, 1)
+    # nothing changed: the lock is not rewritten
+    assert (project.lock.path.read_bytes(), project.lock.path.stat().st_mtime_ns) == lock_before
