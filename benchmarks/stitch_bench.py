@@ -6,9 +6,9 @@ provider's MP4, all from one encoder with one setting, as a real film's clips ar
 stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the re-stitch, which
 reuses the crossfade's cache with one middle clip replaced.
 
-By default the clips have no B-frames (as the animatic's), so the cut film copies their video;
-``--bframes`` renders them with x264's default B-frames instead, which the stitcher cannot copy,
-to time the fallback that re-encodes every clip.
+By default the clips have no B-frames (as the animatic's); ``--bframes`` renders them with x264's
+default B-frames instead. The cut film copies their video either way (since the stitcher copies
+B-frame clips); crossfades re-encode every clip.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--crossfade", type=float, default=0.5)
     parser.add_argument("--bframes", action="store_true",
-                        help="render the clips with B-frames (the cut film then re-encodes them)")
+                        help="render the clips with B-frames")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
 

@@ -17,6 +17,15 @@ from storyboard.problems import Problems, Where
 from storyboard.sniff import image_problem, sniff, special_kind
 
 IMAGE_KINDS = ("png", "jpeg")
+
+
+def clip_seconds(path: Path) -> int | float:
+    """How long a clip is (frames / fps), whole when it is whole: the length of an edit of it."""
+    from storyboard.job import FPS
+    from storyboard.media import probe
+
+    seconds = probe(path).frames / FPS
+    return int(seconds) if seconds == int(seconds) else round(seconds, 4)
 CLIP_KINDS = ("mp4",)
 _MEDIA_SUFFIXES = (".png", ".jpg", ".jpeg", ".mp4")
 _DOWNLOAD = "storyboard does not fetch URLs: download the file into the board's folder and give its path"
@@ -77,6 +86,45 @@ class AssetResolver:
             return None
         if isinstance(ref, FrameRef):
             return FrameInput(self.shot_ref(shot, field, ref.shot) or "", ref.frame)
+        asset = self._named(shot, field, ref)
+        if asset.kind not in IMAGE_KINDS:
+            raise self.where.error(f"'{ref}' is a video clip, but {field} needs a PNG or JPEG image", shot, field)
+        return asset
+
+    def clip_source(self, s: ShotSpec) -> str | Asset | None:
+        """What `edits` names: another shot (its clip) or an MP4 asset; alone, with nothing else to start from."""
+        if s.edits is None:
+            return None
+        for other in ("extends", "continues", "first_frame", "last_frame", "references"):
+            if getattr(s, other):
+                raise self.where.error(f"'edits' turns a whole clip into a new one and cannot be combined with "
+                                       f"'{other}'; keep one of them", s.id, "edits")
+        if s.edits in self.ids:
+            return self.shot_ref(s.id, "edits", s.edits)
+        asset = self._named(s.id, "edits", s.edits)
+        if asset.kind != "mp4":
+            raise self.where.error(f"'{s.edits}' is an image, but 'edits' needs a clip: another shot's id or an "
+                                   "MP4 asset", s.id, "edits")
+        return asset
+
+    def names_footage(self, ref: str) -> bool:
+        """Whether `ref` names an asset or a file rather than a shot (a shot id wins)."""
+        if ref in self.ids:
+            return False
+        return ref in self.assets or ref in self.broken or "/" in ref or Path(ref).suffix.lower() == ".mp4"
+
+    def footage(self, shot: str, field: str, ref: str | None) -> Asset | None:
+        """An MP4 asset named where a shot's clip could be (`extends` on omni)."""
+        if ref is None:
+            return None
+        asset = self._named(shot, field, ref)
+        if asset.kind != "mp4":
+            raise self.where.error(f"'{ref}' is an image, but '{field}' needs a clip: another shot's id or an "
+                                   "MP4 asset", shot, field)
+        return asset
+
+    def _named(self, shot: str, field: str, ref: str) -> Asset:
+        """A declared asset or a file beside the storyboard, by name or path."""
         if ref in self.broken:
             raise self.broken[ref]  # recorded once already: the same message is not listed twice
         if ref in self.assets:
@@ -93,8 +141,6 @@ class AssetResolver:
             if ref in self.ids:
                 hint = f" ('{ref}' is a shot: write {{ shot = \"{ref}\", frame = \"last\" }})"
             raise self.where.error(f"unknown asset '{ref}'{hint}", shot, field)
-        if asset.kind not in IMAGE_KINDS:
-            raise self.where.error(f"'{ref}' is a video clip, but {field} needs a PNG or JPEG image", shot, field)
         return asset
 
     def _declared(self, name: str, value: str | AssetTable) -> Asset:

@@ -142,12 +142,13 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None, provider: str | None = None,
+          on_film_step: Any = None, provider: str | None = None, resubmit: list[str] | None = None,
           planned: tuple[list[Step], Resolver] | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build).
 
     A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
-    shots, not clip hashes (see storyboard.progress.name_film_steps). `planned` is what
+    shots, not clip hashes (see storyboard.progress.name_film_steps). `resubmit` names shots whose
+    create lost its answer (maybe charged) to send again all the same. `planned` is what
     plan_project returned for this project, when the caller planned already (the CLI does, for
     the cost and the budget): the board is then planned once, and every action it found is
     looked up once.
@@ -164,6 +165,12 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     else:
         steps, planned_resolver = planned
     resolver = project.resolver()
+    from storyboard.errors import did_you_mean
+
+    for shot_id in resubmit or ():
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"--resubmit: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    resolver.resubmit = set(resubmit or ())
     resolver.force = planned_resolver.force
     resolver.actions, resolver.keys = planned_resolver.actions, planned_resolver.keys
     if on_event is not None:
@@ -239,10 +246,11 @@ def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str 
     cost = " + ".join(format_price(Price(v, u)) for u, v in costs.items())
     if unpriced:
         cost += f"{' and ' if costs else ''}{unpriced} shot(s) with no known price"
+    maybe = f" (and up to {pv.may_rerun} that may rerun)" if getattr(pv, "may_rerun", 0) else ""
     if terminal:
-        return f"Generate {pv.to_generate} shot(s) for an estimated {cost}?"
+        return f"Generate {pv.to_generate} shot(s){maybe} for an estimated {cost}?"
     if budget is None:
-        raise StoryboardError(f"{pv.to_generate} shot(s) to generate for an estimated {cost}, and no terminal to "
+        raise StoryboardError(f"{pv.to_generate} shot(s){maybe} to generate for an estimated {cost}, and no terminal to "
                               "ask: pass --yes to go ahead, or --budget USD to go ahead within a limit; "
                               "nothing was run")
     if unpriced or set(costs) - {"USD"}:

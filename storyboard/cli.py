@@ -231,6 +231,7 @@ def build(
     require_remote: RequireRemoteOpt = False,
     allow_outside: AllowOutsideOpt = False,
     allow_base_url: AllowBaseUrlOpt = None,
+    resubmit: Annotated[Optional[list[str]], typer.Option("--resubmit", metavar="SHOT", help="send SHOT's create again although an earlier one lost its answer and may have been charged (repeatable)")] = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
@@ -246,7 +247,7 @@ def build(
     steps, planned = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
-    blocking = [p for p in pv.problems if not p.startswith("note:")]
+    blocking = [p for p in pv.problems if not p.startswith(("note:", "warning:"))]
     if blocking:
         raise MissingKeyError(blocking[0] + "; nothing was run")
     for note in pv.problems:
@@ -260,7 +261,7 @@ def build(
     try:
         report = run_build(project, only=only, jobs=jobs, keep_going=keep_going,
                            on_event=progress.interrupted_as_such(reporter, _state["interrupted"]),
-                           cancel=cancel, on_film_step=reporter.film_step, provider=provider,
+                           cancel=cancel, on_film_step=reporter.film_step, provider=provider, resubmit=resubmit,
                            planned=(steps, planned))
     finally:
         reporter.close()
@@ -271,6 +272,7 @@ def build(
         import json
 
         typer.echo(json.dumps({"event": "summary", **counts, "failed_shots": {r.shot: r.error for r in report.failed},
+                               "warnings": {r.shot: r.warning for r in report.shots.values() if r.warning},
                                "film": str(report.film.path) if report.film else None,
                                "duration": report.film.duration if report.film else None,
                                **({"no_film": no_film} if no_film else {})}))
@@ -278,6 +280,9 @@ def build(
         typer.echo("summary: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to do"))
         for failure in report.failed:
             typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
+        for shot in report.shots.values():
+            if shot.warning:
+                typer.echo(f"warning: shot '{shot.shot}': {shot.warning}", err=True)
         if report.film is not None:
             verb = "stitched" if report.film.stitched else "up to date"
             typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")

@@ -5,9 +5,9 @@ by stream copy: H.264 with fixed settings, PCM audio of exactly the video's leng
 timestamps in 1/fps and 1/sample-rate; MKV's millisecond clock is not exact at 24 fps).
 
 A clip whose video is already the film's (``copy_blocker`` finds nothing against it) can skip the
-encode in a film of cuts: its H.264 packets are copied as they are and only its audio is converted
-to PCM (``build_copy_command``). The stitcher does so only when every clip of the film qualifies
-and all share one set of H.264 parameter sets, since the film keeps only the first segment's.
+encode in a film of cuts: its H.264 packets are copied as they are, B-frames and all, and only its
+audio is converted to PCM (``build_copy_command``). The film keeps one set of H.264 parameter sets,
+so ``film_setting.py`` decides which clips are copied and encodes the others to match them.
 
 A clip is conformed into one piece (``whole``) for cuts, or three pieces for crossfades and fades::
 
@@ -54,12 +54,18 @@ BITEXACT_ARGS = ("-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+
                  "-map_metadata", "-1", "-map_chapters", "-1")  # fmt: skip
 """Output flags that keep ffmpeg's version, dates and source tags out of the bytes."""
 
+COLOUR = ("out_color_matrix=bt709:out_range=tv", "")
+"""How a conform converts and tags the picture: swscale's output matrix and range, then a filter
+that sets the frames' colour tags ("" keeps the encoder's own: ``VIDEO_CODEC_ARGS`` tags BT.709)."""
+
 SEGMENT_SUFFIX = ".mov"
 PARTS_WHOLE = ("whole",)
 PARTS_SPLIT = ("head", "body", "tail")
 
-VideoMode = Literal["copy", "encode"]
-"""How a conform makes its video: ``copy`` the clip's H.264 packets, or ``encode`` them anew."""
+VideoMode = Literal["copy", "match", "encode"]
+"""How a conform makes its video: ``copy`` the clip's H.264 packets, ``match`` (encode them with
+the copied clips' encoder setting, so the film keeps one set of parameter sets), or ``encode``
+them with the stitcher's own setting (``VIDEO_CODEC_ARGS``)."""
 
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 6: "5.1", 8: "7.1"}
 
@@ -114,16 +120,23 @@ def digest(fields: dict[str, object]) -> str:
 
 
 def conform_key(
-    clip_sha: str, profile: Profile, edge: int, *, encoder: str, mode: VideoMode = "encode"
+    clip_sha: str,
+    profile: Profile,
+    edge: int,
+    *,
+    encoder: str,
+    mode: VideoMode = "encode",
+    video_args: Sequence[str] = VIDEO_CODEC_ARGS,
+    colour: tuple[str, str] = COLOUR,
 ) -> str:
     """Key of a clip's conformed pieces: everything that shapes their bytes.
 
     That is the clip's bytes, the profile, the split (``edge`` frames), how the video is made
-    (``mode``: copied, or encoded with these settings) and the ffmpeg build (``encoder``, its
-    version line). The frame count and audio presence are not in it: both follow from the
-    clip's bytes.
+    (``mode``: copied, or converted to ``colour`` and encoded with ``video_args``) and the
+    ffmpeg build (``encoder``, its version line). The frame count and audio presence are not in
+    it: both follow from the clip's bytes.
     """
-    video = ["copy"] if mode == "copy" else list(VIDEO_CODEC_ARGS)
+    video = ["copy"] if mode == "copy" else [*video_args, *([] if colour == COLOUR else colour)]
     return digest({
         "v": CONFORM_VERSION, "step": "conform", "clip": clip_sha, "profile": asdict(profile),
         "edge": edge, "mode": mode, "video": video, "audio": "pcm_s16le", "encoder": encoder,
@@ -145,6 +158,8 @@ def build_conform_command(
     frames: int,
     has_audio: bool,
     edge: int = 0,
+    video_args: Sequence[str] = VIDEO_CODEC_ARGS,
+    colour: tuple[str, str] = COLOUR,
 ) -> list[str]:
     """ffmpeg arguments (without the executable) that conform ``src`` into ``outs``.
 
@@ -155,6 +170,8 @@ def build_conform_command(
         frames: the clip's length in frames at ``profile.fps`` (see ``frames_for``).
         has_audio: whether ``src`` has an audio stream; silence is generated if not.
         edge: frames in the head and tail pieces; 0 conforms the clip as one piece.
+        video_args: the H.264 encoder's settings (``VIDEO_CODEC_ARGS`` unless matching others).
+        colour: the colour conversion and tags (see ``COLOUR``).
 
     Raises:
         ValueError: the clip is too short to give the body at least one frame.
@@ -169,9 +186,10 @@ def build_conform_command(
         "[0:v:0]setpts=PTS-STARTPTS,"
         f"fps={p.fps},"
         f"scale={p.width}:{p.height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        ":out_color_matrix=bt709:out_range=tv:flags=bicubic,"
+        f":{colour[0]}:flags=bicubic,"
         f"pad={p.width}:{p.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format={p.pix_fmt},"
         f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
+        + (f",{colour[1]}" if colour[1] else "")
     )
     audio = _audio_chain(profile, frames, has_audio)
     names = list(bounds)
@@ -189,11 +207,14 @@ def build_conform_command(
                          f":end_sample={p.samples_at(end)},asetpts=PTS-STARTPTS[a_{name}]")
     argv = ["-y", "-i", str(src), "-filter_complex", ";".join(graph)]
     for name in names:
-        argv += segment_output_args(f"[v_{name}]", f"[a_{name}]", outs[name], profile)
+        argv += segment_output_args(f"[v_{name}]", f"[a_{name}]", outs[name], profile, video_args)
     return argv
 
 
-def segment_output_args(video: str, audio: str, out: Path, profile: Profile) -> list[str]:
+def segment_output_args(
+    video: str, audio: str, out: Path, profile: Profile,
+    video_args: Sequence[str] = VIDEO_CODEC_ARGS,
+) -> list[str]:
     """Output arguments of one intermediate segment: H.264 + PCM in MOV, with exact clocks.
 
     Every segment must come out with the same H.264 parameter sets (SPS/PPS), because the film
@@ -201,7 +222,7 @@ def segment_output_args(video: str, audio: str, out: Path, profile: Profile) -> 
     ``xfade`` would otherwise be free to change (and x264 would switch to a 4:4:4 profile).
     """
     return [
-        "-map", video, "-map", audio, *VIDEO_CODEC_ARGS, "-pix_fmt", profile.pix_fmt,
+        "-map", video, "-map", audio, *video_args, "-pix_fmt", profile.pix_fmt,
         "-c:a", "pcm_s16le", "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
         "-video_track_timescale", str(profile.fps * 1000), *BITEXACT_ARGS,
         "-f", "mov", str(out),
@@ -256,6 +277,8 @@ class ClipFacts:
             resets the decoder's reference state, so nothing before it can matter).
         extradata: the codec's out-of-band parameter sets (for H.264, the avcC record holding
             the SPS and PPS).
+        x264_options: the ``options:`` line x264 writes into its first picture, if it made it.
+        colour: the video's colour tags as FFmpeg numbers (primaries, transfer, matrix, range).
     """
 
     duration: float
@@ -270,6 +293,8 @@ class ClipFacts:
     reorders: bool
     starts_on_idr: bool
     extradata: bytes
+    x264_options: str | None = None
+    colour: tuple[int, int, int, int] = (2, 2, 2, 0)
 
 
 def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
@@ -292,6 +317,9 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                 "has_audio": bool(container.streams.audio), "codec": ctx.name,
                 "width": ctx.width, "height": ctx.height, "pix_fmt": ctx.pix_fmt,
                 "square_pixels": not sar or sar == 1, "extradata": bytes(ctx.extradata or b""),
+                "colour": tuple(int(getattr(ctx, name, unset) or unset) for name, unset in (
+                    ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
+                    ("color_range", 0))),
             }
             stamps, first = [], b""
             for packet in container.demux(video):
@@ -319,6 +347,7 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
         frame_rate=1 / (step * base) if constant else None,
         reorders=any(pts != dts for pts, dts, _, _ in stamps),
         starts_on_idr=bool(stamps) and stamps[0][3] and _has_idr(first, facts["extradata"]),
+        x264_options=_x264_options(first),
         **facts,
     )  # fmt: skip
 
@@ -327,9 +356,10 @@ def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:
     """Why the clip's video cannot be copied into a film of ``profile`` as it is, or None if it can.
 
     Copying needs H.264 of the film's size and pixel format, square pixels, exactly
-    ``profile.fps`` frames a second from time 0, no reordered frames (a B-frame's decode time
-    precedes its display time, which joins would have to shift), parameter sets out of band (an
-    avcC record, which the film can share) and an IDR frame first.
+    ``profile.fps`` frames a second from time 0, parameter sets out of band (an avcC record,
+    which the film can share) and an IDR frame first. B-frames are fine: the concat demuxer
+    offsets each clip's decode times with its presentation times, so a clip's packets decode
+    after the previous clip's, and the film's edit list absorbs the first clip's decode delay.
     """
     if facts.codec != "h264":
         return f"its video is {facts.codec}, not h264"
@@ -339,8 +369,6 @@ def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:
         return f"its pixel format is {facts.pix_fmt}, not {profile.pix_fmt}"
     if not facts.square_pixels:
         return "its pixels are not square"
-    if facts.reorders:
-        return "it has B-frames"
     if facts.frame_rate != profile.fps:
         return f"it is not exactly {profile.fps} frames a second from time 0"
     if not facts.extradata.startswith(b"\x01"):
@@ -363,27 +391,10 @@ def _has_idr(packet: bytes, avcc: bytes) -> bool:
     return False
 
 
-def video_mode(
-    clips: Sequence[tuple[str, ClipFacts | MediaError]], profile: Profile
-) -> tuple[VideoMode, str | None]:
-    """``copy`` when every clip's video can go into a film of cuts as it is, else ``encode`` and why.
-
-    Args:
-        clips: each clip's file name and facts (or the error reading it), in film order.
-        profile: the film's format.
-
-    Copied segments keep their own H.264 parameter sets and the film keeps only the first's, so
-    all clips must share one set; a film mixing copied and encoded segments would not.
-    """
-    first: tuple[int, bytes] | None = None
-    for index, (name, facts) in enumerate(clips, 1):
-        if isinstance(facts, MediaError):
-            return "encode", f"clip {index} ({name}) cannot be read"
-        blocker = copy_blocker(facts, profile)
-        if blocker:
-            return "encode", f"clip {index} ({name}): {blocker}"
-        if first is None:
-            first = (index, facts.extradata)
-        elif facts.extradata != first[1]:
-            return "encode", f"clip {index} ({name}) has other H.264 parameter sets than clip {first[0]}"
-    return "copy", None
+def _x264_options(packet: bytes) -> str | None:
+    """The settings x264 wrote into a picture's SEI (``options: cabac=1 ref=3 ...``), if any."""
+    at = packet.find(b"x264 - core ")
+    if at < 0:
+        return None
+    text = packet[at:packet.find(b"\0", at)].decode("ascii", "replace")
+    return text.partition(" - options: ")[2] or None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ class ShotReport:
     key: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    warning: str | None = None
+    """Why the clip differs from the request (kept all the same: it was paid for)."""
 
 
 @dataclass
@@ -280,18 +283,23 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, 
             if entry is None and remote is not None and shot_id not in resolver.force:
                 notify(shot_id, "downloading", {"from": "remote"})
                 entry = remote.fetch(key, cache)
-            if entry is None:
-                with slot:
-                    if cancel.is_set():
-                        raise Cancelled("interrupted")
-                    entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
-                outcome = Outcome.RENDERED
-                if remote is not None:
-                    remote.publish(key, entry, cache)
+            # one machine of a team pays for a key; the others wait for its entry (storyboard/lease.py)
+            leased = entry is None and remote is not None and shot_id not in resolver.force
+            with remote.lease(key, cache, lambda who: notify(shot_id, "waiting", {"holder": who}), cancel) \
+                    if leased else nullcontext() as fetched:
+                entry = entry or fetched
+                if entry is None:
+                    with slot:
+                        if cancel.is_set():
+                            raise Cancelled("interrupted")
+                        entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
+                    outcome = Outcome.RENDERED
+                    if remote is not None:
+                        remote.publish(key, entry, cache)
         resolver.outputs[shot_id] = entry
         _record(lock, shot_id, key, job, entry, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})
-        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started)
+        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started, warning=entry.get("mismatch"))
     except StoryboardError as exc:
         notify(shot_id, "failed", {"error": exc.message})
         return ShotReport(shot_id, Outcome.FAILED, key, error=exc.message, seconds=time.monotonic() - started)
@@ -322,10 +330,12 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
         handles=handles,
         settings=board.providers.get(job.provider),
     )
+    _refuse_uncertain(shot_id, ctx, resolver.resubmit)
     clip_tmp = cache.tmp_path(".mp4")
     first_tmp = cache.tmp_path(".png")
     last_tmp = cache.tmp_path(".png")
     started = time.time()
+    mismatch = None
     try:
         result = provider.render(job, clip_tmp, ctx)
         try:
@@ -334,9 +344,9 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
             raise ProviderError(f"shot '{shot_id}': {job.provider} returned a file that does not decode: "
                                 f"{exc.message}", provider=job.provider) from exc
         want = expected_seconds(job, resolver, board.shots[shot_id].extends)
-        if abs(info.duration - want) > 1.5 / FPS + 0.05:
-            raise ProviderError(f"shot '{shot_id}': {job.provider} returned {info.duration:.2f} s, expected "
-                                f"{want:.2f} s; not cached", provider=job.provider)
+        if abs(info.duration - want) > 1.5 / FPS + 0.05:  # paid for and decodable: keep it, say so
+            mismatch = (f"{job.provider} returned {info.duration:.2f} s for a {want:.2f} s request; kept "
+                        "(it was paid for) and used as it is")
         pixels = dict(zip(("first", "last"), extract_first_last(clip_tmp, first_tmp, last_tmp), strict=True))
         outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
         for frame, digest in pixels.items():
@@ -363,7 +373,23 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
         "handle": result.handle,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 3),
+        **({"mismatch": mismatch} if mismatch else {}),
     }
     cache.put_action(key, entry)
     ctx.journal.clear()
     return entry
+
+
+def _refuse_uncertain(shot_id: str, ctx: RenderContext, resubmit: set[str]) -> None:
+    """Fail a shot whose last create may have been charged (journaled `uncertain`), unless --resubmit names it."""
+    entry = ctx.journal.read() or {}
+    if not entry.get("uncertain"):
+        return
+    if shot_id in resubmit:
+        ctx.journal.clear()
+        return
+    provider = entry.get("provider", "the provider")
+    raise ProviderError(f"shot '{shot_id}': a {provider} create sent at {entry.get('sent', '?')} lost its answer and "
+                        "may have been charged; it is not sent again on its own. Check the jobs and billing in "
+                        f"{provider}'s console; to pay for it again, run `storyboard build --resubmit {shot_id}`",
+                        provider=provider)

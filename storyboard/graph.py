@@ -51,6 +51,8 @@ def _edge_label(board: Board, src: str, dst: str) -> str:
         return ""
     if shot.extends == src:
         return "extends"
+    if shot.edits == src:
+        return "edits"
     if shot.continues == src:
         return "continues"
     labels = []

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-Resolution = Literal["720p", "1080p", "4k"]
+Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
 
 SIZES: dict[tuple[str, str], tuple[int, int]] = {
+    ("360p", "16:9"): (640, 360),
+    ("360p", "9:16"): (360, 640),
     ("720p", "16:9"): (1280, 720),
     ("720p", "9:16"): (720, 1280),
     ("1080p", "16:9"): (1920, 1080),
@@ -51,7 +53,8 @@ class RenderJob(BaseModel):
     model: str
     prompt: str
     negative_prompt: str | None = None
-    duration: int = 8
+    duration: int | float = 8
+    """Seconds; whole for Veo, fractional where a model allows it (Omni). An edit's is its source's length."""
     resolution: Resolution = "720p"
     aspect_ratio: AspectRatio = "16:9"
     seed: int | None = None
@@ -61,8 +64,18 @@ class RenderJob(BaseModel):
     last_frame: str | None = None
     references: tuple[str, ...] = ()
     extends: str | None = None
+    edits: str | None = None
+    """sha256 of the clip this job edits (another shot's or an MP4 asset): its bytes are in the key."""
     label: str = ""
     """The shot id, only for providers that draw it into the clip (the animatic)."""
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave `edits` out when unset, so the keys of every job made before it existed stay the same."""
+        data = handler(self)
+        if data.get("edits") is None:
+            data.pop("edits", None)
+        return data
 
     @property
     def output_seconds(self) -> float:
@@ -86,6 +99,14 @@ class Capabilities:
     seed: bool = True
     negative_prompt: bool = True
     max_prompt_chars: int = 4000
+    fractional_durations: bool = False
+    """Any length between the shortest and the longest of `durations` (Omni), not only those listed."""
+    longest_for_inputs: bool = True
+    """References need the longest duration (Veo 3.1 rule); Omni takes any."""
+    edit: bool = False
+    """Whether the model turns an existing clip into a new one (`edits`)."""
+    extend_footage: bool = False
+    """Whether it extends any MP4 (`extends` naming an asset), not only clips it generated."""
     long_duration_only: frozenset[str] = frozenset({"1080p", "4k"})
     """Resolutions that need the longest duration (8 s on Veo 3.1)."""
     max_extended_seconds: int = 148

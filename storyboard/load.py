@@ -290,6 +290,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
     film_seed = film.seed if caps.seed else None
     film_negative = film.negative_prompt if caps.negative_prompt else None
     first, continues = attempt(assets.first_frame, s) or (None, None)
+    footage = s.extends is not None and assets.names_footage(s.extends)
     shot = dict(
         id=s.id,
         index=index,
@@ -297,7 +298,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         negative_prompt=attempt(prompt, s.negative_prompt if s.negative_prompt is not None else film_negative,
                                 "negative_prompt", s.negative_prompt is None),
         # an extension's length is Veo's rule (+7 s), not the film's default
-        duration=s.duration if s.duration is not None else (EXTENSION_SECONDS if s.extends else film.duration),
+        duration=_whole(s.duration if s.duration is not None else (EXTENSION_SECONDS if s.extends else film.duration)),
         resolution=s.resolution or film.resolution,
         aspect_ratio=s.aspect_ratio or film.aspect_ratio,
         seed=s.seed if s.seed is not None else film_seed,
@@ -307,9 +308,11 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         model=model_name,
         first_frame=first,
         last_frame=attempt(assets.image, s.id, "last_frame", s.last_frame),
-        extends=attempt(assets.shot_ref, s.id, "extends", s.extends),
+        extends=None if footage else attempt(assets.shot_ref, s.id, "extends", s.extends),
+        extends_clip=attempt(assets.footage, s.id, "extends", s.extends) if footage else None,
         references=tuple(attempt(assets.image, s.id, "references", r) for r in s.references),
         continues=continues,
+        edits=attempt(assets.clip_source, s),
         inherited=frozenset(
             name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
             if getattr(s, name) is None and getattr(film, name) is not None
@@ -317,6 +320,11 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         ) | ({"provider"} if s.provider is None else set()),
     )
     return None if failed else Shot(**shot)
+
+
+def _whole(seconds: int | float) -> int | float:
+    """6.0 is 6: a whole length keeps the key and the wire format of an integer duration."""
+    return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
 
 
 def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> None:
@@ -331,13 +339,14 @@ def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> 
 
 
 def _sequence(spec: StoryboardFile, shots: dict[str, Shot]) -> tuple[str, ...]:
-    """The film's shots in order: [edit] sequence, else file order with extended shots replaced."""
+    """The film's shots in order: [edit] sequence, else file order with extended and edited shots replaced."""
     if spec.edit.sequence is not None:
         return tuple(spec.edit.sequence)
-    extended_by: dict[str, str] = {}
+    extended_by: dict[str, str] = {}  # an edit replaces its source shot like an extension does
     for shot in shots.values():
-        if shot.extends and shot.extends not in extended_by:
-            extended_by[shot.extends] = shot.id
+        source = shot.extends or (shot.edits if isinstance(shot.edits, str) else None)
+        if source and source not in extended_by:
+            extended_by[source] = shot.id
     chained = set(extended_by.values())
     order = []
     for shot in shots.values():

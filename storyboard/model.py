@@ -19,7 +19,7 @@ from storyboard.providers import ProviderSettings
 SEED_MAX = 4_294_967_295
 ID_PATTERN = r"^[a-z0-9_-]+$"
 
-Resolution = Literal["720p", "1080p", "4k"]
+Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
 FrameWhich = Literal["first", "last"]
 
@@ -59,7 +59,8 @@ class Film(_Strict):
     model: str | None = Field(None, description="default model (else the provider's default)")
     resolution: Resolution = "720p"
     aspect_ratio: AspectRatio = "16:9"
-    duration: int = Field(8, description="default shot length in seconds: 4, 6 or 8 (an extension adds 7 s)")
+    duration: int | float = Field(8, description="default shot length in seconds: 4, 6 or 8 on Veo (an extension "
+                                  "adds 7 s); any length the model allows on omni (3-10 s, 3-15 s on 1.2; fractions too)")
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
     negative_prompt: str | None = None
     audio: bool = True
@@ -82,7 +83,8 @@ class ShotSpec(_Strict):
     id: str = Field(description="unique id, lowercase letters, digits, '-' and '_'")
     prompt: str = Field(description="what happens; jinja2 with the [vars] table")
     negative_prompt: str | None = None
-    duration: int | None = Field(None, description="4, 6 or 8 seconds; omit it on an extension, which adds 7 s")
+    duration: int | float | None = Field(None, description="seconds: 4, 6 or 8 on Veo, 3-15 (fractions too) on omni; "
+                                         "omit it on an extension, which adds 7 s")
     resolution: Resolution | None = None
     aspect_ratio: AspectRatio | None = None
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
@@ -93,7 +95,9 @@ class ShotSpec(_Strict):
     first_frame: ImageRef | None = None
     last_frame: ImageRef | None = None
     continues: str | None = Field(None, description="start on the exact last frame of this shot")
-    extends: str | None = Field(None, description="extend this shot's clip by 7 s")
+    extends: str | None = Field(None, description="extend this shot's clip (or, on omni, an MP4 asset) by 7 s")
+    edits: str | None = Field(None, description="turn this shot's clip, or an MP4 asset, into a new one "
+                              "as the prompt says (providers that can edit: omni)")
     references: list[ImageRef] = Field(default_factory=list, description="up to 3 images")
 
 
@@ -192,7 +196,7 @@ class Shot:
     index: int
     prompt: str
     negative_prompt: str | None
-    duration: int
+    duration: int | float
     resolution: str
     aspect_ratio: str
     seed: int | None
@@ -205,12 +209,18 @@ class Shot:
     extends: str | None
     references: tuple[ImageInput, ...]
     continues: str | None = None
+    edits: str | Asset | None = None
+    """The clip this shot edits: another shot's id, or an MP4 asset."""
+    extends_clip: Asset | None = None
+    """The MP4 asset this shot extends, when `extends` names footage rather than a shot (omni)."""
     inherited: frozenset[str] = frozenset()
     """Fields whose value came from [film], so errors can say where to fix them."""
 
     def upstream(self) -> list[str]:
         """Shots whose outputs this shot needs, in a stable order."""
         ups = [self.extends] if self.extends else []
+        if isinstance(self.edits, str):
+            ups.append(self.edits)
         for image in (self.first_frame, self.last_frame, *self.references):
             if isinstance(image, FrameInput):
                 ups.append(image.shot)

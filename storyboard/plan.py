@@ -11,16 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.estimate import pseudo_job
 from storyboard.frames import frame_digests
-from storyboard.job import RenderJob, job_duration
+from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
 WAITS = MAY_RERUN
 """The former name: a shot waiting on an upstream that reruns."""
+UNCERTAIN = "uncertain"
+"""A create was sent and its answer lost: it may be charged, so build refuses it without --resubmit."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Resolver:
     """shot id -> its action entry (outputs: clip/first/last digests; meta)."""
     force: set[str] = field(default_factory=set)
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
+    resubmit: set[str] = field(default_factory=set)
+    """Shots whose create may have been charged (journaled `uncertain`) to send again all the same (--resubmit)."""
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
     """key -> the action entry found for it in this run: each action is read and verified once."""
     keys: dict[RenderJob, str] = field(default_factory=dict)
@@ -112,13 +117,18 @@ class Resolver:
         if shot.extends:
             extends = self.outputs[shot.extends]["outputs"]["clip"]
             inputs[extends] = self.cache.object_path(extends)
+        edits, duration = self._edit_source(shot, inputs)
+        if shot.extends_clip is not None:  # footage: the clip returned is the asset's length + 7 s
+            extends, path = self._image(shot, shot.extends_clip)
+            inputs[extends] = path
+            duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         job = RenderJob(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,
             negative_prompt=shot.negative_prompt,
-            duration=job_duration(shot.duration, bool(shot.extends)),
+            duration=job_duration(shot.duration, bool(shot.extends)) if duration is None else duration,
             resolution=shot.resolution,
             aspect_ratio=shot.aspect_ratio,
             seed=shot.seed,
@@ -128,9 +138,22 @@ class Resolver:
             last_frame=digest(shot.last_frame),
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
+            edits=edits,
             label=shot.id if getattr(impl, "labels_output", False) else "",
         )
         return job, inputs
+
+    def _edit_source(self, shot: Shot, inputs: dict[str, Path]) -> tuple[str | None, int | float | None]:
+        """The digest of the clip `shot` edits (another shot's, or an MP4 asset) and its length."""
+        if shot.edits is None:
+            return None, None
+        if isinstance(shot.edits, str):
+            sha = self.outputs[shot.edits]["outputs"]["clip"]
+            path = self.cache.object_path(sha)
+        else:
+            sha, path = self._image(shot, shot.edits)
+        inputs[sha] = path
+        return sha, clip_seconds(path)
 
     def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path]:
         if isinstance(image, Asset):
@@ -214,7 +237,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             continue
         if entry is not None:
             resolver.outputs[shot_id] = entry
-            steps.append(Step(shot_id, CACHED, "up to date", key, job))
+            mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
+            steps.append(Step(shot_id, CACHED, mismatch, key, job))
             continue
         remote_entry = remote.lookup(key) if remote is not None else None
         if remote_entry is not None:
@@ -227,6 +251,12 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         if twin != shot_id:  # the build generates the request once: whichever is second finds it cached
             steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
                                                   "generated", key, job))
+            continue
+        sent = (resolver.cache.journal(key).read() or {})
+        if sent.get("uncertain"):
+            steps.append(Step(shot_id, UNCERTAIN, f"a {sent.get('provider')} create sent at {sent.get('sent')} lost "
+                                                  "its answer and may have been charged: check the provider's "
+                                                  f"console, then `storyboard build --resubmit {shot_id}`", key, job))
             continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
     return steps

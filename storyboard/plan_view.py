@@ -9,7 +9,7 @@ from storyboard.errors import MissingKeyError
 from storyboard.estimate import (Totals, format_price, limits_for, local_speeds, pseudo_job, render_seconds,
                                  stitch_seconds, wall_time)
 from storyboard.job import EXTENSION_SECONDS, Price, frame_size
-from storyboard.plan import CACHED, MAY_RERUN, REMOTE, Step
+from storyboard.plan import CACHED, MAY_RERUN, REMOTE, UNCERTAIN, Step
 
 INVALID = "invalid"
 
@@ -127,6 +127,12 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
     for name, message in missing_key.items():
         if any(r.provider == name and r.status == INVALID for r in rows):
             problems.append(message)
+    from storyboard.lifecycle import warnings
+
+    problems += warnings([board.shots[s.shot] for s in steps], project.providers)
+    problems += [f"warning: shot '{r.shot}': {r.reason.split('warning: ', 1)[1]}" for r in rows
+                 if r.status == CACHED and "warning: " in r.reason]
+    problems += [f"warning: shot '{r.shot}': {r.reason}" for r in rows if r.status == UNCERTAIN]
     limits = limits_for(project.providers, board.providers, jobs)
     # a local rate is the throughput a build got from this machine's cores: its renders queue one by one
     limits.update({name: (1, None) for name in speeds})
@@ -229,7 +235,10 @@ def _render_totals(pv: PlanView, console: Any) -> None:
     for name, hosts in pv.key_hosts.items():
         console.print(f"{name}: key sent to {', '.join(hosts)}", markup=False)
     for problem in pv.problems:
-        console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
+        if problem.startswith("warning:"):
+            console.print(f"[yellow]warning:[/]{problem.removeprefix('warning:')}", markup=True)
+        else:
+            console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
 
 
 def _duration(seconds: float) -> str:

@@ -115,6 +115,7 @@ class Remote:
         self._no_write = False
         self._probed = False
         self._corrupt: set[str] = set()
+        self._leases: Any = None
         self.fs, self._root = _open_fs(url, storage_options)
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._local = bool(protocols & {"file", "local"})
@@ -163,6 +164,17 @@ class Remote:
             self._upload(key, entry, cache, lambda what: None, SyncReport())
         except _Unavailable as exc:
             self._unwritable(str(exc))
+
+    def lease(self, key: str, cache: Cache, on_wait: Callable[[str], None] = lambda holder: None,
+              cancel: threading.Event | None = None) -> Any:
+        """A context: None while this machine holds `key`'s lease (render, publish inside), or the
+        entry another machine published meanwhile. See storyboard/lease.py."""
+        with self._mutex:
+            if self._leases is None:
+                from storyboard.lease import Leases
+
+                self._leases = Leases(self)
+        return self._leases.claim(key, cache, on_wait, cancel)
 
     # ---- many keys at once: push and pull -------------------------------------------------
 

@@ -348,7 +348,7 @@ def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: Bui
     outcome = build.shots.get(shot.id) if build is not None else None
     if outcome is not None and outcome.outcome.value in ("failed", "skipped"):
         status, reason = outcome.outcome.value, outcome.error or reason
-    elif status == "to run" and step.key and project.cache.journal(step.key).read():
+    elif status == "to run" and row.status != "uncertain" and step.key and project.cache.journal(step.key).read():
         reason += "; a provider job is in flight and resumes on the next build"
     card = ShotCard(
         id=shot.id, number=None, prompt=shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,

@@ -7,7 +7,7 @@ from typing import Any
 
 from storyboard.errors import StoryboardFileError
 from storyboard.job import EXTENSION_SECONDS
-from storyboard.model import Board, FrameInput, Shot
+from storyboard.model import Asset, Board, FrameInput, Shot
 
 ErrorFn = Callable[..., StoryboardFileError]
 
@@ -18,6 +18,15 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     from storyboard.providers._hosts import refuse_foreign_hosts
 
     refuse_foreign_hosts(providers, error)  # a key goes only to its provider's host, loopback, or where the user said
+    from storyboard.lifecycle import check_shots
+
+    check_shots(board.shots.values(), providers, error)  # a shut-down model fails here, not after paying for others
+    from storyboard.providers._upload import local_target_refusal
+
+    for name, impl in providers.items():  # a file:// upload target stays inside the board's folder
+        upload = getattr(getattr(impl, "settings", None), "upload", None)
+        if isinstance(upload, str) and (why := local_target_refusal(upload, board.root)) is not None:
+            raise error(f"[providers.{name}] field 'upload': {why}")
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
         check_shot(shot, caps, error)
@@ -32,7 +41,10 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
     lengths = clip_lengths(board)
     for shot in board.shots.values():
         caps = providers[shot.provider].capabilities(shot.model)
-        if shot.extends and lengths[shot.id] > caps.max_extended_seconds:
+        for field, footage in (("edits", shot.edits), ("extends", shot.extends_clip)):
+            if isinstance(footage, Asset) and not edit_length(footage, lengths.get):
+                raise error(f"asset '{footage.label}' does not decode as a video clip", shot.id, field)
+        if (shot.extends or shot.extends_clip) and lengths[shot.id] > caps.max_extended_seconds:
             raise error(f"the extended clip would be {lengths[shot.id]} s; {shot.provider} extends up to "
                         f"{caps.max_extended_seconds} s in total", shot.id, "extends")
         for field, image in (("first_frame", shot.first_frame), ("last_frame", shot.last_frame),
@@ -56,14 +68,29 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
                         f"{lengths[shortest] / 2 - 0.5:g} s")
 
 
+def edit_length(source: str | Asset, length: Callable[[str], float]) -> float:
+    """An edit is as long as its source: another shot's clip, or the MP4 asset (0 if it will not decode)."""
+    if isinstance(source, str):
+        return length(source)
+    from storyboard.assets import clip_seconds
+    from storyboard.errors import MediaError
+
+    try:
+        return clip_seconds(source.path) if source.path else 0
+    except MediaError:
+        return 0
+
+
 def clip_lengths(board: Board) -> dict[str, int]:
-    """Seconds of each shot's clip: an extension returns its source plus 7 s."""
+    """Seconds of each shot's clip: an extension returns its source plus 7 s, an edit its source's."""
     lengths: dict[str, int] = {}
 
     def length(shot_id: str) -> int:
         if shot_id not in lengths:
             shot = board.shots[shot_id]
-            lengths[shot_id] = length(shot.extends) + EXTENSION_SECONDS if shot.extends else shot.duration
+            source = shot.extends or shot.extends_clip
+            lengths[shot_id] = (edit_length(source, length) + EXTENSION_SECONDS if source else
+                                edit_length(shot.edits, length) if shot.edits else shot.duration)
         return lengths[shot_id]
 
     for shot_id in board.shots:
@@ -77,6 +104,12 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
     first_field = "continues" if shot.continues else "first_frame"
     if not shot.prompt.strip():
         raise error("the prompt is empty; describe what happens in the shot", shot.id, "prompt")
+    if shot.edits is not None and not caps.edit:
+        raise error(f"{p} cannot edit a clip; make this shot with a provider that can (provider = \"omni\")",
+                    shot.id, "edits")
+    if shot.extends_clip is not None and not caps.extend_footage:
+        raise error(f"{p} extends only clips it generated, not the MP4 asset '{shot.extends_clip.label}'; "
+                    "make this shot with provider = \"omni\"", shot.id, "extends")
     if len(shot.prompt) > caps.max_prompt_chars:
         raise error(f"the prompt is {len(shot.prompt)} characters; {p} accepts at most "
                     f"{caps.max_prompt_chars}", shot.id, "prompt")
@@ -93,13 +126,17 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         raise error("a last frame needs a first frame (Veo 3.1 rule); add 'first_frame' or 'continues', "
                     "or drop 'last_frame'", shot.id, "last_frame")
     longest = max(caps.durations)
-    if shot.extends is None and shot.duration not in caps.durations:
+    if shot.extends is None and caps.fractional_durations:
+        if not min(caps.durations) <= shot.duration <= longest:
+            raise error(f"{shot.duration} s is not a duration {p} makes; choose {min(caps.durations)} to "
+                        f"{longest} s (fractions allowed)", shot.id, "duration")
+    elif shot.extends is None and shot.duration not in caps.durations:
         choices = "/".join(str(d) for d in sorted(caps.durations))
         raise error(f"{shot.duration} s is not a duration {p} makes; choose {choices}", shot.id, "duration")
     for needs, field, why in (
         (shot.resolution in caps.long_duration_only and not shot.extends, "resolution",
          f"{shot.resolution} needs"),
-        (bool(shot.references), "references", "reference images need"),
+        (bool(shot.references) and caps.longest_for_inputs, "references", "reference images need"),
     ):
         if needs and shot.duration != longest:
             raise error(f"{why} duration = {longest} (Veo 3.1 rule), but the shot is {shot.duration} s; "

@@ -8,16 +8,18 @@ The film is a list of segments joined by the concat demuxer with the video strea
 Each clip is conformed once (``conform.py``) and each window (the tail of one clip blended with
 the head of the next) is encoded once; both are memoised by content, so changing one shot
 re-encodes its conform and the two windows that touch it, and copies everything else. Audio stays
-PCM until the end and is encoded to AAC once, over the whole film: stream-copying AAC clips
-drifts 21 ms per join (encoder priming), and one ``xfade`` chain over every clip takes memory
-that grows faster than the clip count.
+PCM until the end and is encoded to AAC over the whole film, in spans at once and joined packet
+for packet (``soundtrack.py``), and in a film of cuts each clip on the AAC grid lends its own
+packets but for a few at each join: stream-copying AAC clips whole drifts 21 ms per join
+(encoder priming), and one ``xfade`` chain over every clip takes memory that grows faster than
+the clip count.
 
-A film of cuts whose clips all have the film's video already (same size, pixel format and frame
-rate, no B-frames) and one set of H.264 parameter sets, as clips from one encoder have, is
-conformed without re-encoding any video: each clip's packets are copied and only its audio
-becomes PCM. Otherwise every clip is encoded, so the segments still share parameter sets. A
-transition's windows need exact frame cuts inside the clips, which copying cannot make between
-keyframes, so films with transitions always encode.
+In a film of cuts, every clip that already has the film's video (size, pixel format, frame rate,
+B-frames or not) and the H.264 setting most clips share, as clips from one provider do, is
+copied: its packets go into the film untouched and only its audio becomes PCM. Each other clip
+is encoded with x264 set to give the same parameter sets (``film_setting.py``), so one odd clip
+costs one encode, and the film still holds one set. A transition's windows need exact frame cuts
+inside the clips, which copying cannot make between keyframes, so films with transitions encode.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from storyboard.conform import (
     BITEXACT_ARGS,
-    CONFORM_VERSION,
+    COLOUR,
     SEGMENT_SUFFIX,
+    VIDEO_CODEC_ARGS,
     ClipFacts,
     Profile,
     VideoMode,
@@ -42,15 +45,14 @@ from storyboard.conform import (
     build_copy_command,
     conform_key,
     conform_parts,
-    copy_blocker,
-    digest,
     frames_for,
     read_clip,
-    segment_output_args,
-    video_mode,
 )
 from storyboard.errors import MediaError, StitchError
+from storyboard.film_setting import VideoPlan, encode_all, plan_video
 from storyboard.media import ffmpeg_exe, run_ffmpeg
+from storyboard.soundtrack import encode_soundtrack
+from storyboard.transition import Transition, build_window_command, window_key
 
 __all__ = [
     "Memo",
@@ -59,40 +61,14 @@ __all__ = [
     "Transition",
     "build_concat_command",
     "build_concat_list",
+    "build_pcm_command",
     "build_window_command",
     "stitch",
     "window_key",
 ]
 
-AAC_BITRATE_PER_CHANNEL = 96_000
 LOUDNORM = "loudnorm=I=-23:TP=-1:LRA=11"
 """EBU R128 programme loudness (-23 LUFS, true peak -1 dBTP), single pass, whole film."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """How consecutive clips join: a cut, a crossfade, or a fade (dip to black) of ``duration`` s.
-
-    Crossfades and fades overlap the clips, so the film is ``(n - 1) * duration`` shorter than its
-    clips. The duration is rounded to whole frames of the film (``edge_frames``), at least two, so
-    every segment has an exact frame count. A clip is conformed the same wherever it sits in the
-    film, so each clip must be longer than twice the overlap, the first and last ones included.
-    """
-
-    kind: Literal["cut", "crossfade", "fade"] = "cut"
-    duration: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("cut", "crossfade", "fade"):
-            raise ValueError(f"unknown transition {self.kind!r}: use cut, crossfade or fade")
-        if self.kind == "cut" and self.duration != 0:
-            raise ValueError("a cut has no duration")
-        if self.kind != "cut" and not self.duration > 0:
-            raise ValueError(f"a {self.kind} needs a duration above 0 s, got {self.duration}")
-
-    def edge_frames(self, fps: int) -> int:
-        """Frames each join overlaps: the duration rounded to whole frames, 0 for a cut."""
-        return 0 if self.kind == "cut" else max(2, frames_for(self.duration, fps))
 
 
 class Memo(Protocol):
@@ -110,7 +86,9 @@ class StitchStats:
     """What a stitch encoded, copied and reused from the memo.
 
     A conform is counted once: encoded (video re-encoded), copied (video stream-copied, audio
-    converted) or reused (found in the memo, whichever way it was made).
+    converted) or reused (found in the memo, whichever way it was made). ``conformed`` says, for
+    each clip whose video was not copied, which it is and why (``"clip 4 (odd.mp4): it is
+    25 frames a second ..."``).
     """
 
     conforms_encoded: int = 0
@@ -119,54 +97,7 @@ class StitchStats:
     windows_reused: int = 0
     segments: int = 0
     conforms_copied: int = 0
-
-
-def window_key(tail_key: str, head_key: str, kind: str) -> str:
-    """Key of the window joining the clip conformed under ``tail_key`` to the one under ``head_key``.
-
-    The conform keys carry both clips' hashes, the profile and the overlap in frames.
-    """
-    return digest(
-        {"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key, "kind": kind}
-    )
-
-
-def build_window_command(
-    tail: Path, head: Path, out: Path, *, profile: Profile, kind: str, edge: int
-) -> list[str]:
-    """ffmpeg arguments that join ``tail`` to ``head`` (both ``edge`` frames long) into ``out``.
-
-    A crossfade blends picture and sound linearly over the whole window. A fade shows the first
-    half of ``tail`` fading to black and silence, then the second half of ``head`` fading in
-    (``xfade``'s ``fadeblack`` is lopsided: out in a fifth of the time, in over the rest). Either
-    way the window has exactly ``edge`` frames and ``profile.samples_at(edge)`` samples.
-    """
-    samples = profile.samples_at(edge)
-    if kind == "crossfade":
-        graph = [
-            f"[0:v][1:v]xfade=transition=fade:duration={edge / profile.fps:.9f}:offset=0,"
-            f"format={profile.pix_fmt},tpad=stop_mode=clone:stop=-1,trim=end_frame={edge},"
-            "setpts=PTS-STARTPTS[v]",
-            f"[0:a]afade=t=out:ss=0:ns={samples}[a0]",
-            f"[1:a]afade=t=in:ss=0:ns={samples}[a1]",
-            "[a0][a1]amix=inputs=2:duration=longest:normalize=0,"
-            f"aformat=sample_fmts=s16,atrim=end_sample={samples}[a]",
-        ]
-    elif kind == "fade":
-        half = edge // 2
-        cut = profile.samples_at(half)
-        graph = [
-            f"[0:v]trim=end_frame={half},fade=t=out:s=0:n={half}[v0]",
-            f"[1:v]trim=start_frame={half},setpts=PTS-STARTPTS,fade=t=in:s=0:n={edge - half}[v1]",
-            f"[0:a]atrim=end_sample={cut},afade=t=out:ss=0:ns={cut}[a0]",
-            f"[1:a]atrim=start_sample={cut}:end_sample={samples},asetpts=PTS-STARTPTS,"
-            f"afade=t=in:ss=0:ns={samples - cut}[a1]",
-            f"[v0][a0][v1][a1]concat=n=2:v=1:a=1[vj][a];[vj]format={profile.pix_fmt}[v]",
-        ]
-    else:
-        raise ValueError(f"no window for a {kind!r}")
-    return ["-y", "-i", str(tail), "-i", str(head), "-filter_complex", ";".join(graph),
-            *segment_output_args("[v]", "[a]", out, profile)]
+    conformed: tuple[str, ...] = ()
 
 
 def build_concat_list(segments: Sequence[Path]) -> str:
@@ -178,23 +109,33 @@ def build_concat_list(segments: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_concat_command(
-    concat_list: Path, out: Path, *, profile: Profile, normalize_audio: bool = False
-) -> list[str]:
-    """ffmpeg arguments that join the segments named in ``concat_list`` into the MP4 ``out``.
+def build_pcm_command(concat_list: Path, out: Path, *, profile: Profile,
+                      normalize_audio: bool = False) -> list[str]:
+    """ffmpeg arguments that write the film's sound, joined from the segments, as raw PCM.
 
-    Video is stream-copied, packet for packet: the segments share their parameter sets, so the
-    demuxer's conversion to Annex B (which leaves a copy of them in every keyframe) is off. The
-    PCM audio is encoded to AAC once (after loudness normalisation when ``normalize_audio``).
+    The segments' PCM is exact to the sample; loudness normalisation (``normalize_audio``)
+    is the only thing that changes it, over the whole film at once.
     """
     audio_filter = []
     if normalize_audio:
         audio_filter = ["-af", f"{LOUDNORM},aresample={profile.sample_rate}"]
     return [
         "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(concat_list),
-        "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", *audio_filter,
-        "-c:a", "aac", "-b:a", str(AAC_BITRATE_PER_CHANNEL * profile.channels),
-        "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
+        "-map", "0:a:0", *audio_filter, "-c:a", "pcm_s16le", "-ar", str(profile.sample_rate),
+        "-ac", str(profile.channels), "-f", "s16le", str(out),
+    ]  # fmt: skip
+
+
+def build_concat_command(concat_list: Path, audio: Path, out: Path) -> list[str]:
+    """ffmpeg arguments that join the segments' video and the encoded ``audio`` into the MP4 ``out``.
+
+    Both are stream-copied, packet for packet: the segments share their parameter sets, so the
+    demuxer's conversion to Annex B (which leaves a copy of them in every keyframe) is off, and
+    the AAC track keeps its priming (one MP4 edit list).
+    """
+    return [
+        "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(concat_list),
+        "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
         *BITEXACT_ARGS, "-movflags", "+faststart", "-f", "mp4", str(out),
     ]  # fmt: skip
 
@@ -208,6 +149,7 @@ def stitch(
     memo: Memo,
     normalize_audio: bool = False,
     on_step: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> StitchStats:
     """Stitch ``clips`` into the film ``out``, reusing every conform and window ``memo`` holds.
 
@@ -219,8 +161,11 @@ def stitch(
         memo: where conformed clips and windows are kept between builds.
         normalize_audio: normalise the film's loudness (EBU R128) in the final encode.
         on_step: called with a line such as ``"conform clip 2/5 (b.mp4)"`` (or ``"copy clip
-            2/5 (b.mp4)"``) before each step, and once with the reason when a film of cuts
-            cannot copy its clips' video.
+            2/5 (b.mp4)"``) before each step; in a film of cuts, first with ``"re-encode clip 2
+            (b.mp4): <why>"`` for each clip whose video is not copied, or once with
+            ``"re-encode the video: <why>"`` when no clip's is.
+        jobs: ffmpeg processes run at once where the work splits (the sound's spans); default
+            the core count. The film's bytes never depend on it.
 
     Returns:
         How many conforms were encoded, copied or reused, and windows encoded or reused.
@@ -234,36 +179,91 @@ def stitch(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     edge = transition.edge_frames(profile.fps) if len(clips) > 1 else 0
-    encoder = _encoder_id()
+    _encoder_id()  # fail early, before any work, when ffmpeg cannot run
     report = on_step or (lambda line: None)
     paths = [(sha, Path(path)) for sha, path in clips]
     facts: dict[str, ClipFacts | MediaError] = {}
-    mode: VideoMode = "encode"
+    plan = encode_all(len(paths), "the film has transitions")
     if not edge:
         for sha, path in paths:
             if sha not in facts:
                 facts[sha] = _read(path)
-        mode, why = video_mode([(path.name, facts[sha]) for sha, path in paths], profile)
-        if why:
-            report(f"re-encode the video: {why}")
+        plan = plan_video([(path.name, facts[sha]) for sha, path in paths], profile)
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
-        run = _Run(
-            clips=paths,
-            keys=[conform_key(sha, profile, edge, encoder=encoder, mode=mode) for sha, _ in paths],
-            profile=profile, kind=transition.kind, edge=edge, memo=memo, work=Path(work_dir),
-            report=report, mode=mode, facts=facts,
-        )
-        segments = run.segments(run.conform_all())
-        concat_list = run.work / "segments.ffconcat"
+        work = Path(work_dir)
+        try:
+            run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
+            pieces = run.conform_all()
+        except _Mismatch as exc:
+            plan = encode_all(len(paths), str(exc))
+            run = _start(paths, plan, profile, transition, edge, memo, work, report, facts)
+            pieces = run.conform_all()
+        segments = run.segments(pieces)
+        concat_list = work / "segments.ffconcat"
         concat_list.write_text(build_concat_list(segments), encoding="utf-8")
         run.report(f"join {len(segments)} segments into {out.name}")
-        film = run.work / "film.mp4"
-        argv = build_concat_command(concat_list, film, profile=profile,
-                                    normalize_audio=normalize_audio)
-        _ffmpeg(argv, f"joining {len(segments)} segments into {out}")
+        pcm, audio, film = work / "film.pcm", work / "audio.mov", work / "film.mp4"
+        _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
+                                  normalize_audio=normalize_audio),
+                f"joining the sound of {len(segments)} segments")
+        own_sound = [] if edge or normalize_audio else _clip_sounds(paths, facts, run.modes, profile)
+        encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs,
+                          clips=own_sound)
+        _ffmpeg(build_concat_command(concat_list, audio, film),
+                f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
+    conformed = tuple(f"clip {i} ({path.name}): {why}"
+                      for i, ((_, path), why) in enumerate(zip(paths, plan.reasons), 1)
+                      if why is not None and edge == 0)
     return StitchStats(run.conforms_encoded, run.conforms_reused, run.windows_encoded,
-                       run.windows_reused, len(segments), run.conforms_copied)
+                       run.windows_reused, len(segments), run.conforms_copied, conformed)
+
+
+def _clip_sounds(paths: list[tuple[str, Path]], facts: dict[str, ClipFacts | MediaError],
+                 modes: list[VideoMode], profile: Profile) -> list[tuple[Path, int, int]]:
+    """Each clip of a film of cuts, the film sample where its sound starts and its length there.
+
+    A cut film's sound is each clip's decoded sound, cut or padded to its picture, so a clip's
+    own AAC packets may stand in for most of it (``soundtrack.encode_soundtrack``).
+    """
+    sounds, frame = [], 0
+    for (sha, path), mode in zip(paths, modes, strict=True):
+        info = facts[sha]
+        if isinstance(info, MediaError):
+            return sounds
+        frames = info.frames if mode == "copy" else frames_for(info.duration, profile.fps)
+        start = profile.samples_at(frame)
+        frame += frames
+        if info.has_audio:
+            sounds.append((path, start, profile.samples_at(frame) - start))
+    return sounds
+
+
+class _Mismatch(Exception):
+    """A clip encoded to match the film's setting still has other parameter sets."""
+
+
+def _start(paths: list[tuple[str, Path]], plan: VideoPlan, profile: Profile,
+           transition: Transition, edge: int, memo: Memo, work: Path,
+           report: Callable[[str], None], facts: dict[str, ClipFacts | MediaError]) -> _Run:
+    """A run of ``plan``, after saying which clips it re-encodes and why."""
+    if plan.why_encode is not None:
+        if edge == 0:
+            report(f"re-encode the video: {plan.why_encode}")
+    else:
+        for index, ((_, path), why) in enumerate(zip(paths, plan.reasons, strict=True), 1):
+            if why is not None:
+                report(f"re-encode clip {index} ({path.name}): {why}")
+    video = plan.match_args or VIDEO_CODEC_ARGS
+    keys = [conform_key(sha, profile, edge, encoder=_encoder_id(), mode=mode,
+                        video_args=video if mode == "match" else VIDEO_CODEC_ARGS,
+                        colour=colour)
+            for (sha, _), mode, colour in zip(paths, plan.modes, plan.colours or
+                                               [COLOUR] * len(paths), strict=True)]
+    return _Run(clips=paths, keys=keys, profile=profile, kind=transition.kind, edge=edge,
+                memo=memo, work=work, report=report, modes=list(plan.modes), facts=facts,
+                match_args=plan.match_args, colours=list(plan.colours),
+                setting=plan.setting)
 
 
 def _read(path: Path) -> ClipFacts | MediaError:
@@ -290,8 +290,11 @@ class _Run:
     memo: Memo
     work: Path
     report: Callable[[str], None]
-    mode: VideoMode = "encode"
+    modes: list[VideoMode]
     facts: dict[str, ClipFacts | MediaError] = field(default_factory=dict)
+    match_args: tuple[str, ...] = ()
+    colours: list[tuple[str, str]] = field(default_factory=list)
+    setting: bytes = b""
     conforms_encoded: int = 0
     conforms_copied: int = 0
     conforms_reused: int = 0
@@ -303,53 +306,64 @@ class _Run:
         done: dict[str, Pieces] = {}
         for index, key in enumerate(self.keys):
             if key not in done:
-                found = {part: self.memo.memo_get(self.name(key, part))
+                found = {part: self.memo.memo_get(self.name(index, part))
                          for part in conform_parts(self.edge)}
                 if all(found.values()):
                     done[key] = found  # type: ignore[assignment]
                     self.conforms_reused += 1
                 else:
                     done[key] = self.conform(index)
-                    if self.mode == "copy":
+                    if self.modes[index] == "copy":
                         self.conforms_copied += 1
                     else:
                         self.conforms_encoded += 1
+                if self.modes[index] == "match":
+                    self.check_match(index, done[key]["whole"])
             else:
                 self.conforms_reused += 1
         return [done[key] for key in self.keys]
 
-    def name(self, key: str, part: str) -> str:
-        """Memo name of a conformed piece; it says how the video was made (copied or encoded)."""
-        return f"conform-{self.mode}-{key}.{part}{SEGMENT_SUFFIX}"
+    def name(self, index: int, part: str) -> str:
+        """Memo name of a piece of clip ``index``; it says how the video was made."""
+        return f"conform-{self.modes[index]}-{self.keys[index]}.{part}{SEGMENT_SUFFIX}"
+
+    def check_match(self, index: int, whole: Path) -> None:
+        """Raise ``_Mismatch`` when clip ``index``'s matched conform has other parameter sets."""
+        if _extradata(whole) != self.setting:
+            raise _Mismatch(f"clip {index + 1} ({self.clips[index][1].name}) encoded to match "
+                            "the other clips' H.264 setting still has other parameter sets")
 
     def conform(self, index: int) -> Pieces:
         """Make one clip's pieces, then adopt them into the memo (all of them, or none)."""
-        (sha, path), key, profile = self.clips[index], self.keys[index], self.profile
+        (sha, path), mode, profile = self.clips[index], self.modes[index], self.profile
         where = f"clip {index + 1} ({path})"
-        verb = "copy" if self.mode == "copy" else "conform"
+        verb = "copy" if mode == "copy" else "conform"
         self.report(f"{verb} clip {index + 1}/{len(self.clips)} ({path.name})")
         info = self.facts.get(sha) or _read(path)
         if isinstance(info, MediaError):
             raise StitchError(f"stitch: cannot read {where}: {info.message}") from info
-        frames = info.frames if self.mode == "copy" else frames_for(info.duration, profile.fps)
+        frames = info.frames if mode == "copy" else frames_for(info.duration, profile.fps)
         if frames < 1:
             raise StitchError(f"stitch: {where} has no video frames ({info.duration:.3f} s)")
-        outs = {part: self.work / self.name(key, part) for part in conform_parts(self.edge)}
-        if self.mode == "copy":
+        outs = {part: self.work / self.name(index, part) for part in conform_parts(self.edge)}
+        if mode == "copy":
             argv = build_copy_command(path, outs["whole"], profile=profile, frames=frames,
                                       has_audio=info.has_audio)
             _ffmpeg(argv, f"conforming {where}")
-            return {"whole": self.memo.memo_put(self.name(key, "whole"), outs["whole"])}
+            return {"whole": self.memo.memo_put(self.name(index, "whole"), outs["whole"])}
         try:
-            argv = build_conform_command(path, outs, profile=profile, frames=frames,
-                                         has_audio=info.has_audio, edge=self.edge)
+            match = mode == "match"
+            argv = build_conform_command(
+                path, outs, profile=profile, frames=frames, has_audio=info.has_audio,
+                edge=self.edge, video_args=self.match_args if match else VIDEO_CODEC_ARGS,
+                colour=self.colours[index] if match else COLOUR)
         except ValueError:
             raise StitchError(
                 f"stitch: {where} is {info.duration:.3f} s long, too short for a "
                 f"{self.edge / profile.fps:.3f} s transition at each end: use a shorter one"
             ) from None
         _ffmpeg(argv, f"conforming {where}")
-        return {part: self.memo.memo_put(self.name(key, part), produced)
+        return {part: self.memo.memo_put(self.name(index, part), produced)
                 for part, produced in outs.items()}
 
     def segments(self, pieces: list[Pieces]) -> list[Path]:
@@ -378,6 +392,14 @@ class _Run:
         _ffmpeg(argv, f"encoding the {self.kind} from clip {i} ({self.clips[i - 1][1]}) "
                       f"to clip {i + 1} ({self.clips[i][1]})")
         return self.memo.memo_put(name, produced)
+
+
+def _extradata(path: Path) -> bytes:
+    """The H.264 parameter sets (avcC record) of a conformed segment."""
+    import av  # slow to import; only stitching needs it
+
+    with av.open(str(path)) as container:
+        return bytes(container.streams.video[0].codec_context.extradata or b"")
 
 
 def _move_into_place(produced: Path, out: Path) -> None:

@@ -131,7 +131,7 @@ def test_declining_the_question_generates_nothing_and_exits_4(board, plugin_env)
     finally:
         os.close(slave)
         os.close(master)
-    assert "Generate 3 shot(s) for an estimated $6.00?" in out
+    assert "Generate 2 shot(s) (and up to 1 that may rerun) for an estimated $6.00?" in out
     assert proc.returncode == 4, out + err
     assert "nothing was generated" in err
     assert not (board.parent / "out").exists()
@@ -194,7 +194,7 @@ def test_no_file_means_the_storyboard_here(board, tmp_path):
         proc = storyboard(command, cwd=board.parent)
         assert proc.returncode == 0, proc.stderr
     assert "ok (3 shots" in storyboard("validate", cwd=board.parent).stdout
-    assert "3 to generate" in storyboard("plan", cwd=board.parent).stdout
+    assert "2 to generate, 1 may rerun" in storyboard("plan", cwd=board.parent).stdout
     empty = storyboard("build", cwd=tmp_path)
     assert empty.returncode == 2
     assert "no storyboard.toml in this folder" in empty.stderr and "storyboard init" in empty.stderr
@@ -222,7 +222,7 @@ def test_build_says_why_each_shot_runs_and_names_shots_in_film_steps(board, plug
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "one: queued — new shot"
-    assert "two: queued — upstream 'one' reruns" in lines
+    assert "two: queued — new shot; runs after upstream 'one'" in lines
     film = [line for line in lines if line.startswith("film: ") and "(" in line and "stitched" not in line]
     assert film, first.stdout
     for line in film:

@@ -10,6 +10,9 @@ BOARD = """
 provider = "gemini"
 duration = 8
 
+[providers.gemini]
+allow_retired = true
+
 [[shot]]
 id = "src"
 prompt = "a wave rises"

@@ -120,7 +120,7 @@ def test_appends_from_many_threads_are_all_kept(tmp_path):
 def test_a_killed_build_loses_no_finished_shot(write_board, fake_provider, plugin_env):
     board = write_board(BOARD.replace("gulls over the harbour", "gulls over the harbour [hang]"))
     log = log_path(board.with_name("storyboard.lock"))
-    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--jobs", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--jobs", "1", "--yes"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                             env=plugin_env, start_new_session=True)
     try:
@@ -183,7 +183,7 @@ def test_a_lock_that_is_not_a_regular_file_neither_hangs_nor_is_written_through(
     assert planned.returncode == 0, planned.stderr
     assert planned.stderr.count(f"{name} is not a regular file; ignoring it") == 1, planned.stderr
 
-    built = subprocess.run([sys.executable, "-m", "storyboard", "build", str(board), "--only", "a"],
+    built = subprocess.run([sys.executable, "-m", "storyboard", "build", str(board), "--only", "a", "--yes"],
                            capture_output=True, text=True, env=plugin_env, timeout=120, stdin=subprocess.DEVNULL)
     assert built.returncode == 0, built.stderr
     assert victim.read_bytes() == before

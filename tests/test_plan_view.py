@@ -71,7 +71,7 @@ def test_build_json_events(tmp_path, plugin_env):
 
 def test_missing_key_is_an_input_error_before_anything_runs(tmp_path, monkeypatch):
     board = tmp_path / "storyboard.toml"
-    board.write_text(BOARD.replace('provider = "fake"', 'provider = "gemini"'))
+    board.write_text(BOARD.replace('provider = "fake"', 'provider = "gemini"') + "\n[providers.gemini]\nallow_retired = true\n")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     result = storyboard("build", str(board), env=env)
     assert result.returncode == 2

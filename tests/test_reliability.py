@@ -32,6 +32,7 @@ provider = "gemini"
 duration = 4
 
 [providers.gemini]
+allow_retired = true  # the fake still serves the shut-down preview models
 poll_interval = 0.01
 
 [[shot]]

@@ -42,6 +42,7 @@ provider = "gemini"
 duration = 4
 
 [providers.gemini]
+allow_retired = true  # the fake still serves the shut-down preview models
 base_url = "{base_url}"
 poll_interval = 0.01
 
@@ -128,7 +129,7 @@ def test_a_strangers_base_url_is_refused_and_the_key_goes_only_where_the_user_sa
         plan = storyboard("plan", str(board), "--allow-base-url", STRANGER, env=env)
         assert plan.returncode == 0, plan.stderr
         assert f"gemini: key sent to {STRANGER}:8080 (allowed by you)" in plan.stdout
-        built = storyboard("build", str(board), "--allow-base-url", STRANGER, env=env)
+        built = storyboard("build", str(board), "--allow-base-url", STRANGER, "--yes", env=env)
         assert built.returncode == 0, built.stderr
     keyed = {s.host for s in proxy.seen if s.headers.get("x-goog-api-key") == KEY}
     assert keyed == {STRANGER}
@@ -435,7 +436,7 @@ def nested_poll(handler, seen):
 def test_a_hostile_answer_fails_the_build_cleanly_and_caches_nothing(tmp_path, api, message):
     with Loopback(api) as server:
         board = write_board(tmp_path / "board", server.url)
-        result = storyboard("build", str(board), env=clean_env(GEMINI_API_KEY=KEY, **FAST))
+        result = storyboard("build", str(board), "--yes", env=clean_env(GEMINI_API_KEY=KEY, **FAST))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and KEY not in result.stderr + result.stdout
     assert f"failed: harbour: shot 'harbour': gemini:" in result.stderr and message in result.stderr

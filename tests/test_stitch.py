@@ -31,6 +31,7 @@ from storyboard.stitch import (
     Transition,
     build_concat_command,
     build_concat_list,
+    build_pcm_command,
     stitch,
     window_key,
 )
@@ -152,7 +153,11 @@ def test_cut_film_is_exactly_the_clips_back_to_back(clips, tmp_path):
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
     assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
     assert (facts["size"], facts["pix_fmt"]) == ((320, 180), "yuv420p")
-    assert stats == StitchStats(conforms_encoded=4, segments=4)
+    assert stats == StitchStats(conforms_encoded=3, conforms_copied=1, segments=4, conformed=(
+        "clip 2 (tall.mp4): it is 180x320, not 320x180",
+        "clip 3 (mute.mp4): it is not exactly 24 frames a second from time 0",
+        "clip 4 (b.mp4): it is 256x144, not 320x180",
+    ))
     umask_mode = tmp_path / "touched"
     umask_mode.touch()
     assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(umask_mode.stat().st_mode)
@@ -229,7 +234,8 @@ def test_replacing_one_clip_reencodes_only_what_touches_it(clips, tmp_path):
 def test_a_clip_used_twice_is_conformed_once(clips, tmp_path):
     stats = stitch([clips["a"], clips["b"], clips["a"]], tmp_path / "film.mp4", profile=PROFILE,
                    transition=Transition(), memo=DirMemo(tmp_path / "memo"))
-    assert stats == StitchStats(conforms_encoded=2, conforms_reused=1, segments=3)
+    assert stats == StitchStats(conforms_encoded=1, conforms_copied=1, conforms_reused=1, segments=3,
+                                conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",))
 
 
 def test_two_clean_stitches_give_identical_bytes(clips, tmp_path):
@@ -288,21 +294,21 @@ def test_no_clips_is_an_error(tmp_path):
 
 
 def test_concat_command():
-    argv = build_concat_command(Path("/w/list.ffconcat"), Path("/w/film.mp4"), profile=PROFILE)
+    argv = build_concat_command(Path("/w/list.ffconcat"), Path("/w/audio.mov"), Path("/w/film.mp4"))
     assert argv == [
         "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", "/w/list.ffconcat",
-        "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy",
-        "-c:a", "aac", "-b:a", "192000", "-ar", "48000", "-ac", "2",
+        "-i", "/w/audio.mov", "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
         "-map_metadata", "-1", "-map_chapters", "-1",
         "-movflags", "+faststart", "-f", "mp4", "/w/film.mp4",
     ]  # fmt: skip
 
 
-def test_concat_command_normalizes_loudness_only_when_asked():
-    plain = build_concat_command(Path("l"), Path("f.mp4"), profile=PROFILE)
-    loud = build_concat_command(Path("l"), Path("f.mp4"), profile=PROFILE, normalize_audio=True)
+def test_pcm_command_normalizes_loudness_only_when_asked():
+    plain = build_pcm_command(Path("l"), Path("f.pcm"), profile=PROFILE)
+    loud = build_pcm_command(Path("l"), Path("f.pcm"), profile=PROFILE, normalize_audio=True)
     assert "-af" not in plain
+    assert plain[plain.index("-map") + 1] == "0:a:0" and plain[-3:] == ["-f", "s16le", "f.pcm"]
     assert loud[loud.index("-af") + 1] == "loudnorm=I=-23:TP=-1:LRA=11,aresample=48000"
 
 
@@ -428,35 +434,42 @@ def test_two_clean_copied_stitches_give_identical_bytes(same, tmp_path):
 
 @pytest.mark.parametrize(("odd", "why"), [
     ("b", "clip 3 (b.mp4): it is 256x144, not 320x180"),
-    ("bframes", "clip 3 (bframes.mp4): it has B-frames"),
-    ("refs", "clip 3 (refs.mp4) has other H.264 parameter sets than clip 1"),
+    ("bframes", "clip 3 (bframes.mp4): its H.264 parameter sets differ from clip 1's"),
+    ("refs", "clip 3 (refs.mp4): its H.264 parameter sets differ from clip 1's"),
 ])
-def test_one_clip_unlike_the_others_makes_the_cut_film_encode(clips, same, odd, why, tmp_path):
+def test_one_clip_unlike_the_others_is_conformed_to_their_setting(clips, same, odd, why, tmp_path):
     sequence = [same["one"], same["two"], (same | clips)[odd], same["three"]]
     out = tmp_path / "film.mp4"
     steps: list[str] = []
     stats = stitch(sequence, out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
-    assert stats == StitchStats(conforms_encoded=4, segments=4)
-    assert steps[0] == f"re-encode the video: {why}"
+    assert stats == StitchStats(conforms_encoded=1, conforms_copied=3, segments=4, conformed=(why,))
+    assert steps[0] == f"re-encode {why}"
+    assert extradata(out) == extradata(same["one"][1])
     facts = film_facts(out)
     seconds = {**SAME_SECONDS, "b": 3.0, "bframes": 2.0, "refs": 2.0}
     assert facts["frames"] == sum(frames_for(seconds[n], 24) for n in ("one", "two", odd, "three"))
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
 
 
-def test_copied_and_encoded_conforms_are_memoised_apart(clips, same, tmp_path):
+def test_copied_matched_and_encoded_conforms_are_memoised_apart(clips, same, tmp_path):
     memo = DirMemo(tmp_path / "memo")
     copied = stitch([same["one"]], tmp_path / "one.mp4", profile=PROFILE, transition=Transition(),
                     memo=memo)
-    encoded = stitch([same["one"], clips["b"]], tmp_path / "two.mp4", profile=PROFILE,
+    matched = stitch([same["one"], clips["b"]], tmp_path / "two.mp4", profile=PROFILE,
                      transition=Transition(), memo=memo)
+    encoded = stitch([same["one"], clips["b"]], tmp_path / "fade.mp4", profile=PROFILE,
+                     transition=Transition("fade", 0.25), memo=memo)
     again = stitch([same["one"]], tmp_path / "three.mp4", profile=PROFILE, transition=Transition(),
                    memo=memo)
-    assert (copied, encoded, again) == (StitchStats(conforms_copied=1, segments=1),
-                                        StitchStats(conforms_encoded=2, segments=2),
-                                        StitchStats(conforms_reused=1, segments=1))
-    assert [name.split("-")[:2] for name in memo.puts] == [["conform", "copy"]] + [["conform", "encode"]] * 2
+    assert (copied, matched, again) == (
+        StitchStats(conforms_copied=1, segments=1),
+        StitchStats(conforms_encoded=1, conforms_reused=1, segments=2,
+                    conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",)),
+        StitchStats(conforms_reused=1, segments=1))
+    assert encoded.conforms_encoded == 2
+    modes = [name.split("-")[:2] if name.startswith("conform") else ["window"] for name in memo.puts]
+    assert modes == [["conform", "copy"], ["conform", "match"]] + [["conform", "encode"]] * 6 + [["window"]]
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "three.mp4").read_bytes()
 
 
@@ -495,7 +508,8 @@ def test_clip_facts_say_what_blocks_a_copy(clips, same):
     assert copy_blocker(one, Profile(320, 180, fps=25)) == "it is not exactly 25 frames a second from time 0"
     assert copy_blocker(read_clip(clips["mute"][1]), PROFILE) == "it is not exactly 24 frames a second from time 0"
     assert copy_blocker(read_clip(clips["tall"][1]), PROFILE) == "it is 180x320, not 320x180"
-    assert read_clip(same["bframes"][1]).reorders
+    bframes = read_clip(same["bframes"][1])
+    assert bframes.reorders and copy_blocker(bframes, PROFILE) is None
 
 
 def test_copy_command_copies_video_and_cuts_audio_to_the_frames():

@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "azerion": "storyboard.providers.azerion:AzerionProvider",
     "uniall": "storyboard.providers.uniall:UniAllProvider",
     "cometapi": "storyboard.providers.cometapi:CometApiProvider",
+    "omni": "storyboard.providers.omni:OmniProvider",
 }
 ENTRY_POINT_GROUP = "storyboard.providers"
 
@@ -38,6 +39,8 @@ class ProviderSettings(BaseModel):
     rpm: float | None = None
     poll_interval: float | None = None
     timeout: float | None = None
+    allow_retired: bool = False
+    """Use a model past its shutdown date (storyboard/lifecycle.py): for proxies that still serve it."""
 
 
 class Provider(Protocol):

@@ -8,6 +8,11 @@ skeleton:
                │ no                           │
                └──> submit ──> journal it ───>┴──> poll until finished ──> outcome() ──> fetch()
 
+A create whose answer is lost after it left (storyboard.providers._http.UncertainSubmit) may have
+started a billed job that no id points to: it is journaled `uncertain` and the shot fails, and
+the executor refuses to send it again until `storyboard build --resubmit SHOT`. A 404 saying a
+model "is no longer available" becomes storyboard.lifecycle's shutdown message.
+
 Subclasses fill in `submit`, `poll`, `outcome` and `fetch`. Credentials never enter an error
 message, a log line or the journal: every ProviderError leaving `render` is scrubbed of them.
 They go only to the hosts storyboard.providers._hosts allows (checked again before a render).
@@ -30,11 +35,17 @@ from storyboard.errors import MissingKeyError, ProviderError, StoryboardError
 from storyboard.job import Price, RenderContext, RenderJob, RenderResult
 from storyboard.providers import ProviderSettings
 from storyboard.providers._hosts import Destination, allowed_hosts, refusal
-from storyboard.providers._http import RetryPolicy, download, redact, request_with_retries, utc_iso
+from storyboard.providers._http import RetryPolicy, UncertainSubmit, download, redact, request_with_retries, utc_iso
 from storyboard.providers._ratelimit import RateLimiter
 from storyboard.providers._transfer import Limits
 
 log = logging.getLogger("storyboard.providers._http")
+_CREATING = threading.local()
+"""Set while this thread runs a provider's `submit`: its POSTs are paid creates (not retried blindly)."""
+CONSOLES = {"gemini": "https://aistudio.google.com/usage",
+            "vertex": "the Google Cloud console (Vertex AI, and Billing > Reports for the project)",
+            "omni": "https://aistudio.google.com/usage (or, with platform = \"vertex\", the Google Cloud console's "
+                    "Billing > Reports)"}
 
 
 class HttpProvider:
@@ -66,6 +77,8 @@ class HttpProvider:
     """The service's own API hosts (`*` is one DNS label): the only ones a storyboard may name
     in `base_url`, besides loopback (storyboard.providers._hosts)."""
     policy = RetryPolicy()
+    idempotent_create = False
+    """True when the create carries an idempotency key, so a lost answer may be retried safely."""
 
     def __init__(self, settings: ProviderSettings | None = None, *, client: httpx.Client | None = None,
                  env: Mapping[str, str] = os.environ, rng: random.Random | None = None) -> None:
@@ -162,10 +175,16 @@ class HttpProvider:
 
         The answer may weigh `max_bytes` (default `limits.max_json`; see `inline_limit`).
         """
-        return request_with_retries(self.client, method, url, provider=self.name, sleep=ctx.sleep,
-                                    limiter=self.limiter if limited else None, rng=self.rng,
-                                    policy=self.policy, secrets=self.secrets(), limits=self.limits,
-                                    max_bytes=max_bytes, **kwargs)
+        create = method == "POST" and getattr(_CREATING, "on", False) and not self.idempotent_create
+        if create:
+            _CREATING.answered = False
+        response = request_with_retries(self.client, method, url, provider=self.name, sleep=ctx.sleep,
+                                        limiter=self.limiter if limited else None, rng=self.rng,
+                                        policy=self.policy, secrets=self.secrets(), limits=self.limits,
+                                        max_bytes=max_bytes, idempotent=not create, **kwargs)
+        if create:
+            _CREATING.answered = True  # a failure from here on (an answer without an id) is uncertain too
+        return response
 
     def clip_seconds(self, job: RenderJob | None) -> float:
         """The longest the clip of `job` can be: its duration, or the provider's limit for an extension."""
@@ -199,7 +218,7 @@ class HttpProvider:
             ProviderError: the API refused or failed the job (its message quoted), or a
                 transient fault outlasted the retries (`retryable=True`).
         """
-        with self._public_errors(ctx):
+        with self._public_errors(ctx, job):
             self.check_destinations()
             self.check_key()
             operation, finished = self.wait_for(job, ctx)
@@ -248,18 +267,44 @@ class HttpProvider:
             ctx.sleep(self.poll_interval)
 
     def _submit(self, job: RenderJob, ctx: RenderContext) -> str:
-        operation = self.submit(job, ctx)
+        _CREATING.on, _CREATING.answered = True, False
+        try:
+            operation = self.submit(job, ctx)
+        except ProviderError as exc:
+            if not (isinstance(exc, UncertainSubmit) or _CREATING.answered):
+                raise
+            sent = utc_iso()
+            ctx.journal.write({"uncertain": True, "provider": self.name, "model": job.model, "sent": sent})
+            raise ProviderError(f"{exc.message.rstrip('.')}. The create request (sent {sent}) left for {self.name} "
+                                "and no job id came back: the job may have started and been charged. Check "
+                                f"{self.console()} before building this shot again; storyboard will not send "
+                                f"it again until you run `storyboard build --resubmit {ctx.shot_id}`",
+                                provider=self.name, status=exc.status) from exc
+        finally:
+            _CREATING.on = False
         ctx.journal.write({"operation": operation, "provider": self.name, "model": job.model,
                            "submitted": utc_iso()})
         ctx.progress("submitted", None)
         return operation
 
+    def console(self) -> str:
+        """Where the user sees the jobs they paid for (named when a create's answer was lost)."""
+        return CONSOLES.get(self.name, f"your {self.name} account's dashboard (jobs and billing)")
+
     @contextmanager
-    def _public_errors(self, ctx: RenderContext) -> Iterator[None]:
-        """Name the shot in a ProviderError and scrub credentials from it and its causes."""
+    def _public_errors(self, ctx: RenderContext, job: RenderJob) -> Iterator[None]:
+        """Name the shot in a ProviderError and scrub credentials from it and its causes.
+
+        A 404 saying the model "is no longer available" becomes the lifecycle message.
+        """
+        from storyboard.lifecycle import gone, retired_message
+
         try:
             yield
         except ProviderError as exc:
+            if gone(exc.status, exc.message):
+                _set_message(exc, f"{retired_message(self.name, job.model)} (HTTP 404: the model is no longer "
+                                  "available)")
             _scrub(exc, self.secrets())
             if not exc.message.startswith("shot '"):
                 _set_message(exc, f"shot '{ctx.shot_id}': {exc.message}")

@@ -6,6 +6,12 @@ One policy decides what deserves another try, for every HTTP provider:
     timeouts, resets, refusals         else exponential backoff with jitter; RetryPolicy.tries
     any other non-2xx (400 401 403…)   ProviderError at once, quoting the API's own message
 
+A paid create without an idempotency key (`idempotent=False`) is retried only when it provably
+never reached the service: a refused or failed connection (DNS included), or 408/429/503
+answered by the server. Any other fault after the request left (a read timeout, a reset, a
+500/502/504) raises UncertainSubmit at once: the job may exist and be billed, and a retry
+could bill it twice.
+
 Every answer is read within the bounds of storyboard.providers._transfer, and no API call
 follows a redirect to another origin. `HttpProvider` (storyboard.providers._base) and the
 `RateLimiter` (storyboard.providers._ratelimit) build on this module.
@@ -38,6 +44,14 @@ T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+NOT_RECEIVED_STATUSES = frozenset({408, 429, 503})
+"""Answers that say the server did not take the request on: a create may be sent again."""
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport faults before the request left this machine: no connection, so nothing was received."""
+
+
+class UncertainSubmit(ProviderError):
+    """A create left, and its answer was lost or was a server fault: the job may exist and be billed."""
 
 
 @dataclass(frozen=True)
@@ -125,14 +139,22 @@ def _transport_error(exc: httpx.HTTPError, provider: str, retryable: bool) -> Pr
     return error
 
 
+def _uncertain(error: ProviderError, provider: str) -> UncertainSubmit:
+    uncertain = UncertainSubmit(error.message, provider=provider, status=error.status)
+    uncertain.__cause__ = error.__cause__ or error
+    return uncertain
+
+
 def with_retries(attempt: Callable[[], T], *, provider: str, sleep: Callable[[float], None],
                  rng: random.Random | None = None, policy: RetryPolicy = RetryPolicy(),
-                 secrets: tuple[str, ...] = ()) -> T:
+                 secrets: tuple[str, ...] = (), idempotent: bool = True) -> T:
     """Call `attempt` until it returns; retry transient faults, raise the rest at once.
 
     Transient: ProviderError(retryable=True) and httpx timeouts, resets and refused connections.
     `sleep` is the build's (it raises Cancelled on Ctrl-C, which passes straight through);
-    `secrets` are masked in the warning logged before each retry.
+    `secrets` are masked in the warning logged before each retry. With `idempotent=False` (a
+    paid create) only faults that prove the request was not received are retried; the others
+    raise UncertainSubmit (see the module docstring).
     """
     rng = rng or random.Random()
     error: ProviderError | None = None
@@ -141,11 +163,15 @@ def with_retries(attempt: Callable[[], T], *, provider: str, sleep: Callable[[fl
             return attempt()
         except _TRANSIENT as exc:
             error = _transport_error(exc, provider, retryable=True)
+            if not idempotent and not isinstance(exc, _NOT_SENT):
+                raise _uncertain(error, provider) from exc
         except httpx.HTTPError as exc:  # a bad URL or protocol misuse: trying again cannot help
             raise _transport_error(exc, provider, retryable=False) from exc
         except ProviderError as exc:
             if not exc.retryable:
                 raise
+            if not idempotent and exc.status not in NOT_RECEIVED_STATUSES:
+                raise _uncertain(exc, provider) from exc
             error = exc
         if error.retry_after is not None and error.retry_after > policy.max_retry_after:
             raise ProviderError(f"{error.message}; the API asks to wait {error.retry_after:.0f} s, so this "
@@ -165,11 +191,12 @@ def request_with_retries(client: httpx.Client, method: str, url: str, *, provide
                          sleep: Callable[[float], None], limiter: RateLimiter | None = None,
                          rng: random.Random | None = None, policy: RetryPolicy = RetryPolicy(),
                          secrets: tuple[str, ...] = (), limits: Limits = Limits(), max_bytes: int | None = None,
-                         **kwargs: Any) -> httpx.Response:
+                         idempotent: bool = True, **kwargs: Any) -> httpx.Response:
     """Send a request until it gets a 2xx; every try waits for `limiter` first. Returns the response.
 
     The answer is read whole within `max_bytes` (default `limits.max_json`); a redirect to
-    another origin is refused (storyboard.providers._transfer.send).
+    another origin is refused (storyboard.providers._transfer.send). `idempotent=False` marks
+    a paid create (see with_retries).
     """
 
     def attempt() -> httpx.Response:
@@ -179,7 +206,8 @@ def request_with_retries(client: httpx.Client, method: str, url: str, *, provide
         raise_for_api_error(response, provider)
         return response
 
-    return with_retries(attempt, provider=provider, sleep=sleep, rng=rng, policy=policy, secrets=secrets)
+    return with_retries(attempt, provider=provider, sleep=sleep, rng=rng, policy=policy, secrets=secrets,
+                        idempotent=idempotent)
 
 
 def response_json(response: httpx.Response, provider: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from storyboard.cache import file_sha256
 from storyboard.errors import ProviderError
@@ -34,6 +34,38 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "mp4": "mp4"}
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "mp4": "video/mp4"}
 _CONTENT_TYPE_ARG = {"s3": "ContentType", "s3a": "ContentType", "gs": "content_type", "gcs": "content_type"}
 """The keyword each object store's `put_file` takes for the Content-Type (others get none)."""
+
+
+LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
+_LOCAL_WRAPPERS = frozenset({"zip", "tar", "filecache", "simplecache", "blockcache", "cached", "dir", "reference"})
+"""fsspec protocols that write on this machine or wrap another filesystem: never taken from a storyboard."""
+
+
+def local_target_refusal(upload: str, root: Path) -> str | None:
+    """Why an `upload` target may not receive copies of the inputs, or None.
+
+    A storyboard is untrusted: a local target (`file://…` or a path) must resolve, symlinks
+    followed, inside the board's folder `root`, or a board could write files anywhere the user
+    can. Object-store URLs (s3://, gs://, az://…) are the user's explicit choice and pass.
+    """
+    if "::" in upload:
+        return "chained fsspec URLs (`a::b`) are not accepted; name the object store itself, e.g. s3://bucket/prefix"
+    scheme = urlsplit(upload).scheme.lower() if "://" in upload else ""
+    if scheme in _LOCAL_WRAPPERS:
+        return f"{scheme}:// writes on this machine; name an object store (s3://, gs://, az://) or a file:// folder"
+    if scheme not in LOCAL_PROTOCOLS:
+        return None
+    parts = urlsplit(upload)
+    if scheme and parts.netloc not in ("", "localhost"):
+        return f"a file:// URL names a folder on this machine (file:///path), not host '{parts.netloc}'"
+    path = Path(unquote(parts.path) if scheme else upload).expanduser()
+    where = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    home = root.resolve()
+    if where != home and home not in where.parents:
+        return (f"{upload} resolves to {where}, outside the storyboard's folder {home}: a local upload target "
+                f"must be a folder inside it (e.g. file://{home / 'uploads'}), or use an object store "
+                "(s3://, gs://, az://)")
+    return None
 
 
 def check_public_url(template: str) -> str:

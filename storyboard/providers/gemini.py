@@ -25,8 +25,12 @@ Decisions where the sources disagree (docs/providers.md §1):
 - price: USD per second of output (storyboard/data/prices.json; providers.md §1.7). An
   extension is priced as the 7 new seconds at 720p: the returned clip repeats the source,
   which was paid for when it was generated (an assumption: Google publishes no extension rate).
-- A submit that times out after the request left is retried like any transient fault. Google
-  offers no idempotency key, so in that rare case an orphan operation may be billed.
+- Google offers no idempotency key, so a submit is retried only when it provably never reached
+  the API (no connection, or 408/429/503); one whose answer is lost after it left is journaled
+  `uncertain` and not sent again without `build --resubmit` (storyboard.providers._base).
+- lifecycle: Google shut the Veo 3.1 previews down on the Gemini API on 2026-10-22
+  (storyboard/data/models.json): validation refuses them unless `allow_retired = true` in
+  [providers.gemini], for accounts and proxies that still serve them.
 - The key is sent as a header (never `?key=`), and on redirects only to the API's own origin
   and Google's HTTPS hosts; it never enters a message, a log line or the journal.
 """

@@ -34,8 +34,8 @@ Decisions where the sources are silent or disagree (docs/providers.md §5, seed 
   720p, and 37 s in all, the stricter of Gemini's and Vertex's limits, as the upstream is
   unknown (`generate_audio` exists only on Vertex); the result is the source plus 7 s.
 - price: none was published, so `price()` is None and `plan` lists the shots as unpriced.
-- No idempotency key is documented: a create that times out after leaving is retried, and in
-  that rare case an orphan task may be billed.
+- No idempotency key is documented: a create is retried only when it provably never arrived; one
+  whose answer was lost is journaled `uncertain` and not sent again without `build --resubmit`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Vertex AI: Veo 3.1 with an OAuth token, polled through fetchPredictOperation.
+"""Vertex AI (Gemini Enterprise Agent Platform): Veo 3.1 with OAuth, polled through fetchPredictOperation.
 
     POST {base}/v1/projects/{P}/locations/{L}/publishers/google/models/{M}:predictLongRunning
     POST {base}/v1/{operation up to /operations/}:fetchPredictOperation   {"operationName": op}
@@ -6,35 +6,48 @@
     response.videos[0].gcsUri  via  {storage}/storage/v1/b/{bucket}/o/{object}?alt=media
                                                                (with `storage_uri` set)
 
+The host follows the location as google-genai builds it (`endpoint`): `global` ->
+aiplatform.googleapis.com, the multi-regions `us`/`eu` -> aiplatform.{us|eu}.rep.googleapis.com,
+a region -> {region}-aiplatform.googleapis.com. `v1`, as Google's curl samples (the SDK's
+v1beta1 has been seen to refuse the GA models).
+
 The body is the Gemini API's (see storyboard.providers.gemini) plus what only Vertex takes:
-`generateAudio`, and `storageUri` when the table sets `storage_uri`. Extension sends the
-source clip itself, inline (or its `gcsUri` when its handle has one), so it needs no
-expiring handle; Vertex extends clips of 1–30 s, so the total stays at most 37 s.
+`generateAudio`, and from `[providers.vertex]`: `storageUri` (`storage_uri`), `personGeneration`
+(`person_generation`), `compressionQuality` (`compression_quality`), `resizeMode`
+(`resize_mode`, sent for image-to-video shots only, the only ones it applies to) and
+`sampleCount` (`sample_count`). Vertex can return up to 4 videos a request, but a shot keeps one
+clip until takes can hold the others, so `sample_count` is validated 1-4 and only 1 is accepted:
+more would pay for videos nobody keeps. These settings apply to every vertex shot and are not
+part of the cache key: after changing one, rebuild the shots it should affect with a new `take`.
+Extension sends the source clip itself, inline (or its `gcsUri` when its handle has one), so it
+needs no expiring handle; Vertex extends clips of 1-30 s, so the total stays at most 37 s.
 
-Credentials: VERTEX_ACCESS_TOKEN, else `gcloud auth print-access-token` when the Google Cloud
-CLI is installed (the token is cached for 45 minutes; they live an hour). Project and location
-come from the `[providers.vertex]` table, else GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION
-(default us-central1). STORYBOARD_VERTEX_BASE_URL and STORYBOARD_VERTEX_STORAGE_BASE_URL point
-the API and the storage download elsewhere (the fake server, a proxy).
+Credentials (storyboard.providers._google_auth): VERTEX_ACCESS_TOKEN if set (used as is), else
+Application Default Credentials through google-auth, refreshed 5 minutes before they expire.
+`x-goog-user-project` is sent only when `quota_project` (or GOOGLE_CLOUD_QUOTA_PROJECT) or the
+credentials name a quota project. Project: `[providers.vertex] project`, GOOGLE_CLOUD_PROJECT,
+else the service account's own. Location: the table, GOOGLE_CLOUD_LOCATION, else us-central1.
+STORYBOARD_VERTEX_BASE_URL and STORYBOARD_VERTEX_STORAGE_BASE_URL point the API and the storage
+download elsewhere (the fake server, a proxy).
 
-Prices: no Vertex price table was found; the Gemini API's are assumed, and silent output is
-priced like output with audio (storyboard/data/prices.json). Capabilities otherwise follow
-the Gemini API's (same prompt limit assumed).
+Prices: USD per second from Vertex's pricing page (google-2026.md §2.7), with and without audio
+(storyboard/data/prices.json). Capabilities otherwise follow the Gemini API's (same prompt limit
+assumed).
 """
 
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from pydantic import field_validator
 
 from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
@@ -43,7 +56,7 @@ from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider
 
-TOKEN_LIFETIME = 45 * 60.0
+MULTI_REGIONS = ("us", "eu")
 
 VERTEX = replace(STANDARD, audio_control=True, max_extended_seconds=30 + EXTENSION_SECONDS)
 VERTEX_LITE = replace(VERTEX, resolutions=frozenset({"720p", "1080p"}), max_references=0, extension=False)
@@ -51,45 +64,96 @@ VERTEX_LITE = replace(VERTEX, resolutions=frozenset({"720p", "1080p"}), max_refe
 MODELS: dict[str, Capabilities] = {
     "veo-3.1-generate-001": VERTEX,
     "veo-3.1-fast-generate-001": VERTEX,
+    "veo-3.1-lite-generate-001": VERTEX_LITE,
     "veo-3.1-generate-preview": VERTEX,
     "veo-3.1-fast-generate-preview": VERTEX,
-    "veo-3.1-lite-generate-001": VERTEX_LITE,
 }
+"""The current ids first (Lite is still preview); the previews left Vertex on 2026-04-02 (kept for old files)."""
+
+
+def endpoint(location: str) -> str:
+    """The API's base URL for `location`, as google-genai builds it."""
+    if location == "global":
+        return "https://aiplatform.googleapis.com"
+    if location in MULTI_REGIONS:
+        return f"https://aiplatform.{location}.rep.googleapis.com"
+    return f"https://{location}-aiplatform.googleapis.com"
 
 
 class VertexSettings(ProviderSettings):
-    """`[providers.vertex]`: the common settings plus where the project lives and writes."""
+    """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
 
     project: str | None = None
     location: str | None = None
+    quota_project: str | None = None
+    """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
     storage_uri: str | None = None
     """A `gs://bucket/folder/` prefix: Vertex writes the video there instead of returning bytes."""
     storage_base_url: str | None = None
     """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
+    sample_count: int = 1
+    person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
+    resize_mode: Literal["pad", "crop"] | None = None
+    compression_quality: Literal["optimized", "lossless"] | None = None
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _gs_prefix(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("gs://") or not value[5:].split("/")[0]):
+            raise ValueError(f"{value!r} is not a Cloud Storage prefix: write it as gs://BUCKET/FOLDER/")
+        return value
+
+    @field_validator("sample_count")
+    @classmethod
+    def _one_sample(cls, value: int) -> int:
+        if not 1 <= value <= 4:
+            raise ValueError(f"{value} is out of range: Vertex returns 1 to 4 videos a request")
+        if value > 1:
+            raise ValueError(f"{value} videos a request would pay for {value} and keep one: a shot keeps one "
+                             "clip for now, so only 1 is accepted. For another candidate, set `take` on the shot")
+        return value
 
 
 class VertexProvider(GeminiProvider):
-    """Veo 3.1 on Vertex AI, with an OAuth access token and a Google Cloud project."""
+    """Veo 3.1 on Vertex AI, with Application Default Credentials and a Google Cloud project.
+
+    Args:
+        credentials: google-auth credentials to use instead of looking for ADC (tests).
+        clock: seconds since the epoch, against which token expiry is judged (tests).
+    """
 
     name = "vertex"
     default_model = "veo-3.1-generate-001"
     key_env = ("VERTEX_ACCESS_TOKEN",)
     Settings = VertexSettings
     trusted_suffixes = (".googleapis.com",)
-    official_hosts = ("aiplatform.googleapis.com", "*-aiplatform.googleapis.com")
+    official_hosts = ("aiplatform.googleapis.com", "*-aiplatform.googleapis.com",
+                      *(f"aiplatform.{region}.rep.googleapis.com" for region in MULTI_REGIONS))
     official_storage_hosts = ("storage.googleapis.com",)
-    default_rpm = 10  # preview quota; the GA `-001` models allow 50, set `rpm` to use it
+    default_rpm = 50  # the GA `-001` models' quota (the previews had 10)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, credentials: Any = None, clock: Callable[[], float] = time.time,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
+        self._credentials = credentials
+        self._clock = clock
+        self._tokens: Any = None  # a _google_auth.TokenSource, found on first use
+        self._adc_project: str | None = None
+        self._missing: str | None = None
+        self._tokens_lock = threading.Lock()
 
     # ---- configuration ----------------------------------------------------------------------
 
     @property
     def project(self) -> str:
+        """The table's `project`, GOOGLE_CLOUD_PROJECT, else the one the credentials name."""
         project = getattr(self.settings, "project", None) or self.env.get("GOOGLE_CLOUD_PROJECT", "").strip()
+        if not project and not self._token_override():
+            try:
+                self.token_source()
+            except MissingKeyError:
+                pass
+            project = self._adc_project or ""
         if not project:
             raise MissingKeyError("vertex needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT or "
                                   "`project` in [providers.vertex]")
@@ -101,8 +165,7 @@ class VertexProvider(GeminiProvider):
 
     @property
     def default_base_url(self) -> str:  # type: ignore[override]
-        location = self.location
-        return "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
+        return endpoint(self.location)
 
     @property
     def storage_base_url(self) -> str:
@@ -114,46 +177,53 @@ class VertexProvider(GeminiProvider):
 
     # ---- credentials --------------------------------------------------------------------------
 
-    def api_key(self) -> str:
-        """VERTEX_ACCESS_TOKEN, else a (cached) `gcloud auth print-access-token`."""
-        if token := self.env.get("VERTEX_ACCESS_TOKEN", "").strip():
-            return token
-        with self._token_lock:
-            if self._token and time.monotonic() < self._token[1]:
-                return self._token[0]
-            token = self._gcloud_token()
-            self._token = (token, time.monotonic() + TOKEN_LIFETIME)
-            return token
+    def _token_override(self) -> str:
+        return self.env.get("VERTEX_ACCESS_TOKEN", "").strip()
 
-    def _gcloud_token(self) -> str:
-        gcloud = shutil.which("gcloud", path=self.env.get("PATH"))
-        if gcloud is None:
-            raise MissingKeyError("vertex needs an OAuth access token: set VERTEX_ACCESS_TOKEN (for example to "
-                                  "the output of `gcloud auth print-access-token`), or install the Google Cloud "
-                                  "CLI and run `gcloud auth login`")
-        try:
-            done = subprocess.run([gcloud, "auth", "print-access-token"], capture_output=True, text=True,
-                                  timeout=60, env=dict(self.env))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MissingKeyError(f"vertex: `gcloud auth print-access-token` failed ({exc}); set "
-                                  "VERTEX_ACCESS_TOKEN instead") from None
-        token = done.stdout.strip()
-        if done.returncode != 0 or not token:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MissingKeyError(f"vertex: `gcloud auth print-access-token` failed: {last}; run "
-                                  "`gcloud auth login` or set VERTEX_ACCESS_TOKEN")
-        return token
+    def token_source(self) -> Any:
+        """The ADC TokenSource, built on first use (MissingKeyError when no credentials are found)."""
+        from storyboard.providers._google_auth import TokenSource, find_credentials  # google-auth: Vertex only
+
+        with self._tokens_lock:
+            if self._tokens is None:
+                if self._missing is not None:  # looked once (maybe pinging the metadata server): say it again
+                    raise MissingKeyError(self._missing)
+                try:
+                    credentials, project = (self._credentials, None) if self._credentials is not None \
+                        else find_credentials(self.env)
+                except MissingKeyError as exc:
+                    self._missing = exc.message
+                    raise
+                self._tokens, self._adc_project = TokenSource(credentials, clock=self._clock), project
+            return self._tokens
+
+    def api_key(self) -> str:
+        """VERTEX_ACCESS_TOKEN, else a token from Application Default Credentials (fresh for 5 minutes)."""
+        return self._token_override() or self.token_source().token()
 
     def check_key(self) -> None:
-        self.api_key()
+        """Credentials found (no token fetched yet) and a project known; MissingKeyError otherwise."""
+        if not self._token_override():
+            self.token_source()
         _ = self.project
 
     def secrets(self) -> tuple[str, ...]:
-        cached = (self._token[0],) if self._token else ()
-        return super().secrets() + cached
+        issued = self._tokens.issued if self._tokens is not None else ()
+        return super().secrets() + issued
+
+    @property
+    def quota_project(self) -> str | None:
+        """`quota_project`, GOOGLE_CLOUD_QUOTA_PROJECT, else the credentials' quota project, else none."""
+        chosen = getattr(self.settings, "quota_project", None) or self.env.get("GOOGLE_CLOUD_QUOTA_PROJECT", "")
+        if not chosen and not self._token_override():
+            chosen = self.token_source().quota_project
+        return chosen or None
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key()}", "x-goog-user-project": self.project}
+        headers = {"Authorization": f"Bearer {self.api_key()}"}
+        if quota := self.quota_project:
+            headers["x-goog-user-project"] = quota
+        return headers
 
     def destinations(self) -> list[Destination]:
         """The API (its host shaped by `location` unless `base_url` is set) and, with `storage_uri`, GCS."""
@@ -176,10 +246,18 @@ class VertexProvider(GeminiProvider):
     # ---- the wire -----------------------------------------------------------------------------
 
     def request_body(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
+        """The Gemini body plus `generateAudio` and the table's Vertex-only options."""
         body = super().request_body(job, ctx)
-        body["parameters"]["generateAudio"] = job.audio
-        if storage := getattr(self.settings, "storage_uri", None):
-            body["parameters"]["storageUri"] = storage
+        parameters, settings = body["parameters"], self.settings
+        parameters["generateAudio"] = job.audio
+        parameters["sampleCount"] = getattr(settings, "sample_count", 1)
+        for field, wire in (("storage_uri", "storageUri"), ("person_generation", "personGeneration"),
+                            ("compression_quality", "compressionQuality")):
+            if (value := getattr(settings, field, None)) is not None:
+                parameters[wire] = value
+        resize = getattr(settings, "resize_mode", None)
+        if resize is not None and "image" in body["instances"][0]:
+            parameters["resizeMode"] = resize
         return body
 
     def source_video(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:

@@ -11,12 +11,15 @@ Gemini:  POST /v1beta/models/{m}:predictLongRunning   GET /v1beta/models/{m}/ope
          GET /v1beta/files/{id}:download?alt=media  (302 to /media/{id} unless redirect=False)
 Vertex:  POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning
          POST …/models/{m}:fetchPredictOperation     GET /storage/v1/b/{bucket}/o/{object}?alt=media
+OAuth:   POST /token  (a service account's JWT grant: give the ADC file "token_uri": fake.url + "/token")
+         issues fake-sa-token-N, valid `token_lifetime` seconds; Vertex accepts `token` and every issued one.
 
 GET /_fake/stats answers the counts; POST /_fake/config sets knobs (see FakeGoogle.configure).
 Endpoints for knobs and counts: submit, poll, download (files and GCS), media (the redirect
-target). Every request is counted, faulted ones too; `submissions` counts accepted jobs per
-prompt. Outcomes come from `outcome` or from prompt markers: [rai] (reasons under
-generateVideoResponse), [rai-top] (directly under response), [error] (operation error).
+target), token. Every request is counted, faulted ones too; `submissions` counts accepted jobs per
+prompt; `request_headers(endpoint)` tells what headers each request carried. Outcomes come from
+`outcome` or from prompt markers: [rai] (reasons under generateVideoResponse), [rai-top] (directly
+under response), [error] (operation error).
 Videos are real MP4s (testsrc2 + a sine tone, 256x144 at 24 fps) of the requested length; an
 extension returns its source's length + 7 s.
 """
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 GEMINI_MODELS = {"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview"}
 VERTEX_MODELS = GEMINI_MODELS | {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001"}
@@ -46,6 +49,10 @@ GEMINI_PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "negativePr
                      "sampleCount", "numberOfVideos", "seed", "enhancePrompt"}
 VERTEX_PARAMETERS = GEMINI_PARAMETERS | {"generateAudio", "storageUri", "compressionQuality", "resizeMode", "fps",
                                          "pubsubTopic"}
+VERTEX_ENUMS = {"personGeneration": {"allow_adult", "dont_allow", "allow_all"}, "resizeMode": {"pad", "crop"},
+                "compressionQuality": {"optimized", "lossless"}}
+"""Vertex's enum parameters (compared case-insensitively: the SDK sends PAD, the REST docs pad)."""
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 INSTANCE_FIELDS = {"prompt", "image", "lastFrame", "referenceImages", "video"}
 IMAGE_MIMES = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
 RAI_REASON = ("We encountered an issue with the audio for your prompt. You have not been charged for this "
@@ -117,6 +124,10 @@ class _State:
     operations: dict[str, Operation] = field(default_factory=dict)
     files: dict[str, tuple[Path, int, tuple[int, int]]] = field(default_factory=dict)
     objects: dict[tuple[str, str], str] = field(default_factory=dict)
+    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    issued_tokens: list[str] = field(default_factory=list)
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+    expired: set[str] = field(default_factory=set)
 
 
 class FakeGoogle:
@@ -129,6 +140,7 @@ class FakeGoogle:
         self._defaults = (pending_polls, redirect, outcome)
         self.pending_polls, self.redirect, self.outcome = self._defaults
         self.allow_last_frame_alone = False
+        self.token_lifetime = 3600
         self._lock = threading.RLock()
         self._state = _State()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
@@ -168,6 +180,7 @@ class FakeGoogle:
             self._state = _State()
             self.pending_polls, self.redirect, self.outcome = self._defaults
             self.allow_last_frame_alone = False
+            self.token_lifetime = 3600
         self.release()
         with self._hold:
             self._guarded.clear()
@@ -210,7 +223,7 @@ class FakeGoogle:
         """
         if config.get("reset"):
             self.reset()
-        for knob in ("pending_polls", "outcome", "redirect", "allow_last_frame_alone"):
+        for knob in ("pending_polls", "outcome", "redirect", "allow_last_frame_alone", "token_lifetime"):
             if knob in config:
                 setattr(self, knob, config[knob])
         for fault in config.get("fail", []):
@@ -299,6 +312,55 @@ class FakeGoogle:
         """The JSON bodies received at `endpoint`, oldest first."""
         with self._lock:
             return [body for name, body in self._state.requests if name == endpoint]
+
+    def request_headers(self, endpoint: str) -> list[dict[str, str]]:
+        """The headers of each request to `endpoint` (names in lower case), oldest first."""
+        with self._lock:
+            return [headers for name, headers in self._state.headers if name == endpoint]
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """The access tokens /token has issued, oldest first."""
+        with self._lock:
+            return list(self._state.issued_tokens)
+
+    @property
+    def assertions(self) -> list[dict[str, Any]]:
+        """The claims of each JWT a service account sent to /token."""
+        with self._lock:
+            return list(self._state.assertions)
+
+    def accepts(self, token: str) -> bool:
+        """Whether Vertex takes `token`: the configured one, or one /token issued and not expired."""
+        with self._lock:
+            return token not in self._state.expired and (token == self.token or token in self._state.issued_tokens)
+
+    def expire(self, *tokens: str) -> None:
+        """Refuse `tokens` from now on (401), as Google does once a token's hour is up."""
+        with self._lock:
+            self._state.expired.update(tokens)
+
+    def _grant(self, form: Any) -> dict[str, Any]:
+        """A service account's JWT-bearer grant -> a fresh access token (claims checked, not the signature)."""
+        if not isinstance(form, dict) or form.get("grant_type") != JWT_GRANT or not form.get("assertion"):
+            raise Reject(400, "invalid_grant", "Expected a JWT-bearer grant with an assertion.")
+        parts = str(form["assertion"]).split(".")
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (IndexError, ValueError):
+            raise Reject(400, "invalid_grant", "Invalid JWT Signature.") from None
+        if len(parts) != 3 or not claims.get("iss") or not str(claims.get("aud", "")).endswith("/token"):
+            raise Reject(400, "invalid_grant", "Invalid JWT: iss and aud are required.")
+        with self._lock:
+            self._state.assertions.append(claims)
+        return {"access_token": self.issue(), "expires_in": self.token_lifetime, "token_type": "Bearer"}
+
+    def issue(self) -> str:
+        """A new access token Vertex will accept (what /token hands out; tests' fake credentials too)."""
+        with self._lock:
+            token = f"fake-sa-token-{len(self._state.issued_tokens) + 1}"
+            self._state.issued_tokens.append(token)
+            return token
 
     def operation_names(self) -> set[str]:
         """The name of every operation the service has created (and not forgotten)."""
@@ -471,6 +533,14 @@ def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = Fal
         raise Reject(400, "INVALID_ARGUMENT", "seed must be a uint32.")
     if "generateAudio" in params and not isinstance(params["generateAudio"], bool):
         raise Reject(400, "INVALID_ARGUMENT", "generateAudio must be a boolean.")
+    for key, allowed in VERTEX_ENUMS.items():
+        if key in params and str(params[key]).lower() not in allowed:
+            raise Reject(400, "INVALID_ARGUMENT", f"Invalid value {params[key]!r} for {key}: expected one of "
+                         f"{', '.join(sorted(allowed))}.")
+    if "resizeMode" in params and "image" not in instance:
+        raise Reject(400, "INVALID_ARGUMENT", "resizeMode is supported for image-to-video only.")
+    if "storageUri" in params and not str(params["storageUri"]).startswith("gs://"):
+        raise Reject(400, "INVALID_ARGUMENT", "storageUri must be a Cloud Storage URI (gs://bucket/prefix).")
     prompt = instance.get("prompt")
     if prompt is not None and not isinstance(prompt, str) or len(prompt or "") > 4096:
         raise Reject(400, "INVALID_ARGUMENT", "The prompt must be a string of at most 1024 tokens.")
@@ -542,6 +612,8 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
+            if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                body = dict(parse_qsl(raw.decode("utf-8", "replace")))
             endpoint, handle = self._route(method, path, url.query)
             if endpoint is None:
                 return self._error(Reject(404, "NOT_FOUND", f"No route for {method} {url.path}"))
@@ -555,6 +627,7 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
                 with fake._lock:
                     fake._state.counts[endpoint] += 1
                     fake._state.requests.append((endpoint, body))
+                    fake._state.headers.append((endpoint, {k.lower(): v for k, v in self.headers.items()}))
             fault = fake._take_fault(endpoint)
             if fault is not None and fault.action == "reset":
                 self.close_connection = True
@@ -592,6 +665,8 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
                         200, fake._submit("vertex", model, body)))
                 return "poll", lambda body, truncate: self._vertex(project, lambda: self._json(
                     200, fake._poll(str((body or {}).get("operationName", "")))))
+            if method == "POST" and path == "/token":
+                return "token", lambda body, truncate: self._json(200, fake._grant(body))
             if method == "GET" and (m := gcs_object.match(path)) and parse_qs(query).get("alt") == ["media"]:
                 bucket, obj = unquote(m.group(1)), unquote(m.group(2))
                 return "download", lambda body, truncate: self._vertex(None, lambda: self._object(bucket, obj,
@@ -610,7 +685,8 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
             then()
 
         def _vertex(self, project: str | None, then: Any) -> None:
-            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+            scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme != "Bearer" or not fake.accepts(token):
                 raise Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
                              "OAuth 2 access token, login cookie or other valid authentication credential.")
             if project is not None and project != fake.project:

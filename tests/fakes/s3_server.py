@@ -35,11 +35,30 @@ def moto_endpoint() -> str:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _serialise_writes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     atexit.register(server.stop)
     host, port = server.get_host_and_port()
     return f"http://{host}:{port}"
+
+
+def _serialise_writes() -> None:
+    """Make moto's conditional PUT atomic, as S3's is: moto checks If-None-Match, then writes, and
+    its threaded server could let two racing creates both pass the check (the leases' tests race)."""
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    mutex = threading.Lock()
+    for name in ("put_object", "delete_object"):
+        original = getattr(S3Response, name)
+
+        def serialised(self: Any, _original: Any = original) -> Any:
+            with mutex:
+                return _original(self)
+
+        setattr(S3Response, name, serialised)
 
 
 def public_read_policy(bucket: str) -> str:

@@ -117,13 +117,13 @@ def test_429_then_success_honours_retry_after(fake, tmp_path):
 @pytest.mark.parametrize("status", [500, 503])
 def test_server_errors_are_retried(fake, tmp_path, status):
     fake.fail("poll", status, times=2)
-    fake.fail("submit", status, times=1)
+    fake.fail("submit", 503, times=1)  # a create is retried only after 408/429/503 (tests/test_paid_once.py)
     _, dest, _ = render(comet(fake), job(), tmp_path)
     assert probe(dest).duration == 8.0
     assert fake.count("submit") == 2 and fake.count("poll") == 5 and fake.submissions == {"A lighthouse at dusk": 1}
 
 
-@pytest.mark.parametrize("endpoint", ["submit", "poll", "download", "content"])
+@pytest.mark.parametrize("endpoint", ["poll", "download", "content"])  # submit: tests/test_paid_once.py
 def test_a_reset_connection_is_retried(fake, tmp_path, endpoint):
     fake.video_url = endpoint != "content"
     fake.reset_connection(endpoint)

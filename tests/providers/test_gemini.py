@@ -171,7 +171,7 @@ def test_503_twice_on_poll_then_success(fake, tmp_path):
     assert len(backoffs) == 2 and 1 <= backoffs[0] <= 2 and 2 <= backoffs[1] <= 4
 
 
-@pytest.mark.parametrize("endpoint", ["submit", "poll", "download", "media"])
+@pytest.mark.parametrize("endpoint", ["poll", "download", "media"])  # submit: tests/test_paid_once.py
 def test_a_reset_connection_is_retried(fake, tmp_path, endpoint):
     fake.reset_connection(endpoint)
     _, dest, _ = render(gemini(fake), job(), tmp_path)

@@ -200,7 +200,7 @@ def test_server_errors_on_poll_are_retried_with_backoff(fake, tmp_path, status):
     assert len(backoffs) == 2 and 1 <= backoffs[0] <= 2 and 2 <= backoffs[1] <= 4
 
 
-@pytest.mark.parametrize("endpoint", ["submit", "poll", "download"])
+@pytest.mark.parametrize("endpoint", ["poll", "download"])  # submit: tests/test_paid_once.py
 def test_a_reset_connection_is_retried(fake, tmp_path, endpoint):
     fake.reset_connection(endpoint)
     _, dest, _ = render(uniall(fake), job(), tmp_path)

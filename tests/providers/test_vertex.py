@@ -1,13 +1,15 @@
 import hashlib
 import random
-import stat
 
 import pytest
+from PIL import Image
+from pydantic import ValidationError
 
 from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import RenderJob
 from storyboard.media import probe
-from storyboard.providers.vertex import VertexProvider, VertexSettings
+from storyboard.providers._hosts import Destination, refusal
+from storyboard.providers.vertex import VertexProvider, VertexSettings, endpoint
 from tests.fakes import render_context
 from tests.fakes.google_server import RAI_REASON, FakeGoogle, google_fake, google_server  # noqa: F401
 
@@ -44,7 +46,7 @@ def test_inline_bytes_end_to_end(google_fake, tmp_path):
     assert probe(tmp_path / "out.mp4").duration == 8.0
     assert result.operation.startswith("projects/fake-project/locations/us-central1/publishers/google/models/"
                                        "veo-3.1-generate-001/operations/")
-    assert result.handle is None and result.cost.amount == pytest.approx(3.20)
+    assert result.handle is None and result.cost.amount == pytest.approx(1.60)  # 8 s silent at $0.20
     body = google_fake.bodies("submit")[0]
     assert body["parameters"] == {"sampleCount": 1, "aspectRatio": "16:9", "resolution": "720p",
                                   "durationSeconds": 8, "seed": 11, "generateAudio": False}
@@ -101,9 +103,11 @@ def test_a_bad_token_fails_at_once_and_is_never_shown(google_fake, tmp_path):
     assert token not in str(info.value) and google_fake.count("submit") == 1
 
 
-def test_missing_token_without_gcloud_names_the_variable(google_fake, tmp_path):
-    provider = vertex(google_fake, env={"GOOGLE_CLOUD_PROJECT": "p", "PATH": str(tmp_path)})
-    with pytest.raises(MissingKeyError, match="set VERTEX_ACCESS_TOKEN"):
+def test_missing_credentials_name_every_way_to_give_them(google_fake, tmp_path):
+    provider = vertex(google_fake, env={"GOOGLE_CLOUD_PROJECT": "p", "HOME": str(tmp_path), "NO_GCE_CHECK": "1"})
+    with pytest.raises(MissingKeyError, match="gcloud auth application-default login.*VERTEX_ACCESS_TOKEN"):
+        provider.check_key()
+    with pytest.raises(MissingKeyError):
         provider.render(job(), tmp_path / "out.mp4", render_context(tmp_path))
     assert google_fake.count("submit") == 0
 
@@ -112,18 +116,6 @@ def test_missing_project_names_the_variable(google_fake, tmp_path):
     provider = vertex(google_fake, env={"VERTEX_ACCESS_TOKEN": "t"})
     with pytest.raises(MissingKeyError, match="GOOGLE_CLOUD_PROJECT"):
         provider.check_key()
-
-
-def test_the_token_comes_from_gcloud_when_not_set(google_fake, tmp_path):
-    gcloud = tmp_path / "bin" / "gcloud"
-    gcloud.parent.mkdir()
-    calls = tmp_path / "calls"
-    gcloud.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\necho {google_fake.token}\n")
-    gcloud.chmod(gcloud.stat().st_mode | stat.S_IEXEC)
-    provider = vertex(google_fake, env={"PATH": str(gcloud.parent), "GOOGLE_CLOUD_PROJECT": google_fake.project})
-    provider.render(job(), tmp_path / "a.mp4", render_context(tmp_path, journal="a"))
-    provider.render(job("Again"), tmp_path / "b.mp4", render_context(tmp_path, journal="b"))
-    assert calls.read_text().splitlines() == ["auth print-access-token"]  # cached between calls
 
 
 def test_urls_follow_project_and_location():
@@ -144,7 +136,90 @@ def test_capabilities_and_prices():
     caps = provider.capabilities("veo-3.1-generate-001")
     assert caps.audio_control and caps.seed and caps.max_extended_seconds == 37
     assert provider.price(job(model="veo-3.1-fast-generate-001", resolution="4k")).amount == pytest.approx(2.40)
-    assert provider.price(job(audio=False)).amount == pytest.approx(3.20)
+    assert provider.price(job(audio=False)).amount == pytest.approx(1.60)
+    assert provider.price(job(model="veo-3.1-lite-generate-001", resolution="1080p", audio=False)).amount == \
+        pytest.approx(0.40)
     assert provider.price(job(model="unknown")) is None
     with pytest.raises(Exception, match="storage_urii"):
         VertexSettings.model_validate({"storage_urii": "gs://x"})
+
+
+@pytest.mark.parametrize("location, host", [
+    ("global", "aiplatform.googleapis.com"),
+    ("us", "aiplatform.us.rep.googleapis.com"),
+    ("eu", "aiplatform.eu.rep.googleapis.com"),
+    ("us-central1", "us-central1-aiplatform.googleapis.com"),
+    ("europe-west4", "europe-west4-aiplatform.googleapis.com"),
+])
+def test_the_host_follows_the_location_like_the_sdk(location, host):
+    assert endpoint(location) == f"https://{host}"
+    provider = VertexProvider(VertexSettings(project="p", location=location), env={})
+    assert provider.submit_url("veo-3.1-generate-001") == (
+        f"https://{host}/v1/projects/p/locations/{location}/publishers/google/models/"
+        "veo-3.1-generate-001:predictLongRunning")
+    [api] = provider.destinations()
+    assert (api.field, api.source) == ("location", "board") and refusal(api, "vertex", ()) is None
+
+
+def test_only_googles_own_regional_hosts_are_official():
+    official = VertexProvider.official_hosts
+    for url in ("https://aiplatform.asia.rep.googleapis.com", "https://aiplatform.us.rep.evil.com",
+                "https://us.rep-aiplatform.googleapis.com.evil.com"):
+        assert refusal(Destination("location", url, "board", official), "vertex", ()) is not None, url
+    provider = VertexProvider(VertexSettings(project="p", location="evil.example#"), env={})
+    with pytest.raises(ProviderError, match="not vertex's own host"):
+        provider.check_destinations()
+
+
+def test_the_vertex_options_go_into_the_parameters(google_fake, tmp_path):
+    provider = vertex(google_fake, person_generation="allow_all", compression_quality="lossless",
+                      resize_mode="crop", storage_uri="gs://films/out/", sample_count=1)
+    provider.render(job(), tmp_path / "a.mp4", render_context(tmp_path, journal="a"))
+    image = tmp_path / "first.png"
+    Image.new("RGB", (64, 36), (10, 20, 30)).save(image)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    provider.render(job("From the frame", first_frame=digest), tmp_path / "b.mp4",
+                    render_context(tmp_path, inputs={digest: image}, journal="b"))
+
+    text, framed = (b["parameters"] for b in google_fake.bodies("submit"))
+    options = {"personGeneration": "allow_all", "compressionQuality": "lossless", "storageUri": "gs://films/out/",
+               "sampleCount": 1}
+    assert options.items() <= text.items() and "resizeMode" not in text  # image-to-video only
+    assert options.items() <= framed.items() and framed["resizeMode"] == "crop"
+
+
+def test_without_options_none_is_sent(google_fake, tmp_path):
+    vertex(google_fake).render(job(), tmp_path / "a.mp4", render_context(tmp_path))
+    parameters = google_fake.bodies("submit")[0]["parameters"]
+    assert not {"personGeneration", "compressionQuality", "resizeMode", "storageUri"} & parameters.keys()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("person_generation", "everyone", "allow_adult"),
+    ("resize_mode", "stretch", "pad"),
+    ("compression_quality", "best", "optimized"),
+    ("storage_uri", "s3://bucket/out/", "gs://BUCKET/FOLDER/"),
+    ("storage_uri", "gs:///out/", "gs://BUCKET/FOLDER/"),
+    ("sample_count", 0, "1 to 4"),
+    ("sample_count", 5, "1 to 4"),
+    ("sample_count", 2, "keep one.*take"),
+])
+def test_bad_options_are_refused_when_the_table_loads(field, value, message):
+    with pytest.raises(ValidationError, match=message):
+        VertexSettings.model_validate({field: value})
+
+
+def test_the_fake_refuses_what_vertex_refuses(google_fake, tmp_path):
+    """The fake holds the client to the documented values (so the tests above mean something)."""
+    import httpx
+
+    url = (f"{google_fake.url}/v1/projects/{google_fake.project}/locations/us-central1/publishers/google/models/"
+           "veo-3.1-generate-001:predictLongRunning")
+    headers = {"Authorization": f"Bearer {google_fake.token}"}
+    for parameters in ({"personGeneration": "everyone"}, {"resizeMode": "pad"}, {"storageUri": "/tmp/x"},
+                       {"compressionQuality": "best"}):
+        response = httpx.post(url, json={"instances": [{"prompt": "x"}], "parameters": parameters}, headers=headers)
+        assert response.status_code == 400, parameters
+    response = httpx.post(url, json={"instances": [{"prompt": "x"}], "parameters": {"resizeMode": "PAD"}},
+                          headers=headers)
+    assert "image-to-video" in response.json()["error"]["message"]
