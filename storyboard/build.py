@@ -115,8 +115,16 @@ def plan_project(project: Project) -> tuple[list[Step], Resolver]:
     """Every shot's decision, in run order."""
     resolver = project.resolver()
     steps = plan(project.board, project.order, resolver, project.lock.shots, remote=project.remote)
-    project.cache.save_digests()
+    _save_memos(project.cache)
     return steps, resolver
+
+
+def _save_memos(cache: Cache) -> None:
+    """Persist what this process learnt of files' digests and frames' pixel digests."""
+    from storyboard.frames import frame_digests
+
+    cache.save_digests()
+    frame_digests(cache).save()
 
 
 def select(project: Project, only: list[str]) -> list[str]:
@@ -134,12 +142,16 @@ def select(project: Project, only: list[str]) -> list[str]:
 
 def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
           on_event: EventFn | None = None, cancel: threading.Event | None = None,
-          on_film_step: Any = None, provider: str | None = None, resubmit: list[str] | None = None) -> BuildReport:
+          on_film_step: Any = None, provider: str | None = None, resubmit: list[str] | None = None,
+          planned: tuple[list[Step], Resolver] | None = None) -> BuildReport:
     """Render what is not cached, then stitch the film (unless `only` narrows the build).
 
     A shot's first event carries `reason`, plan's word for why it runs; the film's steps name
     shots, not clip hashes (see storyboard.progress.name_film_steps). `resubmit` names shots whose
-    create lost its answer (maybe charged) to send again all the same.
+    create lost its answer (maybe charged) to send again all the same. `planned` is what
+    plan_project returned for this project, when the caller planned already (the CLI does, for
+    the cost and the budget): the board is then planned once, and every action it found is
+    looked up once.
     """
     order = select(project, only) if only else project.order
     lock = project.lock
@@ -147,6 +159,11 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         lock.compact()  # a build was killed (or is running): fold its shots in before planning
     if not only:
         check_output(project.board, project.cache, lock.film.get("sha"))  # before any paid work
+    if planned is None:
+        planned_resolver = project.resolver()
+        steps = plan(project.board, order, planned_resolver, lock.shots)
+    else:
+        steps, planned_resolver = planned
     resolver = project.resolver()
     from storyboard.errors import did_you_mean
 
@@ -154,9 +171,8 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
         if shot_id not in project.board.shots:
             raise StoryboardError(f"--resubmit: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
     resolver.resubmit = set(resubmit or ())
-    planned = project.resolver()
-    steps = plan(project.board, order, planned, lock.shots)
-    resolver.force = planned.force
+    resolver.force = planned_resolver.force
+    resolver.actions, resolver.keys = planned_resolver.actions, planned_resolver.keys
     if on_event is not None:
         on_event = _with_reasons(on_event, {s.shot: s.reason for s in steps if s.status != CACHED})
     film_entry = None
@@ -165,7 +181,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
             report = run(project.board, order, resolver, lock, jobs=jobs, keep_going=keep_going,
                          on_event=on_event, cancel=cancel, remote=project.remote)
         finally:
-            project.cache.save_digests()
+            _save_memos(project.cache)
             for impl in project.providers.values():
                 close = getattr(impl, "close", None)
                 if close is not None:
@@ -181,7 +197,10 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                                     remote=project.remote, previous=lock.film.get("sha"))
             film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}
     finally:
-        lock.compact(keep=set(project.board.shots), film=film_entry)
+        keep = set(project.board.shots)
+        if lock.log.exists() or lock.log.is_symlink() or film_entry not in (None, lock.film) \
+                or not keep.issuperset(lock.shots):
+            lock.compact(keep=keep, film=film_entry)  # a no-op build has nothing to fold: skip the rewrite
     if report.film is not None:
         project.cache.save_digests()
         _stamp(project, report, provider)

@@ -184,6 +184,7 @@ def plan(file: FileArg = DEFAULT_FILE, cache_dir: CacheOpt = None,
          provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="use this provider for every shot")] = None,
          jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="shots rendered at once (for the time estimate)")] = 4,
          json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+         all_rows: Annotated[bool, typer.Option("--all", help="on a large board (over 200 shots), print every row")] = False,
          remote: RemoteOpt = None, no_remote: NoRemoteOpt = False, allow_outside: AllowOutsideOpt = False,
          allow_base_url: AllowBaseUrlOpt = None) -> None:
     """Show what a build would do: each shot cached or to run and why, its cost, and the totals."""
@@ -198,7 +199,7 @@ def plan(file: FileArg = DEFAULT_FILE, cache_dir: CacheOpt = None,
 
         typer.echo(json.dumps(pv.as_json(), indent=2))
         return
-    render_table(pv, _console())
+    render_table(pv, _console(), all_rows=all_rows)
 
 
 def _console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
@@ -243,7 +244,7 @@ def build(
     from storyboard.plan_view import view
 
     project = _open(file, cache_dir, provider, remote, no_remote, require_remote, allow_outside)
-    steps, _ = plan_project(project)
+    steps, planned = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
     blocking = [p for p in pv.problems if not p.startswith(("note:", "warning:"))]
@@ -260,7 +261,8 @@ def build(
     try:
         report = run_build(project, only=only, jobs=jobs, keep_going=keep_going,
                            on_event=progress.interrupted_as_such(reporter, _state["interrupted"]),
-                           cancel=cancel, on_film_step=reporter.film_step, provider=provider, resubmit=resubmit)
+                           cancel=cancel, on_film_step=reporter.film_step, provider=provider, resubmit=resubmit,
+                           planned=(steps, planned))
     finally:
         reporter.close()
         watch.close()

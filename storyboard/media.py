@@ -38,7 +38,7 @@ no shot inherits another's overlays. Clips without one hand off what they show.
 
 _STDERR_LINES = 20
 _LAST_FRAME_MARGIN = 1.0
-"""Seconds before the end of the video stream to seek to when looking for the last frame."""
+"""Seconds before a wanted time to seek to when looking for the frame shown then."""
 
 
 @dataclass(frozen=True)
@@ -225,13 +225,18 @@ def _first_frame(container: Any, video: Any) -> Any:
 def _frame_at_or_before(container: Any, video: Any, target: float | None) -> Any:
     """The decoded frame with the largest time <= target (None: the last frame).
 
-    Seeks to a keyframe a margin before the target, then decodes forward; the margin covers
-    B-frame reordering, where the demuxer seeks by decode time and frames show later.
+    For a time, seeks to a keyframe a margin before it, then decodes forward; the margin covers
+    B-frame reordering, where the demuxer seeks by decode time and frames show later. For the
+    last frame, seeks to the end: the demuxer lands on the last keyframe, and the frame shown
+    last is decoded after it (B-frames reorder only within a GOP), so only the last GOP is
+    decoded, however long the clip.
     """
     end = _seconds(video.duration, video.time_base)
     start = _seconds(video.start_time, video.time_base) or 0.0
-    aim = end + start if target is None and end is not None else target
-    seek_to = start if aim is None else max(start, aim - _LAST_FRAME_MARGIN)
+    if target is None:
+        seek_to = start if end is None else start + end
+    else:
+        seek_to = max(start, target - _LAST_FRAME_MARGIN)
     chosen = _scan(container, video, seek_to, target)
     if chosen is None and seek_to > start:  # an index that seeks past every frame
         chosen = _scan(container, video, start, target)
@@ -255,6 +260,33 @@ def _rgb(frame: Any, clip: str | os.PathLike[str]) -> Any:
     if frame is None:
         raise MediaError(f"{os.fspath(clip)}: no video frame could be decoded")
     return frame.to_ndarray(format="rgb24")
+
+
+def pixel_digest(rgb: Any) -> str:
+    """sha256 of a decoded frame's pixels with its size and format: what a handed-off frame is keyed by.
+
+    PNG bytes depend on the local zlib (and Pillow's encoder), so two machines extracting the same
+    frame could write different files; the decoded pixels are the same everywhere.
+    """
+    import hashlib
+
+    height, width = rgb.shape[:2]
+    digest = hashlib.sha256(f"rgb24 {width}x{height}\n".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
+def png_pixel_digest(path: str | os.PathLike[str]) -> str:
+    """pixel_digest of a PNG this module wrote (lossless RGB): its pixels, not its bytes."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise MediaError(f"cannot read the frame {os.fspath(path)}: {exc}") from exc
+    return pixel_digest(np.ascontiguousarray(rgb))
 
 
 def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
@@ -281,7 +313,7 @@ def _write_png(rgb: Any, dest: str | os.PathLike[str]) -> None:
         raise
 
 
-def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> None:
+def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.PathLike[str]) -> str:
     """Write one exact decoded frame of `clip` to `dest` as lossless RGB PNG.
 
     The frame comes from the clip's CLEAN_PLATE track when it has one.
@@ -292,6 +324,9 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
             whatever the audio does) or seconds from the start (the frame shown at that time:
             the largest presentation time <= `at`, clamped to the clip).
         dest: the PNG to write; written atomically, same bytes for the same clip.
+
+    Returns:
+        The frame's pixel_digest.
 
     Raises:
         MediaError: the clip cannot be decoded or has no video frames, or `dest` cannot be
@@ -310,14 +345,16 @@ def extract_frame(clip: str | os.PathLike[str], at: FrameAt, dest: str | os.Path
             frame = _frame_at_or_before(container, video, start + max(0.0, float(at)))
         rgb = _rgb(frame, clip)
     _write_png(rgb, dest)
+    return pixel_digest(rgb)
 
 
 def extract_first_last(
     clip: str | os.PathLike[str],
     first_dest: str | os.PathLike[str],
     last_dest: str | os.PathLike[str],
-) -> None:
-    """Write the exact first and last frames of `clip` as PNGs, opening and decoding it once.
+) -> tuple[str, str]:
+    """Write the exact first and last frames of `clip` as PNGs, opening it once; returns their
+    pixel digests.
 
     Raises:
         MediaError: the clip cannot be decoded or has no video frames, or a PNG cannot be
@@ -330,3 +367,4 @@ def extract_first_last(
         last = first if last is None else _rgb(last, clip)
     _write_png(first, first_dest)
     _write_png(last, last_dest)
+    return pixel_digest(first), pixel_digest(last)

@@ -15,6 +15,7 @@ from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.estimate import pseudo_job
+from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 
@@ -50,6 +51,53 @@ class Resolver:
     """Shots to generate again although cached: their provider handle, needed to extend them, expired."""
     resubmit: set[str] = field(default_factory=set)
     """Shots whose create may have been charged (journaled `uncertain`) to send again all the same (--resubmit)."""
+    actions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """key -> the action entry found for it in this run: each action is read and verified once."""
+    keys: dict[RenderJob, str] = field(default_factory=dict)
+    """job -> its cache key: a job planned is not serialised again when it runs."""
+    former: dict[str, str] = field(default_factory=dict)
+    """Pixel digest of a handed-off frame -> its PNG's bytes digest, which keyed requests before."""
+
+    def key(self, job: RenderJob) -> str:
+        """The job's cache key, computed once per run."""
+        key = self.keys.get(job)
+        if key is None:
+            key = self.keys[job] = cache_key(job.model_dump(mode="json"))
+        return key
+
+    def action(self, key: str, job: RenderJob | None = None) -> dict[str, Any] | None:
+        """The cached action for `key`; a hit is remembered for the run (a miss is not: a twin may
+        generate it meanwhile). With `job`, an action cached under the job's former key (its
+        frames named by PNG bytes) is found too, and filed under `key` so it is found directly."""
+        entry = self.actions.get(key)
+        if entry is None:
+            entry = self.cache.get_action(key)
+            if entry is None and job is not None:
+                entry = self._former_action(key, job)
+            if entry is not None:
+                self.actions[key] = entry
+        return entry
+
+    def _former_action(self, key: str, job: RenderJob) -> dict[str, Any] | None:
+        """The action paid for under the PNG-keyed form of `job`: the same request, the same frames."""
+        from storyboard.errors import CacheError
+
+        update: dict[str, Any] = {f: self.former[d] for f in ("first_frame", "last_frame")
+                                  if (d := getattr(job, f)) in self.former}
+        references = tuple(self.former.get(d, d) for d in job.references)
+        if references != job.references:
+            update["references"] = references
+        if not update:
+            return None
+        entry = self.cache.get_action(cache_key(job.model_copy(update=update).model_dump(mode="json")))
+        if entry is None:
+            return None
+        entry = {**entry, "key": key}
+        try:
+            self.cache.put_action(key, entry)
+        except CacheError:
+            pass  # a read-only cache: found again this way next time
+        return entry
 
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
@@ -117,22 +165,32 @@ class Resolver:
         assert isinstance(image, FrameInput)
         entry = self.outputs[image.shot]
         if image.frame in ("first", "last"):
-            sha = entry["outputs"][image.frame]
-            return sha, self.cache.object_path(sha)
+            png = entry["outputs"][image.frame]
+            pixels = (entry.get("pixels") or {}).get(image.frame)
+            if isinstance(pixels, str):
+                frame_digests(self.cache).remember(png, pixels)
+            else:  # cached before pixel keys: decoded once, then remembered
+                pixels = frame_digests(self.cache).of(png)
+            self.former[pixels] = png
+            return pixels, self.cache.object_path(png)
         return self._frame_at(entry["outputs"]["clip"], float(image.frame))
 
     def _frame_at(self, clip: str, seconds: float) -> tuple[str, Path]:
+        """A timed frame: its pixel digest and a PNG of it, extracted once per clip and time."""
         name = f"frame:{clip}:{seconds:.6f}"
-        sha = self.cache.memo_sha(name)
-        if sha is None:
+        png = self.cache.memo_sha(name)
+        if png is None:
             from storyboard.media import extract_frame
 
             tmp = self.cache.tmp_path(".png")
-            extract_frame(self.cache.object_path(clip), seconds, tmp)
+            pixels = extract_frame(self.cache.object_path(clip), seconds, tmp)
             self.cache.memo_put(name, tmp)
-            sha = self.cache.memo_sha(name)
-            assert sha is not None
-        return sha, self.cache.object_path(sha)
+            png = self.cache.memo_sha(name)
+            assert png is not None
+            frame_digests(self.cache).remember(png, pixels)
+        pixels = frame_digests(self.cache).of(png)
+        self.former[pixels] = png
+        return pixels, self.cache.object_path(png)
 
 
 def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, dict[str, Any]],
@@ -160,15 +218,16 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             steps.append(Step(shot_id, MAY_RERUN, _waiting(shot, blocked, locked.get(shot_id)),
                               upstream_reruns=blocked))
             continue
-        fetched = next((up for up in shot.upstream() if up in from_remote), None)
-        if fetched is not None and _needs_timed_frame(shot, fetched):
+        fetched = next((up for up in shot.upstream() if up in from_remote
+                        and _needs_remote_pixels(shot, up, resolver)), None)
+        if fetched is not None:
             rerun.add(shot_id)
             steps.append(Step(shot_id, MAY_RERUN, f"needs a frame of '{fetched}', which comes from the remote: "
                                                  "known once it is downloaded"))
             continue
         job, _ = resolver.job(shot)
-        key = cache_key(job.model_dump(mode="json"))
-        entry = resolver.cache.get_action(key)
+        key = resolver.key(job)
+        entry = resolver.action(key, job)
         stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
         if stale:
             resolver.force.add(shot_id)
@@ -206,6 +265,18 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
 def _needs_timed_frame(shot: Shot, upstream: str) -> bool:
     """True when `shot` takes a frame at a time from `upstream`: extracting it needs the clip itself."""
     return any(isinstance(i, FrameInput) and i.shot == upstream and i.frame not in ("first", "last")
+               for i in (shot.first_frame, shot.last_frame, *shot.references))
+
+
+def _needs_remote_pixels(shot: Shot, upstream: str, resolver: Resolver) -> bool:
+    """True when a frame `shot` takes from `upstream`, still on the remote, has no known pixel digest:
+    a timed frame (extracted from the clip), or a first/last frame a former version cached unkeyed."""
+    if _needs_timed_frame(shot, upstream):
+        return True
+    entry = resolver.outputs[upstream]
+    pixels = entry.get("pixels") or {}
+    return any(isinstance(i, FrameInput) and i.shot == upstream and not isinstance(pixels.get(i.frame), str)
+               and not resolver.cache.has_object(entry["outputs"][i.frame])
                for i in (shot.first_frame, shot.last_frame, *shot.references))
 
 

@@ -158,8 +158,33 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
                     speeds=[speeds[p].describe() for p in sorted(speeds) if p in running], stitch_seconds=stitch)
 
 
-def render_table(pv: PlanView, console: Any) -> None:
-    """The plan as a rich table plus totals."""
+LARGE_PLAN = 200
+"""Above this many rows `storyboard plan` prints plain text: rich's table layout costs ≈ 2 ms a row."""
+SHOWN_ROWS = 50
+"""Rows a large plan shows without --all: those that run first, then the cached."""
+
+
+def _cells(r: Row) -> tuple[str, str, str, str, str]:
+    cost = "" if r.status in (CACHED, REMOTE) else format_price(
+        None if r.cost is None else Price(r.cost, r.unit or "USD"))
+    return (r.shot, r.reason, f"{r.provider} / {r.model}",
+            f"+{r.duration} s" if r.extends else f"{r.duration} s", cost)
+
+
+def render_table(pv: PlanView, console: Any, all_rows: bool = False) -> None:
+    """The plan as a table plus totals: a rich table, or plain columns for a large board.
+
+    A large board's table (more than LARGE_PLAN rows) lists the shots that will or may run
+    before the cached ones, SHOWN_ROWS of them unless `all_rows`, after a count per status.
+    """
+    if len(pv.rows) > LARGE_PLAN:
+        _render_plain(pv, console, all_rows)
+    else:
+        _render_rich(pv, console)
+    _render_totals(pv, console)
+
+
+def _render_rich(pv: PlanView, console: Any) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -168,11 +193,37 @@ def render_table(pv: PlanView, console: Any) -> None:
                          overflow="fold")
     styles = {CACHED: "green", REMOTE: "cyan", INVALID: "red"}
     for r in pv.rows:
-        cost = "" if r.status in (CACHED, REMOTE) else format_price(
-            None if r.cost is None else Price(r.cost, r.unit or "USD"))
-        table.add_row(r.shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", r.reason,
-                      f"{r.provider} / {r.model}", f"+{r.duration} s" if r.extends else f"{r.duration} s", cost)
+        shot, reason, model, dur, cost = _cells(r)
+        table.add_row(shot, f"[{styles.get(r.status, 'yellow')}]{r.status}[/]", reason, model, dur, cost)
     console.print(table)
+
+
+def _render_plain(pv: PlanView, console: Any, all_rows: bool) -> None:
+    """Aligned plain columns, written straight to the console's file: no markup, no layout pass."""
+    counts: dict[str, int] = {}
+    for r in pv.rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    rows = [r for r in pv.rows if r.status not in (CACHED, REMOTE)] + \
+           [r for r in pv.rows if r.status in (CACHED, REMOTE)]
+    shown = rows if all_rows else rows[:SHOWN_ROWS]
+    cells = [(shot, r.status, reason, model, dur, cost)
+             for r in shown for shot, reason, model, dur, cost in [_cells(r)]]
+    header = ("shot", "status", "reason", "provider / model", "dur", "est. cost")
+    widths = [max([len(header[i])] + [len(c[i]) for c in cells]) for i in range(6)]
+
+    def line(c: tuple[str, ...]) -> str:
+        return "  ".join([*(c[i].ljust(widths[i]) for i in range(4)), c[4].rjust(widths[4]),
+                          c[5].rjust(widths[5])]).rstrip()
+
+    out = [f"{len(pv.rows)} shots: " + ", ".join(f"{n} {status}" for status, n in counts.items()), line(header)]
+    out += [line(c) for c in cells]
+    if len(shown) < len(rows):
+        out.append(f"... {len(rows) - len(shown)} more row(s) (the rest in the same order); "
+                   "`storyboard plan --all` prints every row, `--json` all of them for machines")
+    console.file.write("\n".join(out) + "\n")
+
+
+def _render_totals(pv: PlanView, console: Any) -> None:
     cost = ", ".join(f"{p}: " + " + ".join(format_price(Price(v, u)) for u, v in units.items())
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
