@@ -125,7 +125,9 @@ def test_uniall_builds_the_board_once_publishing_every_input(uniall, s3, write_b
                                             "extra_body": {"generate_audio": True, "seed": 7}}
     public = f"{s3.endpoint}/{s3.bucket}/board"
     runs = bodies["the fox runs"]
-    assert runs["image"] == f"{public}/{lock['a']['last']}.png" and uniall.fetched[runs["image"]] == lock["a"]["last"]
+    # the handed-off frame is published under its pixel digest (the name in b's key), holding a's last-frame PNG
+    frame = lock["b"]["components"]["first_frame"]
+    assert runs["image"] == f"{public}/{frame}.png" and uniall.fetched[runs["image"]] == lock["a"]["last"]
     assets = [sha(path.parent / "assets" / f"{name}.png") for name in ("fox", "owl")]
     meets = bodies["the fox meets the owl"]
     assert meets["images"] == [f"{public}/{d}.png" for d in assets] and meets["duration"] == 8
@@ -134,7 +136,7 @@ def test_uniall_builds_the_board_once_publishing_every_input(uniall, s3, write_b
     assert leaps["video"] == f"{public}/{lock['a']['clip']}.mp4" and uniall.fetched[leaps["video"]] == lock["a"]["clip"]
     assert "duration" not in leaps and "aspect_ratio" not in leaps
     uploaded = s3.keys()
-    assert uploaded == sorted(f"board/{n}" for n in (f"{lock['a']['last']}.png", f"{lock['a']['clip']}.mp4",
+    assert uploaded == sorted(f"board/{n}" for n in (f"{frame}.png", f"{lock['a']['clip']}.mp4",
                                                      *(f"{d}.png" for d in assets)))
     assert not list((path.parent / ".storyboard" / "journal").glob("*.json"))
 

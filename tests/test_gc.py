@@ -57,7 +57,8 @@ def test_gc_removes_the_unpinned_clip_and_the_next_build_is_a_no_op(write_board,
     after = objects(cache)
     unpinned = {old["shots"]["b"][k] for k in ("clip", "first", "last")} | {old["film"]["sha"]}
     assert not unpinned & set(after)
-    assert pins(lock) <= set(after)
+    # every pinned object that was there is kept (frame components in keys are pixel digests, not objects)
+    assert {sha for sha in pins(lock) if sha in before} <= set(after)
     assert report.bytes_freed == sum(size for sha, size in before.items() if sha not in after)
     assert not (cache.root / "actions" / f"{old['shots']['b']['key']}.json").exists()
     assert (cache.root / "actions" / f"{new['shots']['b']['key']}.json").exists()
