@@ -14,23 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from storyboard import cli
 from storyboard.errors import StoryboardFileError
 from storyboard.load import MAX_DEPTH, MAX_FILE_BYTES, load
+from tests.test_cli import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["storyboard", *argv])
-    monkeypatch.setitem(cli._state, "verbose", False)
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def board_with_prompt(folder: Path, prompt: str, vars_: str = 'name = "Ann"') -> Path:
