@@ -41,7 +41,7 @@ from stitch_bench import PROFILE, render_clip
 from storyboard.media import run_ffmpeg
 
 from storyboard.cache import Cache
-from storyboard.stitch import Transition, stitch
+from storyboard.edit.stitch import Transition, stitch
 
 MOVIEPY = """
 import sys

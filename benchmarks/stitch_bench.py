@@ -25,7 +25,7 @@ from _bench import load
 
 from storyboard.cache import Cache
 from storyboard.media import probe, run_ffmpeg
-from storyboard.stitch import Profile, StitchStats, Transition, stitch
+from storyboard.edit.stitch import Profile, StitchStats, Transition, stitch
 
 PROFILE = Profile(width=1280, height=720, fps=24)
 

@@ -10,7 +10,7 @@ from typing import Any
 from storyboard.cache import Cache, default_cache_dir
 from storyboard.errors import StoryboardError
 from storyboard.executor import BuildReport, EventFn, run
-from storyboard.film import check_output, make_film
+from storyboard.edit.film import check_output, make_film
 from storyboard.lockfile import LockFile, lock_path
 from storyboard.model import Board
 from storyboard.plan import CACHED, Resolver, Step, plan

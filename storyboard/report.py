@@ -383,7 +383,7 @@ def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
     the clips it joins by its length in frames.
     """
     from storyboard.job import FPS
-    from storyboard.stitch import Transition
+    from storyboard.edit.stitch import Transition
 
     t = project.board.edit.transition
     edge = Transition(t.kind, 0.0 if t.kind == "cut" else t.duration).edge_frames(FPS)
@@ -459,7 +459,7 @@ def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
 
 
 def _film(project: Project, resolver: Resolver, out: Path) -> FilmCard:
-    from storyboard.film import film_key
+    from storyboard.edit.film import film_key
     from storyboard.media import probe
 
     board, lock = project.board, project.lock

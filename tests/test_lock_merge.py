@@ -206,7 +206,7 @@ def test_a_huge_lock_is_ignored_without_reading_it_all(tmp_path, monkeypatch):
 
 
 def test_gc_waits_out_no_stitch_it_refuses_while_one_runs(write_board, fake_provider, monkeypatch):
-    import storyboard.stitch as stitch_module
+    import storyboard.edit.stitch as stitch_module
 
     board = write_board(BOARD)
     build(open_project(board), only=["a", "b", "c"])

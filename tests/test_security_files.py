@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storyboard.build import attach_remote, build, open_project
-from storyboard.film import OutputTakenError
+from storyboard.edit.film import OutputTakenError
 from storyboard.sandbox import OutsideError
 
 SHOTS = """

@@ -1,4 +1,4 @@
-"""Tests for storyboard.conform and storyboard.stitch, on real clips rendered with ffmpeg."""
+"""Tests for storyboard.edit.conform and storyboard.edit.stitch, on real clips rendered with ffmpeg."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from storyboard.conform import (
+from storyboard.edit.conform import (
     Profile,
     build_conform_command,
     build_copy_command,
@@ -26,7 +26,7 @@ from storyboard.conform import (
 from storyboard.job import RenderContext, RenderJob
 from storyboard.providers.animatic import AnimaticProvider
 from storyboard.errors import StitchError
-from storyboard.stitch import (
+from storyboard.edit.stitch import (
     StitchStats,
     Transition,
     build_concat_command,

@@ -16,11 +16,11 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from storyboard.conform import BITEXACT_ARGS, Profile, read_clip
-from storyboard.film_setting import match_args, plan_video
+from storyboard.edit.conform import BITEXACT_ARGS, Profile, read_clip
+from storyboard.edit.film_setting import match_args, plan_video
 from storyboard.media import run_ffmpeg
-from storyboard.soundtrack import AAC_FRAME, SPAN_FRAMES, encode_soundtrack, plan_spans
-from storyboard.stitch import StitchStats, Transition, stitch
+from storyboard.edit.soundtrack import AAC_FRAME, SPAN_FRAMES, encode_soundtrack, plan_spans
+from storyboard.edit.stitch import StitchStats, Transition, stitch
 
 PROFILE = Profile(width=320, height=180, fps=24)
 RATE = PROFILE.sample_rate

@@ -61,7 +61,7 @@ def _make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]], o
     stitched = False
     stats = None
     if entry is None:
-        from storyboard.stitch import Profile, Transition, stitch
+        from storyboard.edit.stitch import Profile, Transition, stitch
 
         width, height = frame_size(board.film.resolution, board.film.aspect_ratio)
         t = board.edit.transition

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from storyboard.conform import (
+from storyboard.edit.conform import (
     BITEXACT_ARGS,
     COLOUR,
     SEGMENT_SUFFIX,
@@ -49,10 +49,10 @@ from storyboard.conform import (
     read_clip,
 )
 from storyboard.errors import MediaError, StitchError
-from storyboard.film_setting import VideoPlan, encode_all, plan_video
+from storyboard.edit.film_setting import VideoPlan, encode_all, plan_video
 from storyboard.media import ffmpeg_exe, run_ffmpeg
-from storyboard.soundtrack import encode_soundtrack
-from storyboard.transition import Transition, build_window_command, window_key
+from storyboard.edit.soundtrack import encode_soundtrack
+from storyboard.edit.transition import Transition, build_window_command, window_key
 
 __all__ = [
     "Memo",

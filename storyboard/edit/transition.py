@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from storyboard.conform import CONFORM_VERSION, Profile, digest, frames_for, segment_output_args
+from storyboard.edit.conform import CONFORM_VERSION, Profile, digest, frames_for, segment_output_args
 
 __all__ = ["Transition", "build_window_command", "window_key"]
 

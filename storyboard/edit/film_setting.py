@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storyboard.conform import COLOUR, ClipFacts, Profile, VideoMode, copy_blocker
+from storyboard.edit.conform import COLOUR, ClipFacts, Profile, VideoMode, copy_blocker
 from storyboard.errors import MediaError
 
 MATCH_PRESET = "superfast"

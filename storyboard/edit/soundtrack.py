@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from storyboard.conform import BITEXACT_ARGS, Profile
+from storyboard.edit.conform import BITEXACT_ARGS, Profile
 from storyboard.errors import StitchError
 
 AAC_FRAME = 1024

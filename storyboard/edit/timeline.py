@@ -1,0 +1,242 @@
+"""The film's timeline: what ``[edit]`` resolves to once each clip's length is known.
+
+Everything after loading speaks this one shape: the stitcher turns it into pictures and sound,
+the mix places music and voice-over on it, the export hands it to Resolve or Premiere, and the
+film's key is its ``key_fields``. Times are seconds; the stitcher rounds each piece to whole
+frames of the film (``piece_frames``), so every consumer agrees on where each piece starts.
+
+The picture track is a list of pieces (trimmed clips and title cards) joined by ``Join``s; every
+join but a cut overlaps the two pieces it joins by its duration, as ffmpeg's ``xfade`` does::
+
+    piece 0 .........|  join 0  |......... piece 1 .........|  join 1  |..... piece 2
+                      (overlap)                               (overlap)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "ClipPiece",
+    "ClipRef",
+    "Cue",
+    "Join",
+    "Overlay",
+    "Piece",
+    "Sound",
+    "Subtitles",
+    "TitlePiece",
+    "Timeline",
+    "frames_of",
+    "resolve",
+]
+
+Position = Literal["lower-third", "center", "top"]
+
+
+def frames_of(seconds: float, fps: int) -> int:
+    """Whole frames nearest to ``seconds`` (half a frame rounds up)."""
+    return int(seconds * fps + 0.5)
+
+
+@dataclass(frozen=True)
+class Join:
+    """How one piece joins the next: ``cut``, ``crossfade``, ``fade`` (through black), ``dip``
+    (to ``color``), or one of ffmpeg's ``xfade`` transitions by name (``wipeleft``, ...)."""
+
+    kind: str = "cut"
+    duration: float = 0.0
+    """Seconds the two pieces overlap; 0 for a cut."""
+    color: str = "#000000"
+    """The colour a ``dip`` passes through."""
+
+    def frames(self, fps: int) -> int:
+        """Frames of overlap: 0 for a cut, else the duration in whole frames, at least 2."""
+        return 0 if self.kind == "cut" else max(2, frames_of(self.duration, fps))
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Text drawn over the picture of one piece, from ``start`` to ``end`` seconds after the
+    piece's first frame (its in point). Burned subtitles arrive here too (``style="subtitle"``)."""
+
+    text: str
+    start: float
+    end: float
+    position: Position = "lower-third"
+    style: Literal["text", "subtitle"] = "text"
+
+
+@dataclass(frozen=True)
+class ClipPiece:
+    """A shot's clip, trimmed to ``[in_, out)`` seconds of the source, then its last used frame
+    held ``hold`` seconds (silent). ``volume`` scales the clip's own sound (0 mutes it)."""
+
+    shot: str
+    sha: str
+    """sha256 of the clip's bytes: the cache's name for it."""
+    path: Path
+    in_: float
+    out: float
+    hold: float = 0.0
+    volume: float = 1.0
+    overlays: tuple[Overlay, ...] = ()
+    key: str = ""
+    """The shot's cache key (for the export's metadata); not part of the film's key."""
+    provider: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.out - self.in_ + self.hold
+
+
+@dataclass(frozen=True)
+class TitlePiece:
+    """A card of its own: ``text`` centred on a colour or an image, ``duration`` seconds, silent."""
+
+    text: str
+    duration: float
+    background: str = "#000000"
+    """``#rrggbb``; ignored when ``image`` is set."""
+    image: Path | None = None
+    image_sha: str | None = None
+    name: str = ""
+    """A stable label (``title-1``) for progress lines, memo names and the export."""
+
+    @property
+    def seconds(self) -> float:
+        return self.duration
+
+
+Piece = ClipPiece | TitlePiece
+
+
+@dataclass(frozen=True)
+class Sound:
+    """Music or voice-over placed at ``start`` film seconds: ``[in_, out)`` seconds of the file
+    (``out`` None: to its end), ``gain_db``, fades in and out, and ducked under loud clip sound."""
+
+    path: Path
+    sha: str
+    start: float = 0.0
+    in_: float = 0.0
+    out: float | None = None
+    gain_db: float = 0.0
+    fade_in: float = 0.0
+    fade_out: float = 0.0
+    duck: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle: ``text`` from ``start`` to ``end`` film seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Subtitles:
+    """The film's subtitles (SRT or WebVTT, in film time): burned into the picture, or a soft
+    track in the MP4 plus a sidecar ``.srt`` beside the film."""
+
+    path: Path
+    sha: str
+    burn: bool = False
+    cues: tuple[Cue, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The whole edit, resolved: pieces in film order, the joins between them, and the sound."""
+
+    pieces: tuple[Piece, ...]
+    joins: tuple[Join, ...] = ()
+    """``joins[i]`` joins ``pieces[i]`` to ``pieces[i + 1]``; one fewer than the pieces."""
+    sounds: tuple[Sound, ...] = ()
+    subtitles: Subtitles | None = None
+    loudness: float | None = None
+    """Integrated loudness target in LUFS (true peak <= -1 dBTP) when ``[edit] audio.normalize``."""
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pieces and len(self.joins) != len(self.pieces) - 1:
+            raise ValueError(f"{len(self.pieces)} pieces need {len(self.pieces) - 1} joins, "
+                             f"got {len(self.joins)}")
+
+    def piece_frames(self, index: int, fps: int) -> int:
+        """Frames piece ``index`` contributes before overlaps: its trimmed length plus its hold."""
+        piece = self.pieces[index]
+        if isinstance(piece, TitlePiece):
+            return frames_of(piece.duration, fps)
+        return frames_of(piece.out - piece.in_, fps) + frames_of(piece.hold, fps)
+
+    def starts(self, fps: int) -> list[int]:
+        """The film frame where each piece begins (a join's overlap pulls the next one earlier)."""
+        starts, at = [], 0
+        for index in range(len(self.pieces)):
+            starts.append(at)
+            at += self.piece_frames(index, fps)
+            if index < len(self.joins):
+                at -= self.joins[index].frames(fps)
+        return starts
+
+    def frames(self, fps: int) -> int:
+        """The film's length in frames."""
+        if not self.pieces:
+            return 0
+        return self.starts(fps)[-1] + self.piece_frames(len(self.pieces) - 1, fps)
+
+    def duration(self, fps: int) -> float:
+        return self.frames(fps) / fps
+
+    def key_fields(self) -> dict[str, object]:
+        """Everything that shapes the film's bytes, as JSON-able data (no paths, no cache keys)."""
+        def piece(p: Piece) -> dict[str, object]:
+            if isinstance(p, TitlePiece):
+                return {"title": p.text, "duration": p.duration, "background": p.background,
+                        "image": p.image_sha}
+            return {"clip": p.sha, "in": p.in_, "out": p.out, "hold": p.hold, "volume": p.volume,
+                    "overlays": [vars(o) for o in p.overlays]}
+
+        return {
+            "pieces": [piece(p) for p in self.pieces],
+            "joins": [vars(j) for j in self.joins],
+            "sounds": [{k: v for k, v in vars(s).items() if k not in ("path", "name")}
+                       for s in self.sounds],
+            "subtitles": None if self.subtitles is None else {
+                "sha": self.subtitles.sha, "burn": self.subtitles.burn},
+            "loudness": self.loudness,
+        }
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """A built shot's clip, as the lock records it: what ``resolve`` needs of it."""
+
+    sha: str
+    path: Path
+    duration: float
+    key: str = ""
+    provider: str = ""
+
+
+def resolve(board: object, clips: Mapping[str, ClipRef]) -> Timeline:
+    """The board's ``[edit]`` as a timeline over the built ``clips`` (shot id -> clip).
+
+    This first version knows only the short form (``sequence`` and one transition); the timeline
+    form (``[[edit.clip]]``, titles, text, sound, subtitles) is resolved by the edit model's owner.
+    """
+    edit = board.edit  # type: ignore[attr-defined]
+    pieces = tuple(ClipPiece(shot=s, sha=clips[s].sha, path=clips[s].path, in_=0.0,
+                             out=clips[s].duration, key=clips[s].key, provider=clips[s].provider)
+                   for s in board.sequence)  # type: ignore[attr-defined]
+    t = edit.transition
+    join = Join(t.kind, 0.0 if t.kind == "cut" else t.duration)
+    loudness = -14.0 if edit.audio.normalize else None
+    return Timeline(pieces, tuple(join for _ in pieces[1:]), loudness=loudness)
