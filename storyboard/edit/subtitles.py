@@ -8,7 +8,7 @@ import pysubs2
 
 from storyboard.edit.timeline import Cue
 
-__all__ = ["read_cues"]
+__all__ = ["read_cues", "write_srt"]
 
 
 def read_cues(path: Path) -> tuple[Cue, ...]:
@@ -20,3 +20,12 @@ def read_cues(path: Path) -> tuple[Cue, ...]:
     subs = pysubs2.load(str(path), encoding="utf-8")
     return tuple(Cue(line.start / 1000, line.end / 1000, line.plaintext)
                  for line in subs if not line.is_comment)
+
+
+def write_srt(cues: tuple[Cue, ...] | list[Cue], out: Path) -> None:
+    """Write ``cues`` as SRT (the sidecar beside the film, and the soft track's source)."""
+    subs = pysubs2.SSAFile()
+    for cue in cues:
+        subs.append(pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000),
+                                     text=cue.text.replace("\n", "\\N")))
+    subs.save(str(out), format_="srt", encoding="utf-8")

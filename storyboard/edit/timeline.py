@@ -30,6 +30,7 @@ __all__ = [
     "Subtitles",
     "TitlePiece",
     "Timeline",
+    "clip_refs",
     "frames_of",
     "resolve",
 ]
@@ -224,6 +225,30 @@ class ClipRef:
     duration: float
     key: str = ""
     provider: str = ""
+
+
+def clip_refs(board: object, cache: object, outputs: Mapping[str, Mapping[str, object]]) -> dict[str, ClipRef]:
+    """Each built shot of the film as a ``ClipRef``: its clip verified in ``cache``, its length and key.
+
+    ``outputs`` is the lock's record per shot id (``outputs[s]["outputs"]["clip"]``, ``["meta"]``).
+
+    Raises:
+        CacheError: a clip is missing or corrupt in the cache.
+    """
+    from storyboard.errors import CacheError
+
+    refs = {}
+    for shot in dict.fromkeys(board.sequence):  # type: ignore[attr-defined]
+        entry = outputs[shot]
+        sha = entry["outputs"]["clip"]  # type: ignore[index]
+        path = cache.verified(sha)  # type: ignore[attr-defined]
+        if path is None:
+            raise CacheError(f"clip {sha[:12]} of shot {shot!r} is missing or corrupt in the cache; run the "
+                             "build again to regenerate it")
+        meta = entry.get("meta") or {}  # type: ignore[union-attr]
+        refs[shot] = ClipRef(sha=sha, path=path, duration=float(meta["duration"]),  # type: ignore[index]
+                             key=str(entry.get("key", "")), provider=str(entry.get("provider", "")))
+    return refs
 
 
 def resolve(board: object, clips: Mapping[str, ClipRef]) -> Timeline:
