@@ -318,7 +318,7 @@ def _clip_entries(edit: object, sequence: tuple[str, ...]) -> list[_Entry]:
 def _join(transition: object) -> Join:
     kind = transition.kind  # type: ignore[attr-defined]
     return Join(kind, 0.0 if kind == "cut" else transition.duration,  # type: ignore[attr-defined]
-                getattr(transition, "color", "#000000"))
+                getattr(transition, "color", "#000000").lower())
 
 
 def _titles(board: object, edit: object, side: str, shot: str, outgoing: list[object]) -> list[TitlePiece]:
