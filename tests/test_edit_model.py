@@ -480,3 +480,17 @@ def test_no_warning_when_the_extension_starts_after_its_source(board, capsys, mo
     path = board('[[edit.clip]]\nshot = "climb"\n\n[[edit.clip]]\nshot = "storm"\nin = 6.0\n')
     code, err = validate(path, capsys, monkeypatch)
     assert code == 0 and err == ""
+
+
+def test_the_readmes_timeline_validates(board, sounds, capsys, monkeypatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### The edit: a timeline", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = board(block)
+    shutil.copy(sounds["tone.m4a"], path.parent / "assets" / "score.m4a")
+    code, err = validate(path, capsys, monkeypatch)
+    assert code == 0 and err == "", err
+    loaded = load(path)
+    timeline = resolve(loaded, refs(loaded, {"arrival": 8.0, "storm": 13.0}))
+    assert [type(p).__name__ for p in timeline.pieces] == ["TitlePiece", "ClipPiece", "ClipPiece"]
+    assert timeline.joins == (Join("crossfade", 0.5), Join("dip", 1.0, "#ffffff"))
