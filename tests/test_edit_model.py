@@ -494,3 +494,65 @@ def test_the_readmes_timeline_validates(board, sounds, capsys, monkeypatch) -> N
     timeline = resolve(loaded, refs(loaded, {"arrival": 8.0, "storm": 13.0}))
     assert [type(p).__name__ for p in timeline.pieces] == ["TitlePiece", "ClipPiece", "ClipPiece"]
     assert timeline.joins == (Join("crossfade", 0.5), Join("dip", 1.0, "#ffffff"))
+
+
+# ---- a valid edit is a timeline the stitcher can make ---------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+LENGTHS = {"arrival": 8.0, "climb": 6.0, "storm": 13.0}
+_seconds = st.sampled_from([0.0, 0.01, 0.04, 0.1, 0.5, 1.0, 2.5, 3.0, 5.99, 6.0, 7.0, 8.0, 12.9, 13.0, 20.0])
+_transition = st.fixed_dictionaries({"kind": st.sampled_from(["cut", "crossfade", "dip", "wipeleft"])},
+                                    optional={"duration": _seconds})
+_clip = st.fixed_dictionaries({"shot": st.sampled_from(list(LENGTHS))},
+                              optional={"in": _seconds, "out": _seconds, "hold": _seconds, "transition": _transition})
+_title = st.fixed_dictionaries({"text": st.just("T"), st.sampled_from(["before", "after"]): st.sampled_from(
+    list(LENGTHS))}, optional={"duration": st.sampled_from([0.01, 0.5, 3.0])})
+_text = st.fixed_dictionaries({"shot": st.sampled_from(list(LENGTHS)), "text": st.just("x"), "end": _seconds},
+                              optional={"start": _seconds})
+
+
+def _toml(value: object) -> str:
+    import json
+
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+@pytest.fixture(scope="module")
+def fuzz_board(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fuzz") / "storyboard.toml"
+    return path
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(clips=st.lists(_clip, min_size=1, max_size=5), titles=st.lists(_title, max_size=2),
+       texts=st.lists(_text, max_size=2), default=_transition)
+def test_a_valid_edit_resolves_to_a_stitchable_timeline(fuzz_board: Path, clips, titles, texts, default) -> None:
+    from storyboard.errors import StoryboardFileError
+
+    lines = [textwrap.dedent(SHOTS), f"[edit]\ntransition = {_toml(default)}\n"]
+    for name, entries in (("clip", clips), ("title", titles), ("text", texts)):
+        lines += [f"[[edit.{name}]]\n" + "".join(f'"{k}" = {_toml(v)}\n' for k, v in e.items()) for e in entries]
+    fuzz_board.write_text("\n".join(lines))
+    try:
+        loaded = load(fuzz_board)
+    except StoryboardFileError as exc:
+        assert str(fuzz_board) in exc.message
+        return
+    timeline = resolve(loaded, refs(loaded, LENGTHS))
+    frames = [timeline.piece_frames(i, 24) for i in range(len(timeline.pieces))]
+    joins = [j.frames(24) for j in timeline.joins]
+    assert all(f >= 1 for f in frames)
+    for i, join in enumerate(joins):
+        assert join < frames[i] and join < frames[i + 1]
+        if i:
+            assert joins[i - 1] + join < frames[i]
+    starts = timeline.starts(24)
+    assert starts == sorted(starts)
+    assert timeline.frames(24) == sum(frames) - sum(joins)
+    for piece in timeline.pieces:
+        for overlay in getattr(piece, "overlays", ()):
+            assert 0 <= overlay.start < overlay.end <= piece.seconds + 1e-9

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from storyboard.edit.timeline import Cue
+from storyboard.edit.timeline import Cue, Join, frames_of
+from storyboard.job import FPS
 from storyboard.errors import StoryboardFileError, did_you_mean
 from storyboard.problems import Problems, Where, escape_controls
 
@@ -197,6 +198,9 @@ class _Piece:
     def __init__(self, name: str, seconds: float, join: Any, join_at: tuple[Any, ...], join_who: str,
                  shot: str | None = None, span: tuple[float, float] = (0.0, 0.0), at: tuple[Any, ...] = ("edit",)) -> None:
         self.name, self.seconds, self.shot, self.span, self.at = name, seconds, shot, span, at
+        self.frames = frames_of(seconds, FPS) if shot is None else (
+            frames_of(span[1] - span[0], FPS) + frames_of(seconds - (span[1] - span[0]), FPS))
+        """What the stitcher will make of it (``Timeline.piece_frames``)."""
         self.join, self.join_at, self.join_who = join, join_at, join_who
 
 
@@ -241,6 +245,9 @@ def _pieces(board: Any, where: Where, raw_edit: Any, lengths: dict[str, float], 
         elif start >= end:
             problems.add(where.error(f"{who}: field 'in': in = {start} is not before out = {end:g}; the clip would "
                                      "be empty", at=(*at, "in")))
+        elif frames_of(end - start, FPS) < 1:
+            problems.add(where.error(f"{who}: field 'out': {start:g}-{end:g} s is shorter than one frame "
+                                     f"(1/{FPS} s)", at=(*at, "out")))
         trimmed = " as trimmed" if start > 0 or end < length else ""
         own = clip.transition is not None
         clips.append(_Piece(f"{who}{trimmed}", max(0.0, end - start) + clip.hold, clip.transition or edit.transition,
@@ -266,6 +273,9 @@ def _pieces(board: Any, where: Where, raw_edit: Any, lengths: dict[str, float], 
                                      f"{did_you_mean(shot, sorted(in_film))}", at=(*at, sides[0])))
             continue
         _check_background(board, where, who, title.background, (*at, "background"), problems)
+        if frames_of(title.duration, FPS) < 1:
+            problems.add(where.error(f"{who}: field 'duration': {title.duration:g} s is shorter than one frame "
+                                     f"(1/{FPS} s)", at=(*at, "duration")))
         placed.setdefault((sides[0], shot), []).append(
             _Piece(who, title.duration, edit.transition, default[1], default[0], at=at))
     pieces: list[_Piece] = []
@@ -308,29 +318,30 @@ def _check_durations(where: Where, edit: Any, raw_edit: Any, problems: Problems)
 
 
 def _check_joins(where: Where, pieces: list[_Piece], problems: Problems) -> None:
-    """Each join shorter than both pieces it joins, and a piece's two joins together shorter than it."""
-    def overlap(piece: _Piece) -> float:
-        return 0.0 if piece.join.kind == "cut" else piece.join.duration
+    """Each join shorter than both pieces it joins, and a piece's two joins together shorter than it,
+    in the whole frames the stitcher uses (a join is at least two frames)."""
+    def overlap(piece: _Piece) -> int:
+        join = piece.join
+        return 0 if join.kind == "cut" or join.duration <= 0 else Join(join.kind, join.duration).frames(FPS)
 
     for before, after in zip(pieces, pieces[1:]):
-        kind, seconds = before.join.kind, before.join.duration
-        if kind == "cut":
-            continue
-        if seconds <= 0:
-            continue  # reported by _check_durations
+        kind, seconds, frames = before.join.kind, before.join.duration, overlap(before)
+        if frames == 0:
+            continue  # a cut, or a duration _check_durations reports
         for piece in (before, after):
-            if seconds >= piece.seconds:
-                longer = "longer than" if seconds > piece.seconds else "as long as"
+            if frames >= piece.frames:
+                longer = ("longer than" if seconds > piece.seconds else "as long as" if seconds == piece.seconds
+                          else f"in whole frames ({frames} of {piece.frames} at {FPS} fps) as long as")
                 problems.add(where.error(f"{before.join_who}: a {seconds:g} s {kind} is {longer} {piece.name} "
                                          f"({piece.seconds:g} s); a join must be shorter than both pieces it joins",
                                          at=before.join_at))
     for index, piece in enumerate(pieces):
-        into = overlap(pieces[index - 1]) if index else 0.0
-        out = overlap(piece) if index < len(pieces) - 1 else 0.0
-        if into and out and into < piece.seconds and out < piece.seconds and into + out >= piece.seconds:
-            problems.add(where.error(f"{piece.join_who}: joins of {into:g} s and {out:g} s at both ends of "
-                                     f"{piece.name} ({piece.seconds:g} s) leave nothing of it; use at most "
-                                     f"{max(piece.seconds - into - 1 / 24, 0):.2f} s", at=piece.join_at))
+        into = overlap(pieces[index - 1]) if index else 0
+        out = overlap(piece) if index < len(pieces) - 1 else 0
+        if into and out and into < piece.frames and out < piece.frames and into + out >= piece.frames:
+            problems.add(where.error(f"{piece.join_who}: joins of {into / FPS:g} s and {out / FPS:g} s at both ends "
+                                     f"of {piece.name} ({piece.seconds:g} s) leave nothing of it; use at most "
+                                     f"{(piece.frames - into - 1) / FPS:.2f} s", at=piece.join_at))
 
 
 def _check_texts(board: Any, where: Where, raw_edit: Any, pieces: list[_Piece], problems: Problems) -> None:
