@@ -345,7 +345,7 @@ def _with_overlays(piece: Piece, *overlays: Overlay) -> Piece:
 
 
 def _sounds(board: object) -> list[Sound]:
-    from storyboard.edit.rules import sound_path
+    from storyboard.edit.sources import sound_path
 
     sounds = []
     for number, s in enumerate(getattr(board.edit, "sound", ()), start=1):  # type: ignore[attr-defined]
@@ -357,7 +357,7 @@ def _sounds(board: object) -> list[Sound]:
 
 
 def _subtitles(board: object) -> Subtitles | None:
-    from storyboard.edit.rules import read_subtitles, readable
+    from storyboard.edit.sources import read_subtitles, readable
 
     given = getattr(board.edit, "subtitles", None)  # type: ignore[attr-defined]
     if given is None:
