@@ -188,8 +188,8 @@ def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError
 
 
 def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool, raw: dict[str, Any]) -> Board:
-    from storyboard.providers import available, provider_class
     from storyboard.edit.rules import check_edit, check_names
+    from storyboard.providers import available, provider_class
     from storyboard.rules import check_board, check_shot
 
     problems = Problems(path)

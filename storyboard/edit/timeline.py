@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from storyboard.job import FPS
+
 __all__ = [
     "ClipPiece",
     "ClipRef",
@@ -252,7 +254,7 @@ def clip_refs(board: object, cache: object, outputs: Mapping[str, Mapping[str, o
     return refs
 
 
-def resolve(board: object, clips: Mapping[str, ClipRef], fps: int = 24) -> Timeline:
+def resolve(board: object, clips: Mapping[str, ClipRef], fps: int = FPS) -> Timeline:
     """The board's ``[edit]`` as a timeline over the built ``clips`` (shot id -> clip).
 
     The short form (``sequence`` and one transition) gives each whole clip joined by that
