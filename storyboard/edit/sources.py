@@ -112,6 +112,10 @@ def read_subtitles(path: Path, what: str) -> tuple[Cue, ...]:
         raise StoryboardFileError(f"{what}: '{path.name}' is larger than {MAX_SUBTITLE_BYTES >> 20} MiB")
     try:
         cues = read_cues(path)
+    except StoryboardFileError as exc:  # the subtitle reader's own report, which names the file by its path
+        detail = exc.message.replace(f"{path}:", "", 1).strip()
+        raise StoryboardFileError(f"{what}: '{path.name}' is not an SRT or WebVTT file that parses: "
+                                  f"{detail}") from None
     except Exception as exc:  # noqa: BLE001 - pysubs2 raises many kinds on untrusted text; all mean "does not parse"
         raise StoryboardFileError(f"{what}: '{path.name}' is not an SRT or WebVTT file that parses "
                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
