@@ -118,7 +118,8 @@ class Transition(_Strict):
         "cut", description="cut, crossfade, fade (through black), dip (to `color`), or one of ffmpeg "
         "xfade's transitions (wipeleft, slideup, ...)")
     duration: Annotated[float, Field(description="seconds the two pieces overlap (not for a cut)")] = 0.5
-    color: Annotated[str, Field(pattern=COLOR_PATTERN, description='the colour a dip passes through, "#rrggbb"')] = "#000000"
+    color: Annotated[str, Field(pattern=COLOR_PATTERN,
+                                description='the colour a dip passes through, "#rrggbb"')] = "#000000"
 
     @field_validator("kind")
     @classmethod

@@ -1,4 +1,4 @@
-"""The timeline form of [edit]: the issue's TOML loads, every rule fails clearly, warnings warn, resolve places it all."""
+"""The timeline form of [edit]: the issue's TOML loads, each rule fails clearly, warnings warn, resolve places it."""
 
 from __future__ import annotations
 

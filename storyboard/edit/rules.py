@@ -88,7 +88,8 @@ class _Piece:
     """A piece of the timeline as validation sees it: who it is, how long, and the join after it."""
 
     def __init__(self, name: str, seconds: float, join: Any, join_at: tuple[Any, ...], join_who: str,
-                 shot: str | None = None, span: tuple[float, float] = (0.0, 0.0), at: tuple[Any, ...] = ("edit",)) -> None:
+                 shot: str | None = None, span: tuple[float, float] = (0.0, 0.0),
+                 at: tuple[Any, ...] = ("edit",)) -> None:
         self.name, self.seconds, self.shot, self.span, self.at = name, seconds, shot, span, at
         self.frames = frames_of(seconds, FPS) if shot is None else (
             frames_of(span[1] - span[0], FPS) + frames_of(seconds - (span[1] - span[0]), FPS))
@@ -306,34 +307,60 @@ def _check_subtitles(board: Any, where: Where, film: float, problems: Problems) 
 
 
 def _twice(board: Any, where: Where, lengths: dict[str, float], pieces: list[_Piece]) -> list[str]:
-    """An extension's clip starts with its source's: both in the film shows that content twice."""
-    clips = [p for p in pieces if p.shot is not None]
+    """An extension's clip starts with its source's: both in the film shows that content twice.
+
+    One warning per extension and source, found in O(n log n) (a timeline may hold 10,000 clips).
+    """
+    import bisect
+
+    by_shot = _by_shot(pieces)
     found = []
-    for later in clips:
-        source = board.shots[later.shot].extends
+    for shot, laters in by_shot.items():
+        source = board.shots[shot].extends
         while source is not None:
-            for earlier in (p for p in clips if p.shot == source):
-                start = max(later.span[0], earlier.span[0])
-                end = min(later.span[1], earlier.span[1], lengths[source])
-                if end > start:
-                    found.append(where.error(
-                        f"{later.name} extends '{source}', whose clip it repeats for its first {lengths[source]:g} s, "
-                        f"and {earlier.name} is in the film too: {start:g}-{end:g} s of that content plays twice; "
-                        f"set in = {lengths[source]:g} on '{later.shot}' to start where the new part begins",
-                        at=(*later.at, "shot")).message)
+            if source in by_shot:
+                length = lengths[source]
+                spans = sorted(((p.span[0], min(p.span[1], length), p) for p in by_shot[source]
+                                if p.span[0] < min(p.span[1], length)), key=lambda span: span[:2])
+                reach, ends = 0.0, []  # the furthest end among the spans sorted before each one
+                for start, end, _ in spans:
+                    reach = max(reach, end)
+                    ends.append(reach)
+                starts = [start for start, _, _ in spans]
+                for later in laters:
+                    i = bisect.bisect_left(starts, later.span[1]) - 1  # spans starting before the later one ends
+                    if i >= 0 and ends[i] > later.span[0]:
+                        earlier = next(p for a, b, p in spans[:i + 1] if b > later.span[0])
+                        overlap = (max(later.span[0], earlier.span[0]),
+                                   min(later.span[1], earlier.span[1], length))
+                        found.append(where.error(
+                            f"{later.name} extends '{source}', whose clip it repeats for its first {length:g} s, "
+                            f"and {earlier.name} is in the film too: {overlap[0]:g}-{overlap[1]:g} s of that "
+                            f"content plays twice; set in = {length:g} on '{shot}' to start where the new part "
+                            "begins", at=(*later.at, "shot")).message)
+                        break
             source = board.shots[source].extends
-    return list(dict.fromkeys(found))
+    return found
 
 
 def _handoffs(board: Any, where: Where, lengths: dict[str, float], pieces: list[_Piece]) -> list[str]:
     """A shot another shot `continues` hands over its last frame; trimmed at its out point, that frame is gone."""
+    by_shot = _by_shot(pieces)
     found = []
     for shot in board.shots.values():
-        if shot.continues is None:
-            continue
-        for piece in (p for p in pieces if p.shot == shot.continues and p.span[1] < lengths[shot.continues]):
+        target = shot.continues
+        trimmed = next((p for p in by_shot.get(target or "", ()) if p.span[1] < lengths[target]), None)
+        if trimmed is not None:
             found.append(where.error(
-                f"{piece.name} ends at {piece.span[1]:g} s, before the end of its clip "
-                f"({lengths[shot.continues]:g} s), but '{shot.id}' continues it from its last frame: the cut "
-                "no longer joins; end it at the clip's end or accept the jump", at=(*piece.at, "out")).message)
-    return list(dict.fromkeys(found))
+                f"{trimmed.name} ends at {trimmed.span[1]:g} s, before the end of its clip "
+                f"({lengths[target]:g} s), but '{shot.id}' continues it from its last frame: the cut "
+                "no longer joins; end it at the clip's end or accept the jump", at=(*trimmed.at, "out")).message)
+    return found
+
+
+def _by_shot(pieces: list[_Piece]) -> dict[str, list[_Piece]]:
+    grouped: dict[str, list[_Piece]] = {}
+    for piece in pieces:
+        if piece.shot is not None:
+            grouped.setdefault(piece.shot, []).append(piece)
+    return grouped

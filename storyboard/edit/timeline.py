@@ -272,25 +272,26 @@ def resolve(board: object, clips: Mapping[str, ClipRef], fps: int = FPS) -> Time
     """
     edit = board.edit  # type: ignore[attr-defined]
     entries = _clip_entries(edit, board.sequence)  # type: ignore[attr-defined]
+    cards = _titles(board, edit)
+    texts: dict[str, list[Overlay]] = {}
+    for text in getattr(edit, "text", ()):
+        texts.setdefault(text.shot, []).append(Overlay(text.text, text.start, text.end, text.position))
     pieces: list[Piece] = []
-    outgoing: list[object] = []
-    first_of: dict[str, int] = {}
+    outgoing: list[object] = []  # the transition after each piece; None: [edit]'s
+    seen: set[str] = set()
     for entry in entries:
         ref = clips[entry.shot]
-        first = entry.shot not in first_of
-        if first:
-            pieces.extend(_titles(board, edit, "before", entry.shot, outgoing))
-            first_of[entry.shot] = len(pieces)
+        first = entry.shot not in seen
+        seen.add(entry.shot)
+        before = cards.get(("before", entry.shot), []) if first else []
         out = ref.duration if entry.out is None else min(entry.out, ref.duration)
-        pieces.append(ClipPiece(shot=entry.shot, sha=ref.sha, path=ref.path, in_=min(entry.in_, out), out=out,
-                                hold=entry.hold, volume=entry.volume, key=ref.key, provider=ref.provider))
-        outgoing.append(entry.transition)
-        if first:
-            pieces.extend(_titles(board, edit, "after", entry.shot, outgoing))
+        clip = ClipPiece(shot=entry.shot, sha=ref.sha, path=ref.path, in_=min(entry.in_, out), out=out,
+                         hold=entry.hold, volume=entry.volume, key=ref.key, provider=ref.provider,
+                         overlays=tuple(texts.get(entry.shot, ())) if first else ())
+        after = cards.get(("after", entry.shot), []) if first else []
+        pieces += [*before, clip, *after]
+        outgoing += [*(None for _ in before), entry.transition, *(None for _ in after)]
     joins = tuple(_join(t or edit.transition) for t in outgoing[:-1])
-    for text in edit.text:
-        index = first_of[text.shot]
-        pieces[index] = _with_overlays(pieces[index], Overlay(text.text, text.start, text.end, text.position))
     subtitles = _subtitles(board)
     timeline = Timeline(tuple(pieces), joins, sounds=tuple(_sounds(board)), subtitles=subtitles,
                         loudness=edit.audio.loudness if edit.audio.normalize else None)
@@ -323,27 +324,22 @@ def _join(transition: object) -> Join:
                 getattr(transition, "color", "#000000").lower())
 
 
-def _titles(board: object, edit: object, side: str, shot: str, outgoing: list[object]) -> list[TitlePiece]:
-    """The cards placed ``side`` (before/after) the shot's clip, in file order; their joins are the default."""
-    cards = []
+def _titles(board: object, edit: object) -> dict[tuple[str, str], list[TitlePiece]]:
+    """The cards by where they go, ("before" | "after", shot), each list in file order."""
+    cards: dict[tuple[str, str], list[TitlePiece]] = {}
+    digests: dict[Path, str] = {}
     for number, title in enumerate(getattr(edit, "title", ()), start=1):
-        if getattr(title, side) != shot:
-            continue
+        side = "before" if title.before is not None else "after"
         image = image_sha = None
         background = title.background
         if not background.startswith("#"):
             image = board.assets[background].path  # type: ignore[attr-defined]
-            image_sha, background = file_sha256(image), "#000000"
-        cards.append(TitlePiece(text=title.text, duration=title.duration, background=background.lower(),
-                                image=image, image_sha=image_sha, name=f"title-{number}"))
-        outgoing.append(None)
+            image_sha = digests[image] = digests.get(image) or file_sha256(image)
+            background = "#000000"
+        cards.setdefault((side, getattr(title, side)), []).append(
+            TitlePiece(text=title.text, duration=title.duration, background=background.lower(), image=image,
+                       image_sha=image_sha, name=f"title-{number}"))
     return cards
-
-
-def _with_overlays(piece: Piece, *overlays: Overlay) -> Piece:
-    from dataclasses import replace
-
-    return replace(piece, overlays=(*piece.overlays, *overlays))  # type: ignore[union-attr]
 
 
 def _sounds(board: object) -> list[Sound]:
@@ -364,22 +360,35 @@ def _subtitles(board: object) -> Subtitles | None:
     given = getattr(board.edit, "subtitles", None)  # type: ignore[attr-defined]
     if given is None:
         return None
-    path = readable(board.root, given.path, f"{board.path}: [edit.subtitles] field 'path'")  # type: ignore[attr-defined]
-    cues = read_subtitles(path, f"{board.path}: [edit.subtitles] field 'path'")  # type: ignore[attr-defined]
+    what = f"{board.path}: [edit.subtitles] field 'path'"  # type: ignore[attr-defined]
+    path = readable(board.root, given.path, what)  # type: ignore[attr-defined]
+    cues = read_subtitles(path, what)
     return Subtitles(path=path, sha=file_sha256(path), burn=given.burn, cues=cues)
 
 
 def _burn(timeline: Timeline, cues: tuple[Cue, ...], fps: int) -> Timeline:
-    """Each cue drawn on every piece it overlaps (through a join's overlap both pieces carry it)."""
-    pieces = list(timeline.pieces)
-    for index, start in enumerate(timeline.starts(fps)):
-        begin, end = start / fps, (start + timeline.piece_frames(index, fps)) / fps
-        spans = [Overlay(c.text, max(c.start, begin) - begin, min(c.end, end) - begin, "lower-third", "subtitle")
-                 for c in cues if c.start < end and c.end > begin]
-        if spans and isinstance(pieces[index], ClipPiece):  # a title card shows its own text only
-            pieces[index] = _with_overlays(pieces[index], *spans)
+    """Each cue drawn on every clip it overlaps (through a join's overlap both pieces carry it).
+
+    A sweep over the cues sorted by start: pieces begin and end in order (a join is shorter than
+    the piece after it), so each cue enters the active list once and leaves it once.
+    """
     from dataclasses import replace
 
+    pieces = list(timeline.pieces)
+    ordered = sorted(cues, key=lambda c: c.start)
+    active: list[Cue] = []
+    next_cue = 0
+    for index, start in enumerate(timeline.starts(fps)):
+        begin, end = start / fps, (start + timeline.piece_frames(index, fps)) / fps
+        while next_cue < len(ordered) and ordered[next_cue].start < end:
+            active.append(ordered[next_cue])
+            next_cue += 1
+        active = [c for c in active if c.end > begin]
+        spans = [Overlay(c.text, max(c.start, begin) - begin, min(c.end, end) - begin, "lower-third", "subtitle")
+                 for c in active if c.start < end]
+        piece = pieces[index]
+        if spans and isinstance(piece, ClipPiece):  # a title card shows its own text only
+            pieces[index] = replace(piece, overlays=(*piece.overlays, *spans))
     return replace(timeline, pieces=tuple(pieces))
 
 
