@@ -556,3 +556,11 @@ def test_a_valid_edit_resolves_to_a_stitchable_timeline(fuzz_board: Path, clips,
     for piece in timeline.pieces:
         for overlay in getattr(piece, "overlays", ()):
             assert 0 <= overlay.start < overlay.end <= piece.seconds + 1e-9
+
+
+def test_many_repeats_give_one_warning_per_extension(board, capsys, monkeypatch) -> None:
+    clips = '[[edit.clip]]\nshot = "climb"\nin = 1.0\nout = 3.0\n\n[[edit.clip]]\nshot = "storm"\nin = 2.0\nout = 4.0\n\n'
+    code, err = validate(board(clips * 300), capsys, monkeypatch)
+    assert code == 0, err
+    assert err.count("storyboard: warning:") == 1
+    assert "[[edit.clip]] #2 (shot 'storm') as trimmed extends 'climb'" in err and "2-3 s of that content" in err
