@@ -117,7 +117,8 @@ class Transition(_Strict):
     kind: Annotated[str, Field(json_schema_extra={"enum": list(TRANSITION_KINDS)})] = Field(
         "cut", description="cut, crossfade, fade (through black), dip (to `color`), or one of ffmpeg "
         "xfade's transitions (wipeleft, slideup, ...)")
-    duration: Annotated[float, Field(description="seconds the two pieces overlap (not for a cut)")] = 0.5
+    duration: Annotated[float, Field(le=MAX_SECONDS, allow_inf_nan=False,
+                                     description="seconds the two pieces overlap (not for a cut)")] = 0.5
     color: Annotated[str, Field(pattern=COLOR_PATTERN,
                                 description='the colour a dip passes through, "#rrggbb"')] = "#000000"
 
@@ -141,12 +142,14 @@ class AudioEdit(_Strict):
 
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+Name = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+"""A shot id, asset name or path named by the edit (bounded: it is compared for did-you-mean)."""
 
 
 class EditClip(_Strict):
     """`[[edit.clip]]`: one shot's clip on the timeline, trimmed, with its own sound level and join."""
 
-    shot: str = Field(description="the shot whose clip plays")
+    shot: Name = Field(description="the shot whose clip plays")
     in_: Seconds = Field(0.0, alias="in", description="seconds into the shot's clip where it starts")
     out: Seconds | None = Field(None, description="seconds into the clip where it ends; default its end")
     volume: Annotated[float, Field(ge=0, le=10)] = Field(1.0, description="the clip's own sound; 0 mutes it")
@@ -158,16 +161,16 @@ class EditTitle(_Strict):
     """`[[edit.title]]`: a card of its own, before or after a shot's clip."""
 
     text: Text
-    before: str | None = Field(None, description="the shot this card comes before")
-    after: str | None = Field(None, description="the shot this card comes after")
+    before: Name | None = Field(None, description="the shot this card comes before")
+    after: Name | None = Field(None, description="the shot this card comes after")
     duration: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 3.0
-    background: str = Field("#000000", description='a colour "#rrggbb" or the name of an image asset')
+    background: Name = Field("#000000", description='a colour "#rrggbb" or the name of an image asset')
 
 
 class EditText(_Strict):
     """`[[edit.text]]`: text over the picture of one clip, timed from that clip's in point."""
 
-    shot: str
+    shot: Name
     text: Text
     start: Seconds = 0.0
     end: Seconds
@@ -177,8 +180,8 @@ class EditText(_Strict):
 class EditSound(_Strict):
     """`[[edit.sound]]`: music or voice-over placed on the film's timeline."""
 
-    path: str | None = Field(None, description="an audio file in the board's folder (WAV, MP3, AAC/M4A, FLAC)")
-    asset: str | None = Field(None, description="or the name of an audio asset")
+    path: Name | None = Field(None, description="an audio file in the board's folder (WAV, MP3, AAC/M4A, FLAC)")
+    asset: Name | None = Field(None, description="or the name of an audio asset")
     start: Seconds = Field(0.0, description="film seconds where it begins")
     in_: Seconds = Field(0.0, alias="in", description="seconds into the file")
     out: Seconds | None = Field(None, description="seconds into the file where it ends; default its end")
@@ -191,7 +194,7 @@ class EditSound(_Strict):
 class EditSubtitles(_Strict):
     """`[edit.subtitles]`: an SRT or WebVTT file in film time."""
 
-    path: str = Field(description="the subtitle file, inside the board's folder")
+    path: Name = Field(description="the subtitle file, inside the board's folder")
     burn: bool = Field(False, description="draw into the picture; false: a soft track plus an .srt beside the film")
 
 

@@ -564,3 +564,10 @@ def test_many_repeats_give_one_warning_per_extension(board, capsys, monkeypatch)
     assert code == 0, err
     assert err.count("storyboard: warning:") == 1
     assert "[[edit.clip]] #2 (shot 'storm') as trimmed extends 'climb'" in err and "2-3 s of that content" in err
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300"])
+def test_a_transition_lasts_a_finite_time(board, capsys, monkeypatch, value: str) -> None:
+    path = board(f'[edit]\ntransition = {{ kind = "crossfade", duration = {value} }}\n')
+    code, err = validate(path, capsys, monkeypatch)
+    assert code == 2 and "[edit] field 'transition.duration'" in err, err
