@@ -27,7 +27,7 @@ def label(raw_edit: Any, kind: str, index: int) -> str:
     entries = raw_edit.get(kind) if isinstance(raw_edit, dict) else None
     entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
     shot = entry.get("shot") if isinstance(entry, dict) else None
-    named = f" (shot '{shot}')" if isinstance(shot, str) else ""
+    named = f" (shot '{shot[:60]}{'...' if len(shot) > 60 else ''}')" if isinstance(shot, str) else ""
     return f"{_ARRAYS[kind]} #{index + 1}{named}"
 
 
