@@ -1,0 +1,434 @@
+"""The edit's rules, checked at load before anything is generated: every problem of `[edit]` at once.
+
+Two passes. `check_names` runs before the board exists (the shots a timeline names must be
+shots, so the graph can be built). `check_edit` runs once the shots' lengths are known: trims
+inside their clips, joins shorter than the pieces they join, text inside its clip, sound and
+subtitle files that exist inside the folder and decode. It returns the warnings: a cue past the
+film's end, a clip's content playing twice, a hand-off frame trimmed away. Each message names
+the file, the line, the entry (`[[edit.clip]] #3 (shot 'storm')`) and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from storyboard.edit.timeline import Cue
+from storyboard.errors import StoryboardFileError, did_you_mean
+from storyboard.problems import Problems, Where, escape_controls
+
+MAX_SOUND_BYTES = 1 << 30
+MAX_SUBTITLE_BYTES = 4 << 20
+MAX_CUES = 10_000
+AUDIO_FORMATS = {"wav", "mp3", "mov", "mp4", "m4a", "flac", "aac"}
+AUDIO_CODECS = {"mp3", "mp3float", "aac", "flac", "alac"}
+_ARRAYS = {"clip": "[[edit.clip]]", "title": "[[edit.title]]", "text": "[[edit.text]]",
+           "sound": "[[edit.sound]]"}
+
+
+def label(raw_edit: Any, kind: str, index: int) -> str:
+    """`[[edit.clip]] #3 (shot 'storm')`: how a message names an entry of an [edit] array."""
+    entries = raw_edit.get(kind) if isinstance(raw_edit, dict) else None
+    entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
+    shot = entry.get("shot") if isinstance(entry, dict) else None
+    named = f" (shot '{shot}')" if isinstance(shot, str) else ""
+    return f"{_ARRAYS[kind]} #{index + 1}{named}"
+
+
+def explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError | None:
+    """A pydantic error inside an [edit] array or [edit.subtitles], named by its entry; None elsewhere."""
+    from storyboard import model
+
+    loc = [p for p in err["loc"] if isinstance(p, int) or not (p[:1].isupper() or p in ("str", "float", "int", "bool")
+                                                              or p.startswith(("literal[", "constrained-")))]
+    if len(loc) < 2 or loc[0] != "edit" or loc[1] not in (*_ARRAYS, "subtitles"):
+        return None
+    if loc[1] == "subtitles":
+        who, fields, owner = "[edit.subtitles]", [str(p) for p in loc[2:]], model.EditSubtitles
+    elif len(loc) > 2 and isinstance(loc[2], int):
+        who, fields = label(raw.get("edit"), str(loc[1]), loc[2]), [str(p) for p in loc[3:]]
+        owner = {"clip": model.EditClip, "title": model.EditTitle, "text": model.EditText,
+                 "sound": model.EditSound}[str(loc[1])]
+    else:
+        return None
+    if err["type"] == "extra_forbidden":
+        key = fields[-1] if fields else "?"
+        if len(fields) > 1 and fields[-2] == "transition":
+            owner = model.Transition
+        names = [f.alias or n for n, f in owner.model_fields.items()]
+        return where.error(f"{who}: unknown key '{key}'{did_you_mean(key, names)}", at=tuple(loc))
+    message = "is required" if err["type"] == "missing" else err["msg"]
+    value = err.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) and err["type"] != "missing" else ""
+    field = f": field '{'.'.join(fields)}'" if fields else ""
+    return where.error(f"{who}{field}: {message}{shown}", at=tuple(loc))
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+
+def readable(root: Path, value: str, what: str, limit: int = MAX_SOUND_BYTES) -> Path:
+    """The real path of file `value` inside the board's folder `root`, checked to be a regular file.
+
+    Raises:
+        OutsideError: the path is absolute or leads outside the folder (`..`, a symbolic link).
+        StoryboardFileError: the file is missing (with a did-you-mean), not a regular file, or too big.
+    """
+    from storyboard.sandbox import OutsideError, check_shape
+    from storyboard.sniff import special_kind
+
+    if (reason := check_shape(value)) is not None:
+        raise OutsideError(f"{what}: '{escape_controls(value)}' {reason}")
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(real_root / value))
+    if not real.is_relative_to(real_root):
+        raise OutsideError(f"{what}: '{value}' leads outside the storyboard's folder (to {real}); copy the file "
+                           "inside the folder")
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        nearby = sorted(p.name for p in real.parent.iterdir()) if real.parent.is_dir() else []
+        hint = did_you_mean(real.name, nearby)
+        raise StoryboardFileError(f"{what}: file '{value}' not found{hint}") from None
+    except OSError as exc:
+        raise StoryboardFileError(f"{what}: '{value}' cannot be read: {exc.strerror}") from None
+    if (kind := special_kind(info.st_mode)) is not None:
+        raise StoryboardFileError(f"{what}: '{value}' is {kind}, not a file")
+    if info.st_size > limit:
+        raise StoryboardFileError(f"{what}: '{value}' is {info.st_size >> 20} MiB; at most {limit >> 20} MiB")
+    return real
+
+
+def audio_seconds(path: Path, what: str) -> float:
+    """How long an audio file is, once PyAV has opened it as WAV, MP3, AAC/M4A or FLAC and decoded sound.
+
+    Raises:
+        StoryboardFileError: anything else (named by `what` and the file), or a file that does not decode.
+    """
+    import av
+
+    bad = (f"{what}: '{path.name}' is not a WAV, MP3, AAC/M4A or FLAC sound file (checked by its content, not "
+           "its name)")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            formats = set(container.format.name.split(","))
+            streams = [s for s in container.streams if s.type == "audio"]
+            moving = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+            if not formats & AUDIO_FORMATS or not streams or moving:
+                raise StoryboardFileError(bad + (" (it has pictures: give the sound alone)" if moving else ""))
+            stream = streams[0]
+            codec = stream.codec_context.name
+            if codec not in AUDIO_CODECS and not codec.startswith("pcm_"):
+                raise StoryboardFileError(f"{bad} (its sound is {codec})")
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                raise StoryboardFileError(f"{what}: '{path.name}' holds no sound")
+            if container.duration is not None:
+                return container.duration / 1_000_000
+            return float(stream.duration * stream.time_base) if stream.duration else 0.0
+    except StoryboardFileError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
+        raise StoryboardFileError(f"{bad}: {str(exc)[:120]}") from None
+
+
+def sound_path(board: Any, sound: Any, what: str) -> Path:
+    """Where a `[[edit.sound]]` file is: its `path` inside the folder, or its asset's path."""
+    if sound.asset is not None:
+        asset = board.assets.get(sound.asset)
+        if asset is None or asset.path is None:
+            raise StoryboardFileError(f"{board.path}: {what}: unknown asset '{sound.asset}'"
+                                      f"{did_you_mean(sound.asset, board.assets)}")
+        return asset.path
+    return readable(board.root, sound.path, f"{board.path}: {what}: field 'path'")
+
+
+def read_subtitles(path: Path, what: str) -> tuple[Cue, ...]:
+    """The cues of an SRT or WebVTT file (pysubs2), at most MAX_CUES.
+
+    Raises:
+        StoryboardFileError: the file is too big, does not parse, or holds no cue.
+    """
+    from storyboard.edit.subtitles import read_cues
+
+    if path.stat().st_size > MAX_SUBTITLE_BYTES:
+        raise StoryboardFileError(f"{what}: '{path.name}' is larger than {MAX_SUBTITLE_BYTES >> 20} MiB")
+    try:
+        cues = read_cues(path)
+    except Exception as exc:  # noqa: BLE001 - pysubs2 raises many kinds on untrusted text; all mean "does not parse"
+        raise StoryboardFileError(f"{what}: '{path.name}' is not an SRT or WebVTT file that parses "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not cues:
+        raise StoryboardFileError(f"{what}: '{path.name}' holds no subtitles")
+    if len(cues) > MAX_CUES:
+        raise StoryboardFileError(f"{what}: '{path.name}' holds {len(cues)} subtitles; at most {MAX_CUES}")
+    return cues
+
+
+# ---- before the board: names ---------------------------------------------------------------
+
+
+def check_names(where: Where, raw: dict[str, Any], edit: Any, ids: dict[str, int], problems: Problems) -> None:
+    """The shots `[[edit.clip]]` names exist, and the long form does not come with `sequence`."""
+    if edit.clip is None:
+        return
+    if edit.sequence is not None:
+        problems.add(where.error("[edit] field 'sequence': give either 'sequence' (the short form) or "
+                                 "[[edit.clip]] tables (the timeline), not both; remove 'sequence'",
+                                 at=("edit", "sequence")))
+    if not edit.clip:
+        problems.add(where.error("[edit] field 'clip' is empty: add [[edit.clip]] tables, or remove it",
+                                 at=("edit", "clip")))
+    for index, clip in enumerate(edit.clip):
+        if clip.shot not in ids:
+            problems.add(where.error(f"{label(raw.get('edit'), 'clip', index)}: field 'shot': unknown shot "
+                                     f"'{clip.shot}'{did_you_mean(clip.shot, ids)}",
+                                     at=("edit", "clip", index, "shot")))
+
+
+# ---- once the shots' lengths are known ----------------------------------------------------
+
+
+class _Piece:
+    """A piece of the timeline as validation sees it: who it is, how long, and the join after it."""
+
+    def __init__(self, name: str, seconds: float, join: Any, join_at: tuple[Any, ...], join_who: str,
+                 shot: str | None = None, span: tuple[float, float] = (0.0, 0.0), at: tuple[Any, ...] = ("edit",)) -> None:
+        self.name, self.seconds, self.shot, self.span, self.at = name, seconds, shot, span, at
+        self.join, self.join_at, self.join_who = join, join_at, join_who
+
+
+def check_edit(board: Any, where: Where, raw: dict[str, Any]) -> tuple[str, ...]:
+    """Check `[edit]` against the shots' lengths and the files it names; return its warnings.
+
+    Raises:
+        StoryboardFileError: every problem found, in one report.
+    """
+    from storyboard.rules import clip_lengths
+
+    problems = Problems(board.path)
+    lengths = clip_lengths(board)
+    raw_edit = raw.get("edit")
+    pieces = _pieces(board, where, raw_edit, lengths, problems)
+    _check_durations(where, board.edit, raw_edit, problems)
+    _check_joins(where, pieces, problems)
+    film = sum(p.seconds for p in pieces) - sum(p.join.duration for p in pieces[:-1] if p.join.kind != "cut")
+    _check_texts(board, where, raw_edit, pieces, problems)
+    _check_sounds(board, where, raw_edit, problems)
+    warnings = _check_subtitles(board, where, film, problems)
+    problems.raise_any()
+    return (*warnings, *_twice(board, where, lengths, pieces), *_handoffs(board, where, lengths, pieces))
+
+
+def _pieces(board: Any, where: Where, raw_edit: Any, lengths: dict[str, float], problems: Problems) -> list[_Piece]:
+    """The clips (trims checked) and titles (placement and background checked) in film order."""
+    edit = board.edit
+    default = ("[edit] field 'transition.duration'", ("edit", "transition", "duration"))
+    clips = []
+    for index, clip in enumerate(edit.clip if edit.clip is not None else ()):
+        who, at = label(raw_edit, "clip", index), ("edit", "clip", index)
+        length = lengths[clip.shot]
+        start, end = clip.in_, clip.out if clip.out is not None else length
+        if clip.out is not None and clip.out > length:
+            problems.add(where.error(f"{who}: field 'out': {clip.out} s is past the end of the clip ({length:g} s "
+                                     f"long); use at most out = {length:g}", at=(*at, "out")))
+            end = length
+        if start >= length:
+            problems.add(where.error(f"{who}: field 'in': {start} s is at or past the end of the clip ({length:g} s "
+                                     "long)", at=(*at, "in")))
+        elif start >= end:
+            problems.add(where.error(f"{who}: field 'in': in = {start} is not before out = {end:g}; the clip would "
+                                     "be empty", at=(*at, "in")))
+        trimmed = " as trimmed" if start > 0 or end < length else ""
+        own = clip.transition is not None
+        clips.append(_Piece(f"{who}{trimmed}", max(0.0, end - start) + clip.hold, clip.transition or edit.transition,
+                            (*at, "transition", "duration") if own else default[1],
+                            f"{who}: field 'transition.duration'" if own else default[0], clip.shot, (start, end),
+                            at))
+    if edit.clip is None:
+        clips = [_Piece(f"shot '{s}'", lengths[s], edit.transition, default[1], default[0], s, (0.0, lengths[s]))
+                 for s in board.sequence]
+    in_film = {p.shot for p in clips}
+    placed: dict[tuple[str, str], list[_Piece]] = {}
+    for index, title in enumerate(edit.title):
+        who, at = label(raw_edit, "title", index), ("edit", "title", index)
+        sides = [side for side in ("before", "after") if getattr(title, side) is not None]
+        if len(sides) != 1:
+            problems.add(where.error(f"{who}: give exactly one of 'before' or 'after' (the shot the card comes "
+                                     f"{'before or after' if not sides else 'next to'})", at=at))
+            continue
+        shot = getattr(title, sides[0])
+        if shot not in in_film:
+            known = " is a shot but not in the film's timeline" if shot in board.shots else " is not a shot"
+            problems.add(where.error(f"{who}: field '{sides[0]}': '{shot}'{known}"
+                                     f"{did_you_mean(shot, sorted(in_film))}", at=(*at, sides[0])))
+            continue
+        _check_background(board, where, who, title.background, (*at, "background"), problems)
+        placed.setdefault((sides[0], shot), []).append(
+            _Piece(who, title.duration, edit.transition, default[1], default[0], at=at))
+    pieces: list[_Piece] = []
+    seen: set[str | None] = set()
+    for clip in clips:
+        first = clip.shot not in seen
+        seen.add(clip.shot)
+        pieces += placed.get(("before", clip.shot), []) if first else []
+        pieces.append(clip)
+        pieces += placed.get(("after", clip.shot), []) if first else []
+    return pieces
+
+
+def _check_background(board: Any, where: Where, who: str, value: str, at: tuple[Any, ...], problems: Problems) -> None:
+    import re
+
+    if value.startswith("#"):
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            problems.add(where.error(f"{who}: field 'background': '{value}' is not a colour; write \"#rrggbb\" "
+                                     "(e.g. \"#000000\") or name an image asset", at=at))
+        return
+    asset = board.assets.get(value)
+    if asset is None:
+        problems.add(where.error(f"{who}: field 'background': unknown asset '{value}'"
+                                 f"{did_you_mean(value, board.assets)}; give a colour \"#rrggbb\" or the name of "
+                                 "an image in [assets]", at=at))
+    elif asset.kind not in ("png", "jpeg"):
+        problems.add(where.error(f"{who}: field 'background': asset '{value}' is not a PNG or JPEG image", at=at))
+
+
+def _check_durations(where: Where, edit: Any, raw_edit: Any, problems: Problems) -> None:
+    """Every transition but a cut lasts a while, wherever it is given (even with nothing to join yet)."""
+    given = [("[edit] field 'transition.duration'", ("edit", "transition", "duration"), edit.transition)]
+    given += [(f"{label(raw_edit, 'clip', i)}: field 'transition.duration'", ("edit", "clip", i, "transition",
+               "duration"), c.transition) for i, c in enumerate(edit.clip or ()) if c.transition is not None]
+    for who, at, transition in given:
+        if transition.kind != "cut" and transition.duration <= 0:
+            problems.add(where.error(f"{who}: a {transition.kind} needs a duration above 0 s; it cannot be "
+                                     f"negative or zero (got {transition.duration:g})", at=at))
+
+
+def _check_joins(where: Where, pieces: list[_Piece], problems: Problems) -> None:
+    """Each join shorter than both pieces it joins, and a piece's two joins together shorter than it."""
+    def overlap(piece: _Piece) -> float:
+        return 0.0 if piece.join.kind == "cut" else piece.join.duration
+
+    for before, after in zip(pieces, pieces[1:]):
+        kind, seconds = before.join.kind, before.join.duration
+        if kind == "cut":
+            continue
+        if seconds <= 0:
+            continue  # reported by _check_durations
+        for piece in (before, after):
+            if seconds >= piece.seconds:
+                longer = "longer than" if seconds > piece.seconds else "as long as"
+                problems.add(where.error(f"{before.join_who}: a {seconds:g} s {kind} is {longer} {piece.name} "
+                                         f"({piece.seconds:g} s); a join must be shorter than both pieces it joins",
+                                         at=before.join_at))
+    for index, piece in enumerate(pieces):
+        into = overlap(pieces[index - 1]) if index else 0.0
+        out = overlap(piece) if index < len(pieces) - 1 else 0.0
+        if into and out and into < piece.seconds and out < piece.seconds and into + out >= piece.seconds:
+            problems.add(where.error(f"{piece.join_who}: joins of {into:g} s and {out:g} s at both ends of "
+                                     f"{piece.name} ({piece.seconds:g} s) leave nothing of it; use at most "
+                                     f"{max(piece.seconds - into - 1 / 24, 0):.2f} s", at=piece.join_at))
+
+
+def _check_texts(board: Any, where: Where, raw_edit: Any, pieces: list[_Piece], problems: Problems) -> None:
+    first = {}
+    for piece in pieces:
+        if piece.shot is not None:
+            first.setdefault(piece.shot, piece)
+    for index, text in enumerate(board.edit.text):
+        who, at = label(raw_edit, "text", index), ("edit", "text", index)
+        piece = first.get(text.shot)
+        if piece is None:
+            known = "is a shot but not in the film's timeline" if text.shot in board.shots else "is not a shot"
+            problems.add(where.error(f"{who}: field 'shot': '{text.shot}' {known}{did_you_mean(text.shot, first)}",
+                                     at=(*at, "shot")))
+        elif text.start >= text.end:
+            problems.add(where.error(f"{who}: field 'end': end = {text.end:g} is not after start = {text.start:g}",
+                                     at=(*at, "end")))
+        elif text.end > piece.seconds + 1e-9:
+            problems.add(where.error(f"{who}: field 'end': {text.end:g} s is past the end of its clip "
+                                     f"({piece.seconds:g} s from its in point, as trimmed); text stays inside "
+                                     f"its clip: use at most end = {piece.seconds:g}", at=(*at, "end")))
+
+
+def _check_sounds(board: Any, where: Where, raw_edit: Any, problems: Problems) -> None:
+    for index, sound in enumerate(board.edit.sound):
+        who, at = label(raw_edit, "sound", index), ("edit", "sound", index)
+        if (sound.path is None) == (sound.asset is None):
+            problems.add(where.error(f"{who}: give exactly one of 'path' or 'asset'", at=at))
+            continue
+        field = "path" if sound.path is not None else "asset"
+        try:
+            path = sound_path(board, sound, who)
+            seconds = audio_seconds(path, f"{who}: field '{field}'")
+        except StoryboardFileError as exc:
+            message = exc.message.removeprefix(f"{board.path}: ")
+            problems.add(where.error(message if message.startswith(who) else f"{who}: field '{field}': {message}",
+                                     at=(*at, field)))
+            continue
+        if sound.out is not None and sound.in_ >= sound.out:
+            problems.add(where.error(f"{who}: field 'in': in = {sound.in_:g} is not before out = {sound.out:g}",
+                                     at=(*at, "in")))
+        elif sound.in_ >= seconds:
+            problems.add(where.error(f"{who}: field 'in': {sound.in_:g} s is past the end of the file "
+                                     f"({seconds:.2f} s long)", at=(*at, "in")))
+        elif sound.out is not None and sound.out > seconds + 0.05:
+            problems.add(where.error(f"{who}: field 'out': {sound.out:g} s is past the end of the file "
+                                     f"({seconds:.2f} s long); omit 'out' to play it to its end", at=(*at, "out")))
+
+
+def _check_subtitles(board: Any, where: Where, film: float, problems: Problems) -> list[str]:
+    given = board.edit.subtitles
+    if given is None:
+        return []
+    at = ("edit", "subtitles", "path")
+    try:
+        path = readable(board.root, given.path, "[edit.subtitles] field 'path'", MAX_SUBTITLE_BYTES)
+        cues = read_subtitles(path, "[edit.subtitles] field 'path'")
+    except StoryboardFileError as exc:
+        problems.add(where.error(exc.message, at=at))
+        return []
+    late = [(n, c) for n, c in enumerate(cues, start=1) if c.end > film + 1e-6]
+    if not late:
+        return []
+    n, cue = late[0]
+    more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
+    return [where.error(f"[edit.subtitles] '{given.path}': subtitle #{n} ({cue.start:g}-{cue.end:g} s, "
+                        f"\"{cue.text[:30]}\"){more} ends after the film's end ({film:g} s); it will be cut short",
+                        at=at).message]
+
+
+def _twice(board: Any, where: Where, lengths: dict[str, float], pieces: list[_Piece]) -> list[str]:
+    """An extension's clip starts with its source's: both in the film shows that content twice."""
+    clips = [p for p in pieces if p.shot is not None]
+    found = []
+    for later in clips:
+        source = board.shots[later.shot].extends
+        while source is not None:
+            for earlier in (p for p in clips if p.shot == source):
+                start = max(later.span[0], earlier.span[0])
+                end = min(later.span[1], earlier.span[1], lengths[source])
+                if end > start:
+                    found.append(where.error(
+                        f"{later.name} extends '{source}', whose clip it repeats for its first {lengths[source]:g} s, "
+                        f"and {earlier.name} is in the film too: {start:g}-{end:g} s of that content plays twice; "
+                        f"set in = {lengths[source]:g} on '{later.shot}' to start where the new part begins",
+                        at=later.at).message)
+            source = board.shots[source].extends
+    return list(dict.fromkeys(found))
+
+
+def _handoffs(board: Any, where: Where, lengths: dict[str, float], pieces: list[_Piece]) -> list[str]:
+    """A shot another shot `continues` hands over its last frame; trimmed at its out point, that frame is gone."""
+    found = []
+    for shot in board.shots.values():
+        if shot.continues is None:
+            continue
+        for piece in (p for p in pieces if p.shot == shot.continues and p.span[1] < lengths[shot.continues]):
+            found.append(where.error(
+                f"{piece.name} ends at {piece.span[1]:g} s, before the end of its clip "
+                f"({lengths[shot.continues]:g} s), but '{shot.id}' continues it from its last frame: the cut "
+                "no longer joins; end it at the clip's end or accept the jump", at=(*piece.at, "out")).message)
+    return list(dict.fromkeys(found))
