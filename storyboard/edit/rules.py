@@ -130,7 +130,8 @@ def audio_seconds(path: Path, what: str) -> float:
     except StoryboardFileError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
-        raise StoryboardFileError(f"{bad}: {str(exc)[:120]}") from None
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # not str(exc): it repeats the full path
+        raise StoryboardFileError(f"{bad}: {reason}") from None
 
 
 def sound_path(board: Any, sound: Any, what: str) -> Path:
@@ -255,8 +256,8 @@ def _pieces(board: Any, where: Where, raw_edit: Any, lengths: dict[str, float], 
         who, at = label(raw_edit, "title", index), ("edit", "title", index)
         sides = [side for side in ("before", "after") if getattr(title, side) is not None]
         if len(sides) != 1:
-            problems.add(where.error(f"{who}: give exactly one of 'before' or 'after' (the shot the card comes "
-                                     f"{'before or after' if not sides else 'next to'})", at=at))
+            fix = "name the shot the card comes before or after" if not sides else "remove one"
+            problems.add(where.error(f"{who}: give exactly one of 'before' or 'after'; {fix}", at=(*at, *sides[-1:])))
             continue
         shot = getattr(title, sides[0])
         if shot not in in_film:
@@ -357,7 +358,8 @@ def _check_sounds(board: Any, where: Where, raw_edit: Any, problems: Problems) -
     for index, sound in enumerate(board.edit.sound):
         who, at = label(raw_edit, "sound", index), ("edit", "sound", index)
         if (sound.path is None) == (sound.asset is None):
-            problems.add(where.error(f"{who}: give exactly one of 'path' or 'asset'", at=at))
+            problems.add(where.error(f"{who}: give exactly one of 'path' or 'asset'",
+                                     at=(*at, "asset") if sound.asset is not None else at))
             continue
         field = "path" if sound.path is not None else "asset"
         try:
@@ -415,7 +417,7 @@ def _twice(board: Any, where: Where, lengths: dict[str, float], pieces: list[_Pi
                         f"{later.name} extends '{source}', whose clip it repeats for its first {lengths[source]:g} s, "
                         f"and {earlier.name} is in the film too: {start:g}-{end:g} s of that content plays twice; "
                         f"set in = {lengths[source]:g} on '{later.shot}' to start where the new part begins",
-                        at=later.at).message)
+                        at=(*later.at, "shot")).message)
             source = board.shots[source].extends
     return list(dict.fromkeys(found))
 
