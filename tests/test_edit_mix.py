@@ -88,6 +88,15 @@ def test_music_plays_where_placed_and_nowhere_else(media, tmp_path, ext):
     assert abs(first - 1.5 * RATE) <= 0.002 * RATE
 
 
+def test_a_mono_file_plays_in_both_channels_at_equal_power(media, tmp_path):
+    mono = tmp_path / "voice.wav"
+    run_ffmpeg(["-y", "-i", str(media["wav"]), "-af", "pan=mono|c0=c0", str(mono)])
+    audio = _mix(media["silent"], tmp_path, Sound(path=mono, sha="x"))
+    left, right = _span(audio, 1, 5)[:, 0], _span(audio, 1, 5)[:, 1]
+    assert np.array_equal(left, right)
+    assert _rms_db(left) == pytest.approx(MUSIC_RMS_DB - 3.01, abs=0.1)
+
+
 def test_fade_in_ramps_up_and_fade_out_down(media, tmp_path):
     sound = Sound(path=media["wav"], sha="x", start=1.0, out=4.0, fade_in=1.0, fade_out=1.0)
     audio = _mix(media["silent"], tmp_path, sound)

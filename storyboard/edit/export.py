@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,17 +117,20 @@ def write_timeline(timeline: Timeline, media: Mapping[str, tuple[Path, int]], ou
                      picture_only=fmt == "edl", dissolves_only=fmt == "edl")
     if stills:
         _freeze_as_stills(result, stills, fps)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = None
     try:
-        otio.adapters.write_to_file(result, str(tmp), adapter_name=adapter,
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(handle)
+        tmp = Path(name)
+        otio.adapters.write_to_file(result, name, adapter_name=adapter,
                                     **({"rate": fps} if adapter == "cmx_3600" else {}))
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except OSError as exc:
         raise CacheError(f"cannot write the export to {out}: {exc.strerror or exc}") from exc
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
@@ -199,7 +203,7 @@ def _hold_stills(timeline: Timeline, folder: Path) -> dict[str, Path]:
     for piece in timeline.pieces:
         if isinstance(piece, ClipPiece) and piece.hold > 0 and piece.shot not in stills:
             last = frames_of(piece.in_, FPS) + frames_of(piece.out - piece.in_, FPS) - 1
-            dest = folder / f"{piece.shot}-frame{last}.png"
+            dest = folder / f"{piece.shot}-{piece.sha[:12]}-frame{last}.png"  # a new take, a new still
             if not dest.is_file():
                 extract_frame(piece.path, (last + 0.5) / FPS, dest)
                 os.chmod(dest, 0o644)  # written private; an editor on another account reads it
