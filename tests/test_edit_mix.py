@@ -124,6 +124,13 @@ def test_music_ducks_under_loud_clip_sound_only(media, tmp_path):
     assert level["quiet"] == pytest.approx(_rms_db(_span(plain, 4.0, 5.9)), abs=0.5)
 
 
+def test_a_quiet_bed_does_not_duck(media, tmp_path):
+    bed = _write_pcm(tmp_path / "bed.pcm", _tone(FILM_SECONDS, 220.0, 0.02))  # -37 dBFS RMS
+    own = _read_pcm(bed)
+    ducked = _mix(bed, tmp_path, Sound(path=media["wav"], sha="x", duck=True)) - own
+    assert _rms_db(_span(ducked, 0.5, 5.5)) == pytest.approx(MUSIC_RMS_DB, abs=0.2)
+
+
 def _ebur128(pcm: Path) -> tuple[float, float]:
     """Integrated loudness (LUFS) and true peak (dBTP), measured by ffmpeg's meter."""
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-f", "s16le", "-ar", str(RATE), "-ac", "2",

@@ -36,8 +36,9 @@ from storyboard.media import ffmpeg_exe
 
 __all__ = ["Loudness", "build_sound_command", "duck_gain", "measure_loudness", "mix_sound", "sound_seconds"]
 
-DUCK_THRESHOLD_DB = -36.0
-"""The clips' own level (dBFS, RMS of the loudest channel) above which the music is lowered."""
+DUCK_THRESHOLD_DB = -30.0
+"""The clips' own level (dBFS, RMS of the loudest channel) above which the music is lowered:
+above the animatic's quiet bed (-36), below speech (about -20)."""
 DUCK_KNEE_DB = 6.0
 """How far above the threshold the clips' sound must be for the full ``DUCK_DB``."""
 DUCK_DB = 12.0
