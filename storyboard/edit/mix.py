@@ -146,9 +146,14 @@ def duck_gain(own: Any, rate: int) -> Any:
     block = max(1, rate // 100)
     total = len(own)
     count = -(-total // block)
-    padded = np.zeros((count * block, own.shape[1]), dtype=np.float64)
-    padded[:total] = own.astype(np.float64) / 32768
-    power = (padded.reshape(count, block, -1) ** 2).mean(axis=1).max(axis=1)
+    power = np.empty(count)
+    step = 4096  # blocks measured at once: memory stays small on a long film
+    for first in range(0, count, step):
+        part = own[first * block:(first + step) * block].astype(np.float64) / 32768
+        blocks = -(-len(part) // block)
+        padded = np.zeros((blocks * block, own.shape[1]))
+        padded[:len(part)] = part
+        power[first:first + blocks] = (padded.reshape(blocks, block, -1) ** 2).mean(axis=1).max(axis=1)
     level_db = 10 * np.log10(np.maximum(power, 1e-12))
     wanted = DUCK_DB * np.clip((level_db - DUCK_THRESHOLD_DB) / DUCK_KNEE_DB, 0.0, 1.0)
     down = 1 - math.exp(-block / rate / (DUCK_ATTACK_MS / 1000))
