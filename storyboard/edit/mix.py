@@ -139,7 +139,7 @@ def duck_gain(own: Any, rate: int) -> Any:
     channel's level is taken over blocks of 10 ms and mapped to a reduction growing from 0 at
     ``DUCK_THRESHOLD_DB`` to ``DUCK_DB`` a ``DUCK_KNEE_DB`` above it; the reduction follows with
     ``DUCK_ATTACK_MS`` going down and ``DUCK_RELEASE_MS`` coming back, and moves linearly
-    between blocks.
+    through each block, from the mean of it and the block before to that of it and the next.
     """
     import numpy as np  # only the mix needs it
 
@@ -162,8 +162,11 @@ def duck_gain(own: Any, rate: int) -> Any:
     for index, value in enumerate(wanted.tolist()):
         now += (value - now) * (down if value > now else back)
         reduction[index] = now
-    centres = np.arange(count) * block + block / 2
-    return np.interp(np.arange(total), centres, 10 ** (-reduction / 20)).astype(np.float32)
+    gain = 10 ** (-reduction / 20)
+    edges = np.concatenate([gain[:1], (gain[:-1] + gain[1:]) / 2, gain[-1:]])  # between blocks
+    ramp = ((np.arange(block) + 0.5) / block).astype(np.float32)
+    ramps = edges[:-1, None].astype(np.float32) * (1 - ramp) + edges[1:, None].astype(np.float32) * ramp
+    return ramps.reshape(-1)[:total]
 
 
 def build_sound_command(sound: Sound, used: int, out: Path, profile: Profile) -> list[str]:
