@@ -51,6 +51,8 @@ def test_write_srt_round_trips(tmp_path):
 
 @pytest.mark.parametrize("content, expected", [
     (SRT.replace("00:00:03,250", "00:00:0x,250"), r"en\.srt:6: the timing line '00:00:0x,250 --> 00:00:05,000' does not parse"),
+    (SRT.replace("00:00:01,000", "00:00:0x,000"), r"en\.srt:2: the timing line '00:00:0x,000 --> 00:00:02,500' does not parse"),
+    (VTT.replace("00:01.000 -->", "00:01.000 -> "), r"en\.srt:5: the timing line '00:01.000 ->  00:02.500' does not parse"),
     ("just some words\nnothing else\n", r"en\.srt: not SRT or WebVTT subtitles"),
     ("", r"en\.srt: not SRT or WebVTT subtitles"),
     (SRT.replace("00:00:05,000", "00:00:03,000"), r"en\.srt: cue 2 \('Not tonight\. Not ever\.'\) ends at 00:00:03,000, "

@@ -1,9 +1,9 @@
 """Subtitles: read SRT or WebVTT with pysubs2 (a kept parser, not ours) into film-time cues.
 
 A subtitle file is part of an untrusted storyboard, so it is bounded (``MAX_BYTES``), must be
-SRT or WebVTT by content, and must parse whole: pysubs2 is lenient and folds a cue whose timing
-line is broken into the text of the cue before it, so a timing line found inside a cue's text
-is reported as the error it is, with its line in the file.
+SRT or WebVTT by content, and must parse whole: pysubs2 is lenient and drops a cue whose timing
+line is broken (or folds it into the text of the cue before), so every line meant as a timing
+line (an arrow after a time) must be one, or it is reported with its line in the file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ MAX_BYTES = 4 * 1024 * 1024
 
 FORMATS = {"srt": "SRT", "vtt": "WebVTT"}
 
-_TIMING = re.compile(r"-->")
+_EXAMPLE = "00:00:01,000 --> 00:00:02,500 (SRT) or 00:00:01.000 --> 00:00:02.500 (WebVTT)"
+
+_TIMING = re.compile(r"-->|^\s*\d[\d:.,]*\s*-+>")
+"""A line meant as a timing line: it has an arrow, or begins with a time and a short arrow."""
+_STAMP = r"(?:\d+:)?\d{1,2}:\d{1,2}[,.]\d{1,3}"
+_TIMING_LINE = re.compile(rf"^\s*{_STAMP}\s*-->\s*{_STAMP}(?:\s.*)?$")
+"""A cue's timing line, SRT (``00:00:01,000``) or WebVTT (``00:01.000``, then cue settings)."""
 
 
 class SubtitleError(StoryboardFileError):
@@ -60,6 +66,10 @@ def read_cues(path: Path) -> tuple[Cue, ...]:
                             "line '00:00:01,000 --> 00:00:02,500' and its text") from None
     if subs.format not in FORMATS:
         raise SubtitleError(f"{path}: these are {subs.format.upper()} subtitles; give SRT or WebVTT")
+    for number, line in enumerate(text.splitlines(), 1):
+        if _TIMING.search(line) and not _TIMING_LINE.match(line):
+            raise SubtitleError(f"{path}:{number}: the timing line '{line.strip()}' does not parse; "
+                                f"write it as {_EXAMPLE}")
     events = [line for line in subs if not line.is_comment]
     if not events:
         raise SubtitleError(f"{path}: no subtitle cue in the file")
@@ -68,8 +78,7 @@ def read_cues(path: Path) -> tuple[Cue, ...]:
         stray = next((part for part in line.plaintext.splitlines() if _TIMING.search(part)), None)
         if stray is not None:
             raise SubtitleError(f"{path}:{_line_of(text, stray)}: the timing line '{stray.strip()}' does "
-                                "not parse; write it as 00:00:01,000 --> 00:00:02,500 (SRT) or "
-                                "00:00:01.000 --> 00:00:02.500 (WebVTT)")
+                                f"not parse; write it as {_EXAMPLE}")
         if line.end <= line.start:
             raise SubtitleError(f"{path}: cue {number} ('{_short(line.plaintext)}') ends at "
                                 f"{_clock(line.end)}, not after it starts at {_clock(line.start)}")
