@@ -261,3 +261,40 @@ def test_unbuilt_shots_are_refused_before_anything_is_written(built, tmp_path):
 def test_an_unknown_format_is_a_usage_error(built):
     result = storyboard("export", str(built), "--format", "aaf")
     assert result.returncode == 2 and "aaf" in result.stderr
+
+
+def _copy_board(built: Path, root: Path) -> Path:
+    """The built board in another folder, sharing its cache (--cache-dir) and its lock."""
+    (root / "assets").mkdir(parents=True)
+    for name in ("storyboard.toml", "storyboard.lock", "assets/music.wav"):
+        (root / name).write_bytes((built.parent / name).read_bytes())
+    return root / "storyboard.toml"
+
+
+def test_a_media_folder_leading_outside_the_board_is_refused(built, tmp_path):
+    board = _copy_board(built, tmp_path / "board")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "board" / "build").symlink_to(tmp_path / "elsewhere")
+    result = storyboard("export", str(board), "--cache-dir", str(built.parent / ".storyboard"))
+    assert result.returncode == 2, result.stderr
+    assert "leads outside the storyboard's folder" in result.stderr
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_media_are_copied_where_a_hard_link_cannot_be_made(built, tmp_path, monkeypatch):
+    from storyboard.build import open_project
+    from storyboard.edit import export as export_module
+
+    board = _copy_board(built, tmp_path / "board")
+    project = open_project(board, cache_dir=built.parent / ".storyboard")
+
+    def no_link(source, dest):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(export_module.os, "link", no_link)
+    result = export_module.export(project, "otio")
+    lock = LockFile(lock_path(built)).shots
+    for shot in ("one", "two", "three"):
+        copy = result.media / f"{shot}.mp4"
+        assert copy.stat().st_nlink == 1
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == lock[shot]["clip"]
