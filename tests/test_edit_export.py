@@ -203,9 +203,12 @@ def test_fcp7_round_trip_keeps_ranges_with_holds_as_stills(built, exported):
     assert [_items(t) for t in audio] == [[r for r in PICTURE if r[0] in ("one", "two", "three")], [MUSIC]]
 
 
-def test_edl_round_trip_keeps_the_picture_with_dissolves_and_freezes(exported):
+def test_edl_round_trip_keeps_the_picture_with_dissolves_and_freezes(built, exported):
     text = exported["edl"].read_text()
     video = _video(_read(exported["edl"]))
+    lock = LockFile(lock_path(built)).shots
+    reels = {c.name: c.metadata["cmx_3600"]["reel"] for c in video.find_clips() if c.name in lock}
+    assert reels == {shot: (shot[:4].upper() + lock[shot]["clip"].upper())[:8] for shot in ("one", "two", "three")}
     assert [row[1:] for row in _items(video)] == [row[1:] for row in PICTURE]
     assert [(t[1:]) for t in _transitions(video)] == [t[1:] for t in _expected_transitions()]
     clips = video.find_clips()

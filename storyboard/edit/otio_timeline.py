@@ -25,7 +25,7 @@ import opentimelineio as otio
 
 from storyboard.edit.timeline import ClipPiece, Sound, Timeline, TitlePiece, frames_of
 
-__all__ = ["DISSOLVE_ONLY", "NAMESPACE", "to_otio"]
+__all__ = ["DISSOLVE_ONLY", "NAMESPACE", "reel_name", "to_otio"]
 
 NAMESPACE = "storyboard"
 """The metadata key under which each item says where it came from."""
@@ -115,11 +115,22 @@ def _about(piece: ClipPiece) -> dict[str, object]:
 
 
 def _metadata(piece: ClipPiece, **more: object) -> dict[str, object]:
-    """The clip's ``storyboard`` metadata, and the same as FCP 7 master comments (its adapter
-    writes only its own namespace), which Premiere and Resolve show with the clip."""
+    """The clip's ``storyboard`` metadata, the same as FCP 7 master comments (its adapter writes
+    only its own namespace), which Premiere and Resolve show with the clip, and its EDL reel."""
     comments = {"mastercomment1": f"shot {piece.shot}", "mastercomment2": f"key {piece.key}",
                 "mastercomment3": f"provider {piece.provider}"}
-    return {NAMESPACE: {**_about(piece), **more}, "fcp_xml": {"comments": comments}}
+    return {NAMESPACE: {**_about(piece), **more}, "fcp_xml": {"comments": comments},
+            "cmx_3600": {"reel": reel_name(piece.shot, piece.sha)}}
+
+
+def reel_name(shot: str, sha: str) -> str:
+    """An EDL reel (8 letters and digits) for a shot's clip: its id's start and its clip's sha.
+
+    The adapter would cut ``storm-at-sea-1.mp4`` and ``storm-at-sea-2.mp4`` to the same
+    ``stormats``; a reel must name one source.
+    """
+    letters = "".join(ch for ch in shot if ch.isalnum())[:4].upper()
+    return (letters + sha.upper())[:8]
 
 
 def _clip(piece: ClipPiece, source: tuple[Path, int], frames: int, fps: int) -> otio.schema.Clip:
