@@ -76,7 +76,8 @@ def mix_sound(film_pcm: Path, timeline: Timeline, *, profile: Profile, work: Pat
         profile: the film's sample rate and channels.
         work: a folder for intermediate files (the result is written there too).
         run: runs one ffmpeg command (arguments after the binary, a description of the step),
-            raising on failure; the stitcher passes its own.
+            raising on failure; the stitcher passes its own. The loudness meter runs ffmpeg
+            itself (``measure_loudness``), since it reads the meter's summary on stderr.
 
     Returns:
         ``film_pcm`` itself when there is nothing to mix or normalise, else a new raw PCM file
