@@ -200,8 +200,9 @@ class Render:
             self.windows_reused += 1
         else:
             count = len(self.timeline.joins)
+            kinds = ["title" if self.modes[i] is None else "clip" for i in (index, index + 1)]
             self.report(f"{join.kind} window {index + 1}/{count} "
-                        f"(clip {index + 1} -> clip {index + 2})")
+                        f"({kinds[0]} {index + 1} -> {kinds[1]} {index + 2})")
             produced = self.work / name
             argv = build_window_command(tail[0], head[0], produced, profile=self.profile,
                                         kind=join.kind, edge=join.frames(self.profile.fps),
