@@ -88,7 +88,8 @@ class AssetResolver:
             return FrameInput(self.shot_ref(shot, field, ref.shot) or "", ref.frame)
         asset = self._named(shot, field, ref)
         if asset.kind not in IMAGE_KINDS:
-            raise self.where.error(f"'{ref}' is a video clip, but {field} needs a PNG or JPEG image", shot, field)
+            raise self.where.error(f"'{ref}' is {'a sound' if asset.kind == 'audio' else 'a video clip'}, but "
+                                   f"{field} needs a PNG or JPEG image", shot, field)
         return asset
 
     def clip_source(self, s: ShotSpec) -> str | Asset | None:
@@ -184,7 +185,7 @@ class AssetResolver:
             raise _FileProblem(f"'{value}' is {kind}, not a file")
         sort = sniff(full)
         if sort is None:
-            raise _FileProblem(f"'{value}' is not a PNG or JPEG image or an MP4 clip "
+            raise _FileProblem(f"'{value}' is not a PNG or JPEG image, an MP4 clip or a sound file "
                                "(checked by its content, not its name)")
         if sort in IMAGE_KINDS and (why := image_problem(full)):
             raise _FileProblem(f"'{value}' {why}")

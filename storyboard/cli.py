@@ -115,6 +115,8 @@ def _open(file: Path, cache_dir: Optional[Path], provider: Optional[str] = None,
 
     project = open_project(locate_board(file), cache_dir=cache_dir, provider=provider,
                            allow_outside=allow_outside)
+    for warning in project.board.warnings:  # the edit's (a cue past the end, content playing twice)
+        print(f"storyboard: warning: {warning}", file=sys.stderr)
     attach_remote(project, remote, no_remote=no_remote, required=require_remote,
                   warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
     return project
@@ -152,6 +154,8 @@ def validate(file: FileArg = DEFAULT_FILE, allow_outside: AllowOutsideOpt = Fals
     file = locate_board(file)
     board = load(file, allow_outside=allow_outside)
     build_graph(board)
+    for warning in board.warnings:
+        print(f"storyboard: warning: {warning}", file=sys.stderr)
     typer.echo(f"{file}: ok ({len(board.shots)} shots, film of {len(board.sequence)})")
 
 

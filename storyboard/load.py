@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
             "film": spec.film.model_copy(update={"provider": provider}),
             "shot": [s.model_copy(update={"provider": None}) for s in spec.shot],
         })
-    return _resolve(path, where, spec, allow_outside)
+    return _resolve(path, where, spec, allow_outside, raw)
 
 
 def _read(path: Path) -> str:
@@ -144,7 +145,10 @@ def _names(loc: Any) -> list[str | int]:
 def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError:
     """One pydantic error as one sentence that names the table, the shot and the field."""
     from storyboard import model
+    from storyboard.edit.rules import explain
 
+    if (named := explain(where, raw, err)) is not None:  # an entry of an [edit] array names itself
+        return named
     loc = list(err["loc"])
     at = tuple(_names(loc))
     shot = None
@@ -183,7 +187,8 @@ def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError
     return where.error(f"{message}{shown}", shot, field, at=at)
 
 
-def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool) -> Board:
+def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool, raw: dict[str, Any]) -> Board:
+    from storyboard.edit.rules import check_edit, check_names
     from storyboard.providers import available, provider_class
     from storyboard.rules import check_board, check_shot
 
@@ -236,11 +241,12 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
             check_shot(shot, instances[shot.provider].capabilities(shot.model), error)
     with problems.collect():
         _check_sequence(where, spec, ids)
+    check_names(where, raw, spec.edit, ids, problems)
     problems.raise_any()
     board = Board(path=path, film=spec.film, shots=shots, assets=assets.resolved(), edit=spec.edit,
                   sequence=_sequence(spec, shots), providers=providers, cache=spec.cache)
-    check_board(board, error, instances)  # the rules across shots: cycles, extension lengths, transitions
-    return board
+    check_board(board, error, instances)  # the rules across shots: cycles, extension lengths
+    return replace(board, warnings=check_edit(board, where, raw))  # trims, joins, text, sound, subtitles
 
 
 def _provider_settings(where: Where, name: str, table: Any, registry: Any, provider_class: Any) -> Any:
@@ -342,6 +348,8 @@ def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> 
 
 def _sequence(spec: StoryboardFile, shots: dict[str, Shot]) -> tuple[str, ...]:
     """The film's shots in order: [edit] sequence, else file order with extended and edited shots replaced."""
+    if spec.edit.clip is not None:  # the timeline form: its clips' shots, in film order
+        return tuple(c.shot for c in spec.edit.clip if c.shot in shots)
     if spec.edit.sequence is not None:
         return tuple(spec.edit.sequence)
     extended_by: dict[str, str] = {}  # an edit replaces its source shot like an extension does

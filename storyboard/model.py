@@ -14,10 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from storyboard import sandbox
+from storyboard.edit.xfade_names import KINDS as TRANSITION_KINDS
+from storyboard.errors import did_you_mean
 from storyboard.providers import ProviderSettings
 
 SEED_MAX = 4_294_967_295
 ID_PATTERN = r"^[a-z0-9_-]+$"
+COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
+MAX_CLIPS = 10_000
+MAX_TITLES = 1_000
+MAX_TEXTS = 10_000
+MAX_SOUNDS = 100
+MAX_TEXT_CHARS = 500
+MAX_SECONDS = 86_400.0
+"""An [edit] is untrusted input too: every list, text and time is bounded."""
 
 Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
@@ -102,24 +112,101 @@ class ShotSpec(_Strict):
 
 
 class Transition(_Strict):
-    """How consecutive clips join."""
+    """How two pieces of the film join: every kind but `cut` overlaps them by `duration`."""
 
-    kind: Literal["cut", "crossfade", "fade"] = "cut"
-    duration: Annotated[float, Field(description="seconds (crossfade and fade)")] = 0.5
+    kind: Annotated[str, Field(json_schema_extra={"enum": list(TRANSITION_KINDS)})] = Field(
+        "cut", description="cut, crossfade, fade (through black), dip (to `color`), or one of ffmpeg "
+        "xfade's transitions (wipeleft, slideup, ...)")
+    duration: Annotated[float, Field(description="seconds the two pieces overlap (not for a cut)")] = 0.5
+    color: Annotated[str, Field(pattern=COLOR_PATTERN, description='the colour a dip passes through, "#rrggbb"')] = "#000000"
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in TRANSITION_KINDS:
+            raise PydanticCustomError("transition_kind", f"unknown transition '{_printable(value)}'"
+                                      f"{did_you_mean(value, TRANSITION_KINDS)}; use cut, crossfade, fade, dip "
+                                      "or one of ffmpeg xfade's (wipeleft, slideup, circleopen, ...)")
+        return value
 
 
 class AudioEdit(_Strict):
     """Film-wide audio treatment."""
 
     normalize: bool = Field(False, description="EBU R128 loudness normalisation")
+    loudness: Annotated[float, Field(ge=-70.0, le=-5.0)] = Field(
+        -14.0, description="integrated loudness target in LUFS when normalizing (true peak <= -1 dBTP)")
+
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class EditClip(_Strict):
+    """`[[edit.clip]]`: one shot's clip on the timeline, trimmed, with its own sound level and join."""
+
+    shot: str = Field(description="the shot whose clip plays")
+    in_: Seconds = Field(0.0, alias="in", description="seconds into the shot's clip where it starts")
+    out: Seconds | None = Field(None, description="seconds into the clip where it ends; default its end")
+    volume: Annotated[float, Field(ge=0, le=10)] = Field(1.0, description="the clip's own sound; 0 mutes it")
+    transition: Transition | None = Field(None, description="the join INTO the next piece; default [edit] transition")
+    hold: Seconds = Field(0.0, description="freeze the last used frame this many seconds (silent)")
+
+
+class EditTitle(_Strict):
+    """`[[edit.title]]`: a card of its own, before or after a shot's clip."""
+
+    text: Text
+    before: str | None = Field(None, description="the shot this card comes before")
+    after: str | None = Field(None, description="the shot this card comes after")
+    duration: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 3.0
+    background: str = Field("#000000", description='a colour "#rrggbb" or the name of an image asset')
+
+
+class EditText(_Strict):
+    """`[[edit.text]]`: text over the picture of one clip, timed from that clip's in point."""
+
+    shot: str
+    text: Text
+    start: Seconds = 0.0
+    end: Seconds
+    position: Literal["lower-third", "center", "top"] = "lower-third"
+
+
+class EditSound(_Strict):
+    """`[[edit.sound]]`: music or voice-over placed on the film's timeline."""
+
+    path: str | None = Field(None, description="an audio file in the board's folder (WAV, MP3, AAC/M4A, FLAC)")
+    asset: str | None = Field(None, description="or the name of an audio asset")
+    start: Seconds = Field(0.0, description="film seconds where it begins")
+    in_: Seconds = Field(0.0, alias="in", description="seconds into the file")
+    out: Seconds | None = Field(None, description="seconds into the file where it ends; default its end")
+    gain: Annotated[float, Field(ge=-60, le=24)] = Field(0.0, description="dB")
+    fade_in: Seconds = 0.0
+    fade_out: Seconds = 0.0
+    duck: bool = Field(False, description="lower it whenever the clips' own sound is loud")
+
+
+class EditSubtitles(_Strict):
+    """`[edit.subtitles]`: an SRT or WebVTT file in film time."""
+
+    path: str = Field(description="the subtitle file, inside the board's folder")
+    burn: bool = Field(False, description="draw into the picture; false: a soft track plus an .srt beside the film")
 
 
 class Edit(_Strict):
     """`[edit]`: how the clips become the film. Not part of any shot's key."""
 
-    sequence: list[str] | None = Field(None, description="shot ids in film order")
+    sequence: list[str] | None = Field(None, description="shot ids in film order (the short form; "
+                                       "absent when [[edit.clip]] is given)")
     transition: Transition = Transition()
     audio: AudioEdit = AudioEdit()
+    clip: Annotated[list[EditClip], Field(max_length=MAX_CLIPS)] | None = Field(
+        None, description="the timeline in order: trimmed clips")
+    title: Annotated[list[EditTitle], Field(max_length=MAX_TITLES)] = Field(default_factory=list)
+    text: Annotated[list[EditText], Field(max_length=MAX_TEXTS)] = Field(default_factory=list)
+    sound: Annotated[list[EditSound], Field(max_length=MAX_SOUNDS)] = Field(default_factory=list)
+    subtitles: EditSubtitles | None = None
 
 
 class CacheTable(_Strict):
@@ -154,6 +241,10 @@ class StoryboardFile(_Strict):
     edit: Edit = Edit()
     providers: dict[str, ProviderTable] = Field(default_factory=dict)
     cache: CacheTable = CacheTable()
+
+
+def _printable(value: str) -> str:
+    return value[:40].encode("unicode_escape").decode("ascii")
 
 
 # ---- the resolved board -------------------------------------------------------------------
@@ -239,6 +330,8 @@ class Board:
     sequence: tuple[str, ...]
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     cache: CacheTable = CacheTable()
+    warnings: tuple[str, ...] = ()
+    """What `validate` reports without failing: a cue past the film's end, content playing twice, ..."""
 
     @property
     def root(self) -> Path:

@@ -13,7 +13,7 @@ ErrorFn = Callable[..., StoryboardFileError]
 
 
 def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None:
-    """Raise the first rule a shot breaks; then check the edit against the shots' lengths."""
+    """Raise the first rule a shot breaks (the edit is checked next, by storyboard.edit.rules.check_edit)."""
     from storyboard.graph import build_graph
     from storyboard.providers._hosts import refuse_foreign_hosts
 
@@ -53,19 +53,7 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
                 if image.frame > lengths[image.shot]:
                     raise error(f"frame at {image.frame} s is past the end of '{image.shot}' "
                                 f"({lengths[image.shot]} s long)", shot.id, field)
-    transition = board.edit.transition
-    if transition.kind != "cut":
-        if transition.duration < 0:
-            raise error(f"[edit] field 'transition.duration': a {transition.kind} cannot be negative "
-                        f"(got {transition.duration})")
-        shortest = min(board.sequence, key=lambda s: lengths[s])
-        if transition.duration > lengths[shortest]:
-            raise error(f"[edit] field 'transition.duration': a {transition.duration} s {transition.kind} is "
-                        f"longer than shot '{shortest}' ({lengths[shortest]} s)")
-        if 2 * transition.duration >= lengths[shortest]:
-            raise error(f"[edit] field 'transition.duration': a {transition.duration} s {transition.kind} at both "
-                        f"ends of shot '{shortest}' ({lengths[shortest]} s) leaves nothing of it; use at most "
-                        f"{lengths[shortest] / 2 - 0.5:g} s")
+    # the edit's rules (trims, joins, titles, text, sound, subtitles) follow in storyboard.edit.rules
 
 
 def edit_length(source: str | Asset, length: Callable[[str], float]) -> float:

@@ -39,7 +39,8 @@ def open_regular(path: Path) -> BinaryIO | None:
 
 
 def sniff(path: Path) -> str | None:
-    """'png', 'jpeg' or 'mp4' from the magic bytes, or None (also for anything not a regular file)."""
+    """'png', 'jpeg', 'mp4' or 'audio' (WAV, FLAC, MP3, ADTS AAC) from the magic bytes, or None (also for
+    anything not a regular file). An M4A is 'mp4': its sound is checked where it is used."""
     try:
         fh = open_regular(path)
         if fh is None:
@@ -54,6 +55,9 @@ def sniff(path: Path) -> str | None:
         return "jpeg"
     if head[4:8] == b"ftyp":
         return "mp4"
+    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head.startswith((b"fLaC", b"ID3")) or \
+            (head[:1] == b"\xff" and head[1:2] and head[1] & 0xE0 == 0xE0):
+        return "audio"
     return None
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from storyboard.job import FPS
+
 __all__ = [
     "ClipPiece",
     "ClipRef",
@@ -31,6 +33,7 @@ __all__ = [
     "TitlePiece",
     "Timeline",
     "clip_refs",
+    "file_sha256",
     "frames_of",
     "resolve",
 ]
@@ -251,17 +254,141 @@ def clip_refs(board: object, cache: object, outputs: Mapping[str, Mapping[str, o
     return refs
 
 
-def resolve(board: object, clips: Mapping[str, ClipRef]) -> Timeline:
+def resolve(board: object, clips: Mapping[str, ClipRef], fps: int = FPS) -> Timeline:
     """The board's ``[edit]`` as a timeline over the built ``clips`` (shot id -> clip).
 
-    This first version knows only the short form (``sequence`` and one transition); the timeline
-    form (``[[edit.clip]]``, titles, text, sound, subtitles) is resolved by the edit model's owner.
+    The short form (``sequence`` and one transition) gives each whole clip joined by that
+    transition. The timeline form trims each ``[[edit.clip]]`` (``out`` defaults to, and is
+    clamped at, the clip's real length), inserts each ``[[edit.title]]`` before or after the first
+    clip of its shot, joins a piece to the next with its clip's ``transition`` or ``[edit]``'s,
+    puts ``[[edit.text]]`` on its clip and burned subtitles on the pieces they fall on (split at
+    piece boundaries, at ``fps``), and reads ``[[edit.sound]]`` and the subtitle file from the
+    board's folder (their sha256 in the timeline). The board was validated at load, so every
+    shot named is in the timeline and every file is inside the folder.
+
+    Raises:
+        StoryboardFileError: a sound, image or subtitle file changed since loading (gone, outside
+            the folder, or no longer parses).
     """
     edit = board.edit  # type: ignore[attr-defined]
-    pieces = tuple(ClipPiece(shot=s, sha=clips[s].sha, path=clips[s].path, in_=0.0,
-                             out=clips[s].duration, key=clips[s].key, provider=clips[s].provider)
-                   for s in board.sequence)  # type: ignore[attr-defined]
-    t = edit.transition
-    join = Join(t.kind, 0.0 if t.kind == "cut" else t.duration)
-    loudness = -14.0 if edit.audio.normalize else None
-    return Timeline(pieces, tuple(join for _ in pieces[1:]), loudness=loudness)
+    entries = _clip_entries(edit, board.sequence)  # type: ignore[attr-defined]
+    pieces: list[Piece] = []
+    outgoing: list[object] = []
+    first_of: dict[str, int] = {}
+    for entry in entries:
+        ref = clips[entry.shot]
+        first = entry.shot not in first_of
+        if first:
+            pieces.extend(_titles(board, edit, "before", entry.shot, outgoing))
+            first_of[entry.shot] = len(pieces)
+        out = ref.duration if entry.out is None else min(entry.out, ref.duration)
+        pieces.append(ClipPiece(shot=entry.shot, sha=ref.sha, path=ref.path, in_=min(entry.in_, out), out=out,
+                                hold=entry.hold, volume=entry.volume, key=ref.key, provider=ref.provider))
+        outgoing.append(entry.transition)
+        if first:
+            pieces.extend(_titles(board, edit, "after", entry.shot, outgoing))
+    joins = tuple(_join(t or edit.transition) for t in outgoing[:-1])
+    for text in edit.text:
+        index = first_of[text.shot]
+        pieces[index] = _with_overlays(pieces[index], Overlay(text.text, text.start, text.end, text.position))
+    subtitles = _subtitles(board)
+    timeline = Timeline(tuple(pieces), joins, sounds=tuple(_sounds(board)), subtitles=subtitles,
+                        loudness=edit.audio.loudness if edit.audio.normalize else None)
+    if subtitles is not None and subtitles.burn:
+        timeline = _burn(timeline, subtitles.cues, fps)
+    return timeline
+
+
+@dataclass(frozen=True)
+class _Entry:
+    shot: str
+    in_: float = 0.0
+    out: float | None = None
+    hold: float = 0.0
+    volume: float = 1.0
+    transition: object = None
+
+
+def _clip_entries(edit: object, sequence: tuple[str, ...]) -> list[_Entry]:
+    """``[[edit.clip]]``, or the short form's ``sequence`` as whole clips."""
+    given = getattr(edit, "clip", None)
+    if given is None:
+        return [_Entry(shot) for shot in sequence]
+    return [_Entry(c.shot, c.in_, c.out, c.hold, c.volume, c.transition) for c in given]
+
+
+def _join(transition: object) -> Join:
+    kind = transition.kind  # type: ignore[attr-defined]
+    return Join(kind, 0.0 if kind == "cut" else transition.duration,  # type: ignore[attr-defined]
+                getattr(transition, "color", "#000000").lower())
+
+
+def _titles(board: object, edit: object, side: str, shot: str, outgoing: list[object]) -> list[TitlePiece]:
+    """The cards placed ``side`` (before/after) the shot's clip, in file order; their joins are the default."""
+    cards = []
+    for number, title in enumerate(getattr(edit, "title", ()), start=1):
+        if getattr(title, side) != shot:
+            continue
+        image = image_sha = None
+        background = title.background
+        if not background.startswith("#"):
+            image = board.assets[background].path  # type: ignore[attr-defined]
+            image_sha, background = file_sha256(image), "#000000"
+        cards.append(TitlePiece(text=title.text, duration=title.duration, background=background.lower(),
+                                image=image, image_sha=image_sha, name=f"title-{number}"))
+        outgoing.append(None)
+    return cards
+
+
+def _with_overlays(piece: Piece, *overlays: Overlay) -> Piece:
+    from dataclasses import replace
+
+    return replace(piece, overlays=(*piece.overlays, *overlays))  # type: ignore[union-attr]
+
+
+def _sounds(board: object) -> list[Sound]:
+    from storyboard.edit.sources import sound_path
+
+    sounds = []
+    for number, s in enumerate(getattr(board.edit, "sound", ()), start=1):  # type: ignore[attr-defined]
+        path = sound_path(board, s, f"[[edit.sound]] #{number}")
+        sounds.append(Sound(path=path, sha=file_sha256(path), start=s.start, in_=s.in_, out=s.out,
+                            gain_db=s.gain, fade_in=s.fade_in, fade_out=s.fade_out, duck=s.duck,
+                            name=f"sound-{number}"))
+    return sounds
+
+
+def _subtitles(board: object) -> Subtitles | None:
+    from storyboard.edit.sources import read_subtitles, readable
+
+    given = getattr(board.edit, "subtitles", None)  # type: ignore[attr-defined]
+    if given is None:
+        return None
+    path = readable(board.root, given.path, f"{board.path}: [edit.subtitles] field 'path'")  # type: ignore[attr-defined]
+    cues = read_subtitles(path, f"{board.path}: [edit.subtitles] field 'path'")  # type: ignore[attr-defined]
+    return Subtitles(path=path, sha=file_sha256(path), burn=given.burn, cues=cues)
+
+
+def _burn(timeline: Timeline, cues: tuple[Cue, ...], fps: int) -> Timeline:
+    """Each cue drawn on every piece it overlaps (through a join's overlap both pieces carry it)."""
+    pieces = list(timeline.pieces)
+    for index, start in enumerate(timeline.starts(fps)):
+        begin, end = start / fps, (start + timeline.piece_frames(index, fps)) / fps
+        spans = [Overlay(c.text, max(c.start, begin) - begin, min(c.end, end) - begin, "lower-third", "subtitle")
+                 for c in cues if c.start < end and c.end > begin]
+        if spans and isinstance(pieces[index], ClipPiece):  # a title card shows its own text only
+            pieces[index] = _with_overlays(pieces[index], *spans)
+    from dataclasses import replace
+
+    return replace(timeline, pieces=tuple(pieces))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
