@@ -393,6 +393,31 @@ def report(
     typer.echo(f"report: {make_report(project, out)}")
 
 
+class ExportFormat(str, Enum):
+    otio = "otio"
+    fcp7 = "fcp7"
+    edl = "edl"
+
+
+@app.command(cls=_PlainHelp)
+def export(
+    file: FileArg = DEFAULT_FILE,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", metavar="FORMAT",
+                                                 help="otio (OpenTimelineIO), fcp7 (Final Cut 7 XML: Premiere, Resolve) or edl (CMX 3600)")] = ExportFormat.otio,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", metavar="PATH", help="the file to write (default: beside the film, FILM.otio, .xml or .edl)")] = None,
+    cache_dir: CacheOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Hand the edit to an editor: the timeline as OTIO, FCP 7 XML or EDL, its clips in build/media/."""
+    from storyboard.edit.export import export as write_export
+
+    project = _open(file, cache_dir, no_remote=True, allow_outside=allow_outside)
+    result = write_export(project, format.value, out)
+    typer.echo(f"export: {result.path} ({result.clips} clips, {result.transitions} transitions, "
+               f"{result.sounds} sound tracks; media in {result.media})")
+
+
 @app.command(cls=_PlainHelp)
 def gc(
     files: Annotated[list[Path], typer.Argument(
