@@ -240,3 +240,85 @@ def test_the_same_edit_gives_the_same_bytes(film, clips, tmp_path):
     again = tmp_path / "again.mp4"
     stitch(line, again, profile=PROFILE, memo=DirMemo(tmp_path / "memo"))
     assert again.read_bytes() == out.read_bytes()
+
+
+BOARD = """
+[film]
+provider = "fake"
+output = "build/short.mp4"
+
+[[shot]]
+id = "a"
+prompt = "a fox wakes"
+duration = 4
+
+[[shot]]
+id = "b"
+prompt = "a fox runs"
+duration = 4
+
+[edit]
+audio = { normalize = true, loudness = -16.0 }
+
+[[edit.title]]
+text = "Short"
+before = "a"
+duration = 1.0
+background = "#102030"
+
+[[edit.clip]]
+shot = "a"
+in = 1.0
+out = 3.0
+transition = { kind = "wipeleft", duration = 0.5 }
+
+[[edit.clip]]
+shot = "b"
+out = OUT
+hold = 0.5
+
+[[edit.text]]
+shot = "a"
+text = "Hello"
+start = 0.25
+end = 1.0
+
+[[edit.sound]]
+path = "assets/score.wav"
+start = 0.5
+gain = -6.0
+duck = true
+
+[edit.subtitles]
+path = "subs/en.srt"
+"""
+
+
+def test_a_storyboard_timeline_builds_into_the_film_with_its_subtitles(write_board, fake_provider):
+    from storyboard.build import build, open_project
+
+    board = write_board(BOARD.replace("OUT", "2.0"))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=f=330:r=48000:d=6", str(board.parent / "assets" / "score.wav")], check=True)
+    (board.parent / "subs").mkdir()
+    (board.parent / "subs" / "en.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:01,000\nOne\n\n2\n00:00:02,000 --> 00:00:03,000\nTwo\n")
+    steps: list[str] = []
+    report = build(open_project(board), on_film_step=steps.append)
+    film = board.parent / "build" / "short.mp4"
+    # title 1 s + a 2 s + b 2 s held 0.5 s, less the 0.5 s wipe: 5 s
+    assert report.film.path == film and len(pictures(film)) == 5 * 24
+    with av.open(str(film)) as container:
+        assert [s.codec_context.name for s in container.streams.subtitles] == ["mov_text"]
+    sidecar = board.parent / "build" / "short.srt"
+    assert sidecar.read_text().count("-->") == 2
+    assert "title 'Short'" in steps and any(s.startswith("trim clip 2 (a) 1.00-3.00 s") for s in steps)
+    assert report.film.stats.titles_encoded == 1 and report.film.stats.windows_encoded == 1
+
+    board.write_text(board.read_text().replace("out = 2.0", "out = 2.5"))
+    again = build(open_project(board))
+    assert len(pictures(film)) == 5 * 24 + 12
+    stats = again.film.stats
+    # only b's body: its head (the wipe's second half) is the same, so the wipe is reused too
+    assert (stats.conforms_encoded, stats.parts_encoded, stats.titles_reused) == (1, 1, 1)
+    assert (stats.windows_encoded, stats.windows_reused) == (0, 1)
