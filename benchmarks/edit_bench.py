@@ -52,11 +52,9 @@ def render_music(dest: Path, seconds: float) -> tuple[str, Path]:
 
 
 def has_mixer() -> bool:
-    try:
-        import storyboard.edit.mix  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("storyboard.edit.mix") is not None
 
 
 def edit(clips: list[tuple[str, Path]], seconds: int, music: tuple[str, Path] | None) -> Timeline:

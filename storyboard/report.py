@@ -382,11 +382,11 @@ def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
     As the stitcher lays them out: clips whole, in whole frames, each transition overlapping
     the clips it joins by its length in frames.
     """
+    from storyboard.edit.timeline import Join
     from storyboard.job import FPS
-    from storyboard.edit.stitch import Transition
 
     t = project.board.edit.transition
-    edge = Transition(t.kind, 0.0 if t.kind == "cut" else t.duration).edge_frames(FPS)
+    edge = Join(t.kind, 0.0 if t.kind == "cut" else t.duration).frames(FPS)
     found: list[float | None] = []
     frame: int | None = 0
     for shot_id in project.board.sequence:

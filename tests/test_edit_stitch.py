@@ -242,6 +242,22 @@ def test_the_same_edit_gives_the_same_bytes(film, clips, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_a_title_card_on_an_image_fills_the_frame_with_it(tmp_path):
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 36), (200, 0, 0))
+    image.paste((0, 0, 200), (32, 0, 64, 36))
+    image.save(tmp_path / "card.png")
+    card = TitlePiece("Fin", 0.5, image=tmp_path / "card.png", image_sha="c" * 64, name="title-1")
+    out = tmp_path / "card.mp4"
+    stitch(Timeline((card,)), out, profile=PROFILE, memo=DirMemo(tmp_path / "memo"))
+    frames = pictures(out)
+    assert len(frames) == 12
+    left, right = frames[6][10:40, 10:80].mean(axis=(0, 1)), frames[6][10:40, 240:310].mean(axis=(0, 1))
+    assert left[0] > 150 > left[2] and right[2] > 150 > right[0]
+    assert (frames[6][60:120].min(axis=2) > 200).sum() > 50  # the text, white, in the middle
+
+
 BOARD = """
 [film]
 provider = "fake"
