@@ -242,6 +242,19 @@ def test_the_same_edit_gives_the_same_bytes(film, clips, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_a_burned_subtitle_is_boxed_text_over_its_span_only(clips, tmp_path):
+    cue = Overlay("Hi there", 0.25, 0.5, style="subtitle")
+    out = tmp_path / "burned.mp4"
+    stitch(Timeline((clip(clips, "a", 0.0, 1.0, overlays=(cue,)),)), out, profile=PROFILE,
+           memo=DirMemo(tmp_path / "memo"))
+    frames, source = pictures(out), pictures(clips["a"][1])
+    assert len(frames) == 24
+    for k in range(6, 12):  # the box darkens the bottom band; the rest is the clip
+        assert np.abs(frames[k][150:175] - source[k][150:175]).max() > 100
+        assert psnr(frames[k][:120], source[k][:120]) >= 35
+    assert all(psnr(frames[k], source[k]) >= 35 for k in (*range(0, 6), *range(12, 24)))
+
+
 def test_a_title_card_on_an_image_fills_the_frame_with_it(tmp_path):
     from PIL import Image
 
