@@ -203,7 +203,10 @@ def stitch(
                                   loudness=None if mixed else timeline.loudness),
                 f"joining the sound of {len(segments)} segments")
         if mixed:
-            report("mix the sound" + (" (music, voice-over)" if timeline.sounds else ""))
+            what = [f"{len(timeline.sounds)} sound{'s' * (len(timeline.sounds) != 1)} placed"]
+            if timeline.loudness is not None:
+                what.append(f"loudness {timeline.loudness:g} LUFS")
+            report(f"mix the sound ({', '.join(what[not timeline.sounds:])})")
             pcm = mixed(pcm, timeline, profile=profile, work=work, run=_ffmpeg)
         untouched = not (timeline.sounds or timeline.loudness is not None)
         own_sound = _clip_sounds(timeline, facts, plan, profile) if untouched else []
