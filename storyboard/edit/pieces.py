@@ -9,7 +9,8 @@ is encoded to give the copied clips' very parameter sets, so the film holds one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 
 from storyboard.edit.conform import (
     COLOUR,
@@ -19,7 +20,7 @@ from storyboard.edit.conform import (
     Trim,
     VideoMode,
 )
-from storyboard.edit.film_setting import encode_all, match_args, match_colour, plan_video
+from storyboard.edit.film_setting import match_args, match_colour, plan_video
 from storyboard.edit.timeline import ClipPiece, Overlay, Timeline, TitlePiece, frames_of
 from storyboard.errors import MediaError, StitchError
 
@@ -57,7 +58,6 @@ class Setting:
     tags: str = ""
     record: bytes = b""
     owner: ClipFacts | None = None
-    colours: dict[int, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def colour_of(self, facts: ClipFacts | MediaError | None) -> tuple[str, str]:
         """How a clip is converted and tagged: to the owner's colours when matching."""
@@ -164,9 +164,13 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
         return FilmPlan(modes, Setting(), lines, reasons)
     named = [(pieces[i].path.name, facts[pieces[i].sha]) for i in eligible]  # type: ignore[union-attr]
     plan = plan_video(named, profile)
+
+    def renumber(text: str) -> str:  # plan_video counts the whole clips only; the film counts pieces
+        return re.sub(r"\bclip (\d+)\b", lambda m: f"clip {eligible[int(m[1]) - 1] + 1}", text)
+
     if plan.why_encode is not None:
         if len(eligible) == len(pieces):
-            lines.append(f"re-encode the video: {plan.why_encode}")
+            lines.append(f"re-encode the video: {renumber(plan.why_encode)}")
         return FilmPlan(modes, Setting(), lines, reasons)
     owner = next(facts[pieces[i].sha] for i, mode in zip(eligible, plan.modes)  # type: ignore[union-attr]
                  if mode == "copy")
@@ -181,7 +185,7 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
     for i, mode, why in zip(eligible, plan.modes, plan.reasons, strict=True):
         modes[i] = mode
         if why is not None:
-            line = f"clip {i + 1} ({pieces[i].path.name}): {why}"  # type: ignore[union-attr]
+            line = f"clip {i + 1} ({pieces[i].path.name}): {renumber(why)}"  # type: ignore[union-attr]
             lines.append(f"re-encode {line}")
             reasons.append(line)
     for i, p in enumerate(pieces):
@@ -192,5 +196,4 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
                     lines, reasons)
 
 
-__all__ = ["FilmPlan", "Part", "Setting", "edges", "encode_all", "plan_film", "plan_parts",
-           "untouched"]
+__all__ = ["FilmPlan", "Part", "Setting", "edges", "plan_film", "plan_parts", "untouched"]
