@@ -187,12 +187,6 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
                 if close is not None:
                     close()
         if not report.failed and not only and all(s in resolver.outputs for s in project.board.sequence):
-            if on_film_step is not None:
-                from storyboard.progress import name_film_steps
-
-                sequence = project.board.sequence
-                clips = [resolver.outputs[s]["outputs"]["clip"] for s in sequence]
-                on_film_step = name_film_steps(on_film_step, sequence, clips, project.board.output.name)
             report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
                                     remote=project.remote, previous=lock.film.get("sha"))
             film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}

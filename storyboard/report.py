@@ -382,11 +382,11 @@ def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
     As the stitcher lays them out: clips whole, in whole frames, each transition overlapping
     the clips it joins by its length in frames.
     """
+    from storyboard.edit.timeline import Join
     from storyboard.job import FPS
-    from storyboard.edit.stitch import Transition
 
     t = project.board.edit.transition
-    edge = Transition(t.kind, 0.0 if t.kind == "cut" else t.duration).edge_frames(FPS)
+    edge = Join(t.kind, 0.0 if t.kind == "cut" else t.duration).frames(FPS)
     found: list[float | None] = []
     frame: int | None = 0
     for shot_id in project.board.sequence:
@@ -459,7 +459,6 @@ def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
 
 
 def _film(project: Project, resolver: Resolver, out: Path) -> FilmCard:
-    from storyboard.edit.film import film_key
     from storyboard.media import probe
 
     board, lock = project.board, project.lock
@@ -473,12 +472,23 @@ def _film(project: Project, resolver: Resolver, out: Path) -> FilmCard:
     except MediaError:
         card.status = "cannot be decoded: run `storyboard build` to stitch it again"
         return card
-    clips = [resolver.outputs[s]["outputs"]["clip"] for s in board.sequence if s in resolver.outputs]
-    current = (len(clips) == len(board.sequence) and lock.film.get("key") == film_key(board, clips)
+    current = (all(s in resolver.outputs for s in board.sequence)
+               and lock.film.get("key") == _film_key(board, project.cache, resolver.outputs)
                and project.cache.digest(path) == lock.film.get("sha"))
     if not current:
         card.status = "out of date: shots changed since it was stitched; run `storyboard build`"
     return card
+
+
+def _film_key(board: Any, cache: Any, outputs: Any) -> str | None:
+    """The key the film of these clips and this edit has, or None when a clip is not in the cache."""
+    from storyboard.edit.film import film_key, film_timeline
+    from storyboard.errors import CacheError
+
+    try:
+        return film_key(board, film_timeline(board, cache, outputs))
+    except CacheError:
+        return None
 
 
 def _template() -> Any:

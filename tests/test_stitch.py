@@ -153,7 +153,8 @@ def test_cut_film_is_exactly_the_clips_back_to_back(clips, tmp_path):
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
     assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
     assert (facts["size"], facts["pix_fmt"]) == ((320, 180), "yuv420p")
-    assert stats == StitchStats(conforms_encoded=3, conforms_copied=1, segments=4, conformed=(
+    assert stats == StitchStats(conforms_encoded=3, conforms_copied=1, segments=4, parts_encoded=3,
+                                conformed=(
         "clip 2 (tall.mp4): it is 180x320, not 320x180",
         "clip 3 (mute.mp4): it is not exactly 24 frames a second from time 0",
         "clip 4 (b.mp4): it is 256x144, not 320x180",
@@ -185,7 +186,9 @@ def test_crossfade_film_is_shorter_by_each_overlap(clips, tmp_path):
     assert facts["frames"] == expected
     assert facts["video_seconds"] == pytest.approx(sum(SECONDS[n] for n in ORDER) - 3 * 0.5, abs=FRAME)
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
-    assert stats == StitchStats(conforms_encoded=4, windows_encoded=3, segments=2 + 2 * 3 + 1)
+    # the first clip has no head and the last no tail: body, then a window and a body per join
+    assert stats == StitchStats(conforms_encoded=4, windows_encoded=3, segments=1 + 2 * 3,
+                                parts_encoded=2 + 3 + 3 + 2)
 
 
 def test_every_segment_has_the_same_h264_parameter_sets(clips, tmp_path):
@@ -222,12 +225,12 @@ def test_replacing_one_clip_reencodes_only_what_touches_it(clips, tmp_path):
                     transition=fade, memo=memo, on_step=steps.append)
     again = stitch([clips[n] for n in ORDER], tmp_path / "three.mp4", profile=PROFILE,
                    transition=fade, memo=memo)
-    assert first == StitchStats(conforms_encoded=4, windows_encoded=3, segments=9)
+    assert first == StitchStats(conforms_encoded=4, windows_encoded=3, segments=7, parts_encoded=10)
     assert second == StitchStats(conforms_encoded=1, conforms_reused=3, windows_encoded=2,
-                                 windows_reused=1, segments=9)
-    assert again == StitchStats(conforms_reused=4, windows_reused=3, segments=9)
+                                 windows_reused=1, segments=7, parts_encoded=3, parts_reused=7)
+    assert again == StitchStats(conforms_reused=4, windows_reused=3, segments=7, parts_reused=10)
     assert steps == ["conform clip 2/4 (new.mp4)", "crossfade window 1/3 (clip 1 -> clip 2)",
-                     "crossfade window 2/3 (clip 2 -> clip 3)", "join 9 segments into two.mp4"]
+                     "crossfade window 2/3 (clip 2 -> clip 3)", "join 7 segments into two.mp4"]
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "three.mp4").read_bytes()
 
 
@@ -235,7 +238,8 @@ def test_a_clip_used_twice_is_conformed_once(clips, tmp_path):
     stats = stitch([clips["a"], clips["b"], clips["a"]], tmp_path / "film.mp4", profile=PROFILE,
                    transition=Transition(), memo=DirMemo(tmp_path / "memo"))
     assert stats == StitchStats(conforms_encoded=1, conforms_copied=1, conforms_reused=1, segments=3,
-                                conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",))
+                                conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",),
+                                parts_encoded=1)
 
 
 def test_two_clean_stitches_give_identical_bytes(clips, tmp_path):
@@ -297,7 +301,7 @@ def test_concat_command():
     argv = build_concat_command(Path("/w/list.ffconcat"), Path("/w/audio.mov"), Path("/w/film.mp4"))
     assert argv == [
         "-y", "-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", "/w/list.ffconcat",
-        "-i", "/w/audio.mov", "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
+        "-i", "/w/audio.mov", "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "copy",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
         "-map_metadata", "-1", "-map_chapters", "-1",
         "-movflags", "+faststart", "-f", "mp4", "/w/film.mp4",
@@ -443,7 +447,8 @@ def test_one_clip_unlike_the_others_is_conformed_to_their_setting(clips, same, o
     steps: list[str] = []
     stats = stitch(sequence, out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
-    assert stats == StitchStats(conforms_encoded=1, conforms_copied=3, segments=4, conformed=(why,))
+    assert stats == StitchStats(conforms_encoded=1, conforms_copied=3, segments=4, conformed=(why,),
+                                parts_encoded=1)
     assert steps[0] == f"re-encode {why}"
     assert extradata(out) == extradata(same["one"][1])
     facts = film_facts(out)
@@ -465,11 +470,11 @@ def test_copied_matched_and_encoded_conforms_are_memoised_apart(clips, same, tmp
     assert (copied, matched, again) == (
         StitchStats(conforms_copied=1, segments=1),
         StitchStats(conforms_encoded=1, conforms_reused=1, segments=2,
-                    conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",)),
+                    conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",), parts_encoded=1),
         StitchStats(conforms_reused=1, segments=1))
     assert encoded.conforms_encoded == 2
     modes = [name.split("-")[:2] if name.startswith("conform") else ["window"] for name in memo.puts]
-    assert modes == [["conform", "copy"], ["conform", "match"]] + [["conform", "encode"]] * 6 + [["window"]]
+    assert modes == [["conform", "copy"], ["conform", "match"]] + [["conform", "encode"]] * 4 + [["window"]]
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "three.mp4").read_bytes()
 
 
@@ -477,7 +482,8 @@ def test_transitions_encode_even_clips_that_could_be_copied(same, tmp_path):
     out = tmp_path / "film.mp4"
     stats = stitch([same[n] for n in SAME], out, profile=PROFILE,
                    transition=Transition("crossfade", 0.25), memo=DirMemo(tmp_path / "memo"))
-    assert stats == StitchStats(conforms_encoded=3, windows_encoded=2, segments=2 + 2 * 2 + 1)
+    assert stats == StitchStats(conforms_encoded=3, windows_encoded=2, segments=1 + 2 * 2,
+                                parts_encoded=2 + 3 + 2)
     assert film_facts(out)["frames"] == sum(frames_for(SAME_SECONDS[n], 24) for n in SAME) - 2 * 6
 
 

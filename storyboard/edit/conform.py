@@ -1,4 +1,4 @@
-"""The film's format (Profile), what a clip holds (ClipFacts), and the ffmpeg commands that conform it.
+"""The film's format (Profile) and the ffmpeg commands that conform a clip into segments.
 
 Conforming turns any clip (other size, other fps, no audio) into segments the stitcher can join
 by stream copy: H.264 with fixed settings, PCM audio of exactly the video's length, in MOV (exact
@@ -9,10 +9,14 @@ encode in a film of cuts: its H.264 packets are copied as they are, B-frames and
 audio is converted to PCM (``build_copy_command``). The film keeps one set of H.264 parameter sets,
 so ``film_setting.py`` decides which clips are copied and encodes the others to match them.
 
-A clip is conformed into one piece (``whole``) for cuts, or three pieces for crossfades and fades::
+A clip on the timeline is trimmed to ``[in, out)`` in whole frames, then its last used frame is
+held (silent), and cut into parts: a head as long as the join before it, a tail as long as the
+join after it (each join has its own length), and a body between, itself cut where a text overlay
+starts or ends, so that only the overlay's frames carry the text::
 
-    frames:  0 ......... edge ................. N - edge ........ N
-             |   head    |         body         |      tail       |
+    frames:  0 ...... left ............................ N - right ...... N
+             | head  |  body  | body + text |   body   |      tail      |
+                                                  (held frames, silent) ^
 
 Each piece is its own encode, so each starts on an IDR frame and has an exact frame count: the
 bodies are copied into the film untouched, and only the heads and tails are decoded again, to
@@ -25,14 +29,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from storyboard.errors import MediaError
+from storyboard.edit.clip_facts import ClipFacts, copy_blocker, read_clip
+
+__all__ = ["ClipFacts", "Profile", "Trim", "build_conform_command", "build_copy_command",
+           "conform_key", "copy_blocker", "digest", "frames_for", "piece_bounds", "read_clip",
+           "segment_output_args"]
 
 CONFORM_VERSION = 1
 """Bump when the conform or window commands change in a way the settings below do not show."""
@@ -143,11 +149,48 @@ def conform_key(
     })
 
 
-def piece_bounds(frames: int, edge: int) -> dict[str, tuple[int, int]]:
-    """Frame range ``[start, end)`` of each piece of a clip of ``frames`` frames."""
-    if not edge:
+@dataclass(frozen=True)
+class Trim:
+    """Which frames of a clip a piece uses: ``used`` frames from frame ``start``, then the last of
+    them held ``hold`` frames (silent); its sound scaled by ``volume``."""
+
+    start: int = 0
+    used: int = 0
+    hold: int = 0
+    volume: float = 1.0
+
+    @property
+    def frames(self) -> int:
+        return self.used + self.hold
+
+
+HOLD_ZONE = "q=51"
+"""x264's zone for held frames: at the coarsest quantiser the difference from the frame before is
+nothing, so every macroblock is skipped and the held frames decode to the very same pixels.
+Zones are rate control, so the parameter sets stay the film's."""
+
+
+def piece_bounds(frames: int, edge: int, right: int | None = None) -> dict[str, tuple[int, int]]:
+    """Frame range ``[start, end)`` of each part of a piece of ``frames`` frames whose join before
+    it overlaps ``edge`` frames and the one after ``right`` (default ``edge``)."""
+    right = edge if right is None else right
+    if not edge and not right:
         return {"whole": (0, frames)}
-    return {"head": (0, edge), "body": (edge, frames - edge), "tail": (frames - edge, frames)}
+    bounds = {"head": (0, edge)} if edge else {}
+    bounds["body"] = (edge, frames - right)
+    if right:
+        bounds["tail"] = (frames - right, frames)
+    return bounds
+
+
+def hold_args(video_args: Sequence[str], first: int, last: int) -> tuple[str, ...]:
+    """``video_args`` with held frames ``first..last`` (of a part) encoded as exact repeats."""
+    args = list(video_args)
+    if first > last:
+        return tuple(args)
+    at = args.index("-x264-params")
+    args[at + 1] += f":zones={first},{last},{HOLD_ZONE}"
+    return tuple(args)
 
 
 def build_conform_command(
@@ -160,27 +203,37 @@ def build_conform_command(
     edge: int = 0,
     video_args: Sequence[str] = VIDEO_CODEC_ARGS,
     colour: tuple[str, str] = COLOUR,
+    trim: Trim | None = None,
+    bounds: dict[str, tuple[int, int]] | None = None,
+    drawn: dict[str, str] | None = None,
 ) -> list[str]:
     """ffmpeg arguments (without the executable) that conform ``src`` into ``outs``.
 
     Args:
         src: the clip, any size, fps or audio layout.
-        outs: one output path per piece name of ``conform_parts(edge)``.
+        outs: one output path per part to make (a subset of ``bounds``).
         profile: the film's format.
-        frames: the clip's length in frames at ``profile.fps`` (see ``frames_for``).
+        frames: the piece's length in frames at ``profile.fps`` (see ``frames_for``).
         has_audio: whether ``src`` has an audio stream; silence is generated if not.
-        edge: frames in the head and tail pieces; 0 conforms the clip as one piece.
+        edge: frames in the head and tail parts when ``bounds`` is not given.
         video_args: the H.264 encoder's settings (``VIDEO_CODEC_ARGS`` unless matching others).
         colour: the colour conversion and tags (see ``COLOUR``).
+        trim: the frames used and held; default the first ``frames`` frames.
+        bounds: each part's frame range (default ``piece_bounds(frames, edge)``).
+        drawn: per part, filters drawing text over it (``titles.drawtext``).
 
     Raises:
-        ValueError: the clip is too short to give the body at least one frame.
+        ValueError: a part would be empty, or ``outs`` names a part ``bounds`` lacks.
     """
-    if edge and frames <= 2 * edge:
-        raise ValueError(f"{frames} frames leave no body between a {edge}-frame head and tail")
-    bounds = piece_bounds(frames, edge)
-    if set(outs) != set(bounds):
-        raise ValueError(f"outs must name exactly {sorted(bounds)}, got {sorted(outs)}")
+    trim = trim or Trim(0, frames)
+    if bounds is None:
+        if edge and frames <= 2 * edge:
+            raise ValueError(f"{frames} frames leave no body between a {edge}-frame head and tail")
+        bounds = piece_bounds(frames, edge)
+    if any(end <= start for start, end in bounds.values()):
+        raise ValueError(f"a part of {frames} frames would be empty: {bounds}")
+    if not outs or not set(outs) <= set(bounds):
+        raise ValueError(f"outs must name parts of {sorted(bounds)}, got {sorted(outs)}")
     p = profile
     video = (
         "[0:v:0]setpts=PTS-STARTPTS,"
@@ -188,26 +241,31 @@ def build_conform_command(
         f"scale={p.width}:{p.height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
         f":{colour[0]}:flags=bicubic,"
         f"pad={p.width}:{p.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format={p.pix_fmt},"
-        f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
+        + (f"trim=start_frame={trim.start},setpts=PTS-STARTPTS," if trim.start else "")
+        + f"tpad=stop_mode=clone:stop=-1,trim=end_frame={trim.used}"
+        + (f",tpad=stop_mode=clone:stop={trim.hold}" if trim.hold else "")
         + (f",{colour[1]}" if colour[1] else "")
     )
-    audio = _audio_chain(profile, frames, has_audio)
-    names = list(bounds)
-    if len(names) == 1:
-        graph = [f"{video}[v_{names[0]}]", f"{audio}[a_{names[0]}]"]
-    else:
-        graph = [
-            f"{video},split={len(names)}" + "".join(f"[vs_{n}]" for n in names),
-            f"{audio},asplit={len(names)}" + "".join(f"[as_{n}]" for n in names),
-        ]
-        for name, (start, end) in bounds.items():
-            graph.append(f"[vs_{name}]trim=start_frame={start}:end_frame={end},"
-                         f"setpts=PTS-STARTPTS[v_{name}]")
-            graph.append(f"[as_{name}]atrim=start_sample={p.samples_at(start)}"
-                         f":end_sample={p.samples_at(end)},asetpts=PTS-STARTPTS[a_{name}]")
-    argv = ["-y", "-i", str(src), "-filter_complex", ";".join(graph)]
+    audio = _audio_chain(profile, trim, has_audio)
+    names = list(outs)
+    graph = [
+        f"{video},split={len(names)}" + "".join(f"[vs_{n}]" for n in names),
+        f"{audio},asplit={len(names)}" + "".join(f"[as_{n}]" for n in names),
+    ]
+    argv = ["-y", "-i", str(src)]
     for name in names:
-        argv += segment_output_args(f"[v_{name}]", f"[a_{name}]", outs[name], profile, video_args)
+        start, end = bounds[name]
+        text = (drawn or {}).get(name)
+        graph.append(f"[vs_{name}]trim=start_frame={start}:end_frame={end},"
+                     f"setpts=PTS-STARTPTS{',' + text if text else ''}[v_{name}]")
+        graph.append(f"[as_{name}]atrim=start_sample={p.samples_at(start)}"
+                     f":end_sample={p.samples_at(end)},asetpts=PTS-STARTPTS[a_{name}]")
+    argv += ["-filter_complex", ";".join(graph)]
+    for name in names:
+        start, end = bounds[name]
+        args = hold_args(video_args, max(1, trim.used - start), end - start - 1) \
+            if trim.hold else video_args
+        argv += segment_output_args(f"[v_{name}]", f"[a_{name}]", outs[name], profile, args)
     return argv
 
 
@@ -230,16 +288,17 @@ def segment_output_args(
 
 
 def build_copy_command(
-    src: Path, out: Path, *, profile: Profile, frames: int, has_audio: bool
+    src: Path, out: Path, *, profile: Profile, frames: int, has_audio: bool, volume: float = 1.0
 ) -> list[str]:
     """ffmpeg arguments that conform ``src`` into the one piece ``out`` without re-encoding video.
 
     The H.264 packets are copied untouched (retimed to the segment clock, which is exact for a
     clip ``copy_blocker`` accepts); the audio becomes PCM of exactly ``frames`` frames' length,
-    padded with silence or cut, or is all silence when ``src`` has none.
+    padded with silence or cut, or is all silence when ``src`` has none, scaled by ``volume``.
     """
+    chain = _audio_chain(profile, Trim(0, frames, 0, volume), has_audio)
     return [
-        "-y", "-i", str(src), "-filter_complex", f"{_audio_chain(profile, frames, has_audio)}[a]",
+        "-y", "-i", str(src), "-filter_complex", f"{chain}[a]",
         "-map", "0:v:0", "-map", "[a]", "-c:v", "copy",
         "-c:a", "pcm_s16le", "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
         "-video_track_timescale", str(profile.fps * 1000), *BITEXACT_ARGS,
@@ -247,154 +306,20 @@ def build_copy_command(
     ]  # fmt: skip
 
 
-def _audio_chain(profile: Profile, frames: int, has_audio: bool) -> str:
-    """The filter chain giving PCM audio of exactly ``frames`` video frames (silence if none)."""
+def _audio_chain(profile: Profile, trim: Trim, has_audio: bool) -> str:
+    """The filter chain giving PCM of exactly the trimmed piece's frames: the used frames' sound
+    (padded with silence past the clip's end) scaled by the volume, then silence under the hold."""
     p = profile
-    total = p.samples_at(frames)
     fmt = f"aformat=sample_fmts=s16:sample_rates={p.sample_rate}:channel_layouts={p.channel_layout}"
-    if has_audio:
-        return f"[0:a:0]aresample={p.sample_rate}:first_pts=0,{fmt},apad,atrim=end_sample={total}"
-    return f"anullsrc=r={p.sample_rate}:cl={p.channel_layout},{fmt},atrim=end_sample={total}"
-
-
-@dataclass(frozen=True)
-class ClipFacts:
-    """What the stitcher needs to know of a clip, read by demuxing it (no decoding).
-
-    Attributes:
-        duration: length of the video stream in seconds (as ``media.probe`` reports it).
-        frames: video packets, one per frame.
-        has_audio: whether the clip has an audio stream.
-        codec: the video decoder's name (``h264``).
-        width: frame width in pixels.
-        height: frame height in pixels.
-        pix_fmt: the video's pixel format, or None when unknown.
-        square_pixels: the sample aspect ratio is 1:1 (or unset).
-        frame_rate: frames per second when every frame lasts exactly as long and the first one
-            starts at 0, else None.
-        reorders: some packet's decode time differs from its presentation time (B-frames).
-        starts_on_idr: the first packet is an H.264 IDR picture (decodable on its own, and
-            resets the decoder's reference state, so nothing before it can matter).
-        extradata: the codec's out-of-band parameter sets (for H.264, the avcC record holding
-            the SPS and PPS).
-        x264_options: the ``options:`` line x264 writes into its first picture, if it made it.
-        colour: the video's colour tags as FFmpeg numbers (primaries, transfer, matrix, range).
-    """
-
-    duration: float
-    frames: int
-    has_audio: bool
-    codec: str
-    width: int
-    height: int
-    pix_fmt: str | None
-    square_pixels: bool
-    frame_rate: Fraction | None
-    reorders: bool
-    starts_on_idr: bool
-    extradata: bytes
-    x264_options: str | None = None
-    colour: tuple[int, int, int, int] = (2, 2, 2, 0)
-
-
-def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
-    """Demux ``path`` once and describe its video stream and whether it has audio.
-
-    Raises:
-        MediaError: the file is missing, not media, or has no video stream.
-    """
-    import av  # slow to import; only stitching needs it here
-
-    try:
-        with av.open(os.fspath(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{os.fspath(path)} has no video stream")
-            video = container.streams.video[0]
-            ctx = video.codec_context
-            base = video.time_base
-            sar = ctx.sample_aspect_ratio
-            facts = {
-                "has_audio": bool(container.streams.audio), "codec": ctx.name,
-                "width": ctx.width, "height": ctx.height, "pix_fmt": ctx.pix_fmt,
-                "square_pixels": not sar or sar == 1, "extradata": bytes(ctx.extradata or b""),
-                "colour": tuple(int(getattr(ctx, name, unset) or unset) for name, unset in (
-                    ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
-                    ("color_range", 0))),
-            }
-            stamps, first = [], b""
-            for packet in container.demux(video):
-                if packet.size:
-                    first = first or bytes(packet)
-                    stamps.append((packet.pts, packet.dts, packet.duration, packet.is_keyframe))
-            declared = video.duration
-            rate = video.average_rate or video.guessed_rate or video.base_rate
-    except MediaError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        raise MediaError(f"cannot decode {os.fspath(path)}: {exc}") from exc
-    frames = len(stamps)
-    step = stamps[0][2] if stamps and base is not None else 0  # the first frame's duration
-    shown = sorted((pts, duration) for pts, _, duration, _ in stamps if pts is not None)
-    constant = bool(step) and len(shown) == frames and declared in (None, frames * step) and all(
-        pts == i * step and duration == step for i, (pts, duration) in enumerate(shown)
-    )
-    if declared is not None and base is not None:
-        seconds = float(declared * base)
-    else:
-        seconds = frames / float(rate) if rate else 0.0
-    return ClipFacts(
-        duration=seconds, frames=frames,
-        frame_rate=1 / (step * base) if constant else None,
-        reorders=any(pts != dts for pts, dts, _, _ in stamps),
-        starts_on_idr=bool(stamps) and stamps[0][3] and _has_idr(first, facts["extradata"]),
-        x264_options=_x264_options(first),
-        **facts,
-    )  # fmt: skip
-
-
-def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:
-    """Why the clip's video cannot be copied into a film of ``profile`` as it is, or None if it can.
-
-    Copying needs H.264 of the film's size and pixel format, square pixels, exactly
-    ``profile.fps`` frames a second from time 0, parameter sets out of band (an avcC record,
-    which the film can share) and an IDR frame first. B-frames are fine: the concat demuxer
-    offsets each clip's decode times with its presentation times, so a clip's packets decode
-    after the previous clip's, and the film's edit list absorbs the first clip's decode delay.
-    """
-    if facts.codec != "h264":
-        return f"its video is {facts.codec}, not h264"
-    if (facts.width, facts.height) != (profile.width, profile.height):
-        return f"it is {facts.width}x{facts.height}, not {profile.width}x{profile.height}"
-    if facts.pix_fmt != profile.pix_fmt:
-        return f"its pixel format is {facts.pix_fmt}, not {profile.pix_fmt}"
-    if not facts.square_pixels:
-        return "its pixels are not square"
-    if facts.frame_rate != profile.fps:
-        return f"it is not exactly {profile.fps} frames a second from time 0"
-    if not facts.extradata.startswith(b"\x01"):
-        return "its H.264 parameter sets are not out of band (no avcC record)"
-    if not facts.starts_on_idr:
-        return "it does not start on an IDR frame"
-    return None
-
-
-def _has_idr(packet: bytes, avcc: bytes) -> bool:
-    """Whether an avcC-framed H.264 packet holds an IDR slice (NAL unit type 5)."""
-    if len(avcc) < 5 or avcc[0] != 1:
-        return False
-    size, at = (avcc[4] & 3) + 1, 0
-    while at + size < len(packet):
-        length = int.from_bytes(packet[at:at + size], "big")
-        if packet[at + size] & 0x1F == 5:
-            return True
-        at += size + length
-    return False
-
-
-def _x264_options(packet: bytes) -> str | None:
-    """The settings x264 wrote into a picture's SEI (``options: cabac=1 ref=3 ...``), if any."""
-    at = packet.find(b"x264 - core ")
-    if at < 0:
-        return None
-    text = packet[at:packet.find(b"\0", at)].decode("ascii", "replace")
-    return text.partition(" - options: ")[2] or None
+    total = p.samples_at(trim.frames)
+    if not has_audio or trim.volume == 0:
+        return f"anullsrc=r={p.sample_rate}:cl={p.channel_layout},{fmt},atrim=end_sample={total}"
+    begin = p.samples_at(trim.start)
+    chain = (f"[0:a:0]aresample={p.sample_rate}:first_pts=0,{fmt},"
+             + (f"atrim=start_sample={begin},asetpts=PTS-STARTPTS," if begin else "")
+             + f"apad,atrim=end_sample={p.samples_at(trim.start + trim.used) - begin}")
+    if trim.volume != 1:
+        chain += f",volume={trim.volume!r}:precision=fixed,{fmt}"
+    if trim.hold:
+        chain += f",apad,atrim=end_sample={total}"
+    return chain

@@ -1,4 +1,9 @@
-"""The film node: its key over the clips and the edit, the stitch, and the output file."""
+"""The film node: its key over the timeline, the stitch, and the output file (and its subtitles).
+
+The film's key is the timeline's ``key_fields`` (clip hashes, trims, joins, titles, text, sound,
+subtitles, loudness), the film's format and the stitcher's versions: editing the timeline never
+touches a shot's key, only this one.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import CacheError, StoryboardError
 from storyboard.job import FPS, frame_size
+from storyboard.edit.timeline import Timeline
 from storyboard.model import Board
 
 
@@ -25,23 +31,39 @@ class FilmReport:
     stats: Any = None
 
 
-def film_key(board: Board, clips: list[str]) -> str:
-    """Over the clip hashes in order, the edit settings and the film's format; nothing else."""
+def film_key(board: Board, timeline: Timeline) -> str:
+    """Over the timeline's key fields, the film's format and the stitcher's versions; nothing else."""
+    from storyboard.edit.conform import CONFORM_VERSION
+    from storyboard.edit.render import TITLES_VERSION
+
     width, height = frame_size(board.film.resolution, board.film.aspect_ratio)
     return cache_key({
         "node": "film",
-        "clips": clips,
-        "edit": board.edit.model_dump(mode="json", exclude={"sequence"}),
+        "timeline": timeline.key_fields(),
         "profile": {"width": width, "height": height, "fps": FPS},
+        "versions": {"conform": CONFORM_VERSION, "titles": TITLES_VERSION},
     })
+
+
+def film_timeline(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]]) -> Timeline:
+    """The board's edit over its built clips (verified in the cache).
+
+    Raises:
+        CacheError: a clip is missing or corrupt in the cache.
+    """
+    from storyboard.edit.timeline import clip_refs, resolve
+
+    return resolve(board, clip_refs(board, cache, outputs))
 
 
 def make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]],
               on_step: Any = None, remote: Any = None, previous: str | None = None) -> FilmReport:
-    """Stitch (or fetch from the cache) the film and place it at the board's output path.
+    """Stitch (or fetch from the cache) the film and place it at the board's output path, with
+    its subtitles beside it (``film.srt``) when they are soft.
 
     Holds the cache's in-use lock throughout, so gc never removes a folder or an object the
-    stitch is writing or reading. `previous` is the film's sha the lock recorded.
+    stitch is writing or reading. `previous` is the film's sha the lock recorded. `on_step`
+    hears the stitcher's steps in the user's words (shot ids).
 
     Raises:
         OutputTakenError: a file storyboard did not write is at the output path.
@@ -53,29 +75,21 @@ def make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]],
 def _make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]], on_step: Any, remote: Any,
                previous: str | None) -> FilmReport:
     check_output(board, cache, previous)
-    clips = [outputs[s]["outputs"]["clip"] for s in board.sequence]
-    key = film_key(board, clips)
+    timeline = film_timeline(board, cache, outputs)
+    key = film_key(board, timeline)
     entry = cache.get_action(key)
     if entry is None and remote is not None:
         entry = remote.fetch(key, cache)
     stitched = False
     stats = None
     if entry is None:
-        from storyboard.edit.stitch import Profile, Transition, stitch
+        from storyboard.edit.stitch import Profile, stitch
 
         width, height = frame_size(board.film.resolution, board.film.aspect_ratio)
-        t = board.edit.transition
         tmp = cache.tmp_path(".mp4")
         try:
-            stats = stitch(
-                [(sha, _verified(cache, sha)) for sha in clips],
-                tmp,
-                profile=Profile(width=width, height=height, fps=FPS),
-                transition=Transition(kind=t.kind, duration=0.0 if t.kind == "cut" else t.duration),
-                memo=cache,
-                normalize_audio=board.edit.audio.normalize,
-                on_step=on_step,
-            )
+            stats = stitch(timeline, tmp, profile=Profile(width=width, height=height, fps=FPS),
+                           memo=cache, on_step=_in_words(on_step, timeline, board))
             from storyboard.media import probe
 
             info = probe(tmp)
@@ -91,7 +105,56 @@ def _make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]], o
     sha = entry["outputs"]["film"]
     output = check_output(board, cache, previous)  # again: the stitch took a while
     _place(cache, sha, output)
+    if timeline.subtitles is not None and not timeline.subtitles.burn:
+        place_sidecar(timeline, output)
     return FilmReport(output, sha, key, stitched, entry["meta"]["duration"], stats)
+
+
+def _in_words(on_step: Any, timeline: Timeline, board: Board) -> Any:
+    """``on_step`` hearing shot ids and the film's name instead of clip numbers and temp files."""
+    if on_step is None:
+        return None
+    from storyboard.edit.timeline import ClipPiece
+    from storyboard.progress import name_film_steps
+
+    labels = [p.shot if isinstance(p, ClipPiece) else p.name or "title" for p in timeline.pieces]
+    shas = [p.sha if isinstance(p, ClipPiece) else "" for p in timeline.pieces]
+    return name_film_steps(on_step, labels, shas, board.output.name)
+
+
+def sidecar_path(output: Path) -> Path:
+    """Where the film's soft subtitles go: beside it, its name with ``.srt``."""
+    return output.with_suffix(".srt")
+
+
+def place_sidecar(timeline: Timeline, output: Path) -> Path:
+    """Write the timeline's subtitles as SRT beside the film, atomically (a temp file in the
+    film's folder, renamed over the sidecar: a symlink there is replaced, never followed).
+
+    Raises:
+        CacheError: the sidecar cannot be written.
+    """
+    import tempfile
+
+    from storyboard.edit.subtitles import write_srt
+
+    assert timeline.subtitles is not None
+    target = sidecar_path(output)
+    if target.is_dir() and not target.is_symlink():
+        raise CacheError(f"cannot write the subtitles to {target}: it is a folder")
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write_srt(timeline.subtitles.cues, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise CacheError(f"cannot write the subtitles to {target}: {exc.strerror}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
 
 
 class OutputTakenError(StoryboardError):
@@ -127,14 +190,6 @@ def check_output(board: Board, cache: Cache, previous: str | None) -> Path:
         return output
     raise OutputTakenError(f"{where}: {output} exists and storyboard did not write it (storyboard.lock does "
                            "not record it); move it away or choose another output; nothing was run")
-
-
-def _verified(cache: Cache, sha: str) -> Path:
-    path = cache.verified(sha)
-    if path is None:
-        raise CacheError(f"clip {sha[:12]} is missing or corrupt in the cache; run the build again to "
-                         "regenerate it")
-    return path
 
 
 def _place(cache: Cache, sha: str, output: Path) -> None:

@@ -1,7 +1,10 @@
-"""Transitions between clips: what a crossfade or fade is, and the ffmpeg command of its window.
+"""Transitions between pieces: the ffmpeg command of each join's window.
 
-A window is the tail of one clip blended with the head of the next, ``edge`` frames long, encoded
-once and memoised under the keys of the two conforms it joins (``window_key``).
+A window is the tail of one piece blended with the head of the next, as long as its join's
+overlap, encoded once and memoised under the keys of the two parts it joins (``window_key``).
+Picture: ``crossfade`` blends, ``fade`` and ``dip`` pass through black or a colour, and every
+other kind is one of ``xfade``'s own transitions by name (``wipeleft``, ``slideup``, ...). Sound
+crossfades, or fades out and in around the middle of a fade or a dip.
 """
 
 from __future__ import annotations
@@ -10,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from storyboard.edit.conform import CONFORM_VERSION, Profile, digest, frames_for, segment_output_args
+from collections.abc import Sequence
+
+from storyboard.edit.conform import (
+    CONFORM_VERSION,
+    VIDEO_CODEC_ARGS,
+    Profile,
+    digest,
+    frames_for,
+    segment_output_args,
+)
 
 __all__ = ["Transition", "build_window_command", "window_key"]
 
@@ -41,49 +53,58 @@ class Transition:
         return 0 if self.kind == "cut" else max(2, frames_for(self.duration, fps))
 
 
-def window_key(tail_key: str, head_key: str, kind: str) -> str:
-    """Key of the window joining the clip conformed under ``tail_key`` to the one under ``head_key``.
+def window_key(tail_key: str, head_key: str, kind: str, color: str = "") -> str:
+    """Key of the window joining the part keyed ``tail_key`` to the part keyed ``head_key``.
 
-    The conform keys carry both clips' hashes, the profile and the overlap in frames.
+    The part keys carry both clips' hashes, trims, the profile, the overlap in frames and the
+    H.264 setting; ``color`` is a dip's.
     """
-    return digest(
-        {"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key, "kind": kind}
-    )
+    fields = {"v": CONFORM_VERSION, "step": "window", "tail": tail_key, "head": head_key,
+              "kind": kind}
+    if color:
+        fields["color"] = color
+    return digest(fields)
 
 
 def build_window_command(
-    tail: Path, head: Path, out: Path, *, profile: Profile, kind: str, edge: int
+    tail: Path, head: Path, out: Path, *, profile: Profile, kind: str, edge: int,
+    color: str = "#000000", video_args: Sequence[str] = VIDEO_CODEC_ARGS, tags: str = "",
 ) -> list[str]:
     """ffmpeg arguments that join ``tail`` to ``head`` (both ``edge`` frames long) into ``out``.
 
-    A crossfade blends picture and sound linearly over the whole window. A fade shows the first
-    half of ``tail`` fading to black and silence, then the second half of ``head`` fading in
-    (``xfade``'s ``fadeblack`` is lopsided: out in a fifth of the time, in over the rest). Either
-    way the window has exactly ``edge`` frames and ``profile.samples_at(edge)`` samples.
+    A crossfade (and every ``xfade`` transition) blends picture and sound over the whole window.
+    A fade or dip shows the first half of ``tail`` fading to black (or ``color``) and silence,
+    then the second half of ``head`` fading in (``xfade``'s ``fadeblack`` is lopsided: out in a
+    fifth of the time, in over the rest). Either way the window has exactly ``edge`` frames and
+    ``profile.samples_at(edge)`` samples; ``tags`` is a filter setting the frames' colour tags.
     """
     samples = profile.samples_at(edge)
-    if kind == "crossfade":
+    finish = f"format={profile.pix_fmt}" + (f",{tags}" if tags else "")
+    if kind in ("fade", "dip"):
+        half = edge // 2
+        cut = profile.samples_at(half)
+        shade = "black" if kind == "fade" else "0x" + color.lstrip("#")
         graph = [
-            f"[0:v][1:v]xfade=transition=fade:duration={edge / profile.fps:.9f}:offset=0,"
-            f"format={profile.pix_fmt},tpad=stop_mode=clone:stop=-1,trim=end_frame={edge},"
+            f"[0:v]trim=end_frame={half},fade=t=out:s=0:n={half}:color={shade}[v0]",
+            f"[1:v]trim=start_frame={half},setpts=PTS-STARTPTS,"
+            f"fade=t=in:s=0:n={edge - half}:color={shade}[v1]",
+            f"[0:a]atrim=end_sample={cut},afade=t=out:ss=0:ns={cut}[a0]",
+            f"[1:a]atrim=start_sample={cut}:end_sample={samples},asetpts=PTS-STARTPTS,"
+            f"afade=t=in:ss=0:ns={samples - cut}[a1]",
+            f"[v0][a0][v1][a1]concat=n=2:v=1:a=1[vj][a];[vj]{finish}[v]",
+        ]
+    elif kind != "cut" and kind.isidentifier():
+        name = "fade" if kind == "crossfade" else kind
+        graph = [
+            f"[0:v][1:v]xfade=transition={name}:duration={edge / profile.fps:.9f}:offset=0,"
+            f"{finish},tpad=stop_mode=clone:stop=-1,trim=end_frame={edge},"
             "setpts=PTS-STARTPTS[v]",
             f"[0:a]afade=t=out:ss=0:ns={samples}[a0]",
             f"[1:a]afade=t=in:ss=0:ns={samples}[a1]",
             "[a0][a1]amix=inputs=2:duration=longest:normalize=0,"
             f"aformat=sample_fmts=s16,atrim=end_sample={samples}[a]",
         ]
-    elif kind == "fade":
-        half = edge // 2
-        cut = profile.samples_at(half)
-        graph = [
-            f"[0:v]trim=end_frame={half},fade=t=out:s=0:n={half}[v0]",
-            f"[1:v]trim=start_frame={half},setpts=PTS-STARTPTS,fade=t=in:s=0:n={edge - half}[v1]",
-            f"[0:a]atrim=end_sample={cut},afade=t=out:ss=0:ns={cut}[a0]",
-            f"[1:a]atrim=start_sample={cut}:end_sample={samples},asetpts=PTS-STARTPTS,"
-            f"afade=t=in:ss=0:ns={samples - cut}[a1]",
-            f"[v0][a0][v1][a1]concat=n=2:v=1:a=1[vj][a];[vj]format={profile.pix_fmt}[v]",
-        ]
     else:
         raise ValueError(f"no window for a {kind!r}")
     return ["-y", "-i", str(tail), "-i", str(head), "-filter_complex", ";".join(graph),
-            *segment_output_args("[v]", "[a]", out, profile)]
+            *segment_output_args("[v]", "[a]", out, profile, video_args)]

@@ -1,0 +1,273 @@
+"""Rendering the timeline into memoised segments: the parts of each piece, and each join's window.
+
+A piece (a trimmed clip or a title card) is cut into parts (``pieces.plan_parts``), and every
+part is memoised under a key of exactly what shapes its bytes: the clip, the frames it takes, its
+hold, volume and text, the profile, the H.264 setting and the ffmpeg build. A piece's missing
+parts are made by one ffmpeg run; a window joins the tail part of one piece to the head part of
+the next and is keyed by those two parts. So changing one clip's out point re-encodes that clip's
+body and tail and the window after it; its head, the window before it and everything else are
+found in the memo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from storyboard.edit.conform import (
+    CONFORM_VERSION,
+    SEGMENT_SUFFIX,
+    ClipFacts,
+    Profile,
+    VideoMode,
+    build_conform_command,
+    build_copy_command,
+    conform_key,
+    digest,
+)
+from storyboard.edit.pieces import Part, Setting, plan_parts
+from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
+from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
+from storyboard.edit.transition import build_window_command, window_key
+from storyboard.errors import MediaError
+
+TITLES_VERSION = 1
+"""Bump when a title card or overlay is drawn differently in a way its key does not show."""
+
+
+class Memo(Protocol):
+    """A content-addressed memo of derived files (the build cache implements it)."""
+
+    def memo_get(self, name: str) -> Path | None:
+        """The cached file stored under ``name``, verified, or None."""
+
+    def memo_put(self, name: str, produced: Path) -> Path:
+        """Adopt ``produced`` under ``name`` atomically (the file is moved); return its cached path."""
+
+
+class Mismatch(Exception):
+    """A segment encoded to match the copied clips' H.264 setting still has other parameter sets."""
+
+
+Runner = Callable[[list[str], str], None]
+
+
+@dataclass
+class Render:
+    """One stitch in progress: what it joins, how each piece's video is made, and its counts."""
+
+    timeline: Timeline
+    profile: Profile
+    memo: Memo
+    work: Path
+    report: Callable[[str], None]
+    run: Runner
+    modes: list[VideoMode | None]
+    """Per piece: how a clip's video is made (None for a title)."""
+    setting: Setting
+    facts: dict[str, ClipFacts | MediaError]
+    encoder: str
+    checked: dict[Path, bytes] = field(default_factory=dict)
+    conforms_encoded: int = 0
+    conforms_copied: int = 0
+    conforms_reused: int = 0
+    windows_encoded: int = 0
+    windows_reused: int = 0
+    titles_encoded: int = 0
+    titles_reused: int = 0
+    parts_encoded: int = 0
+    parts_reused: int = 0
+
+    def segments(self) -> list[Path]:
+        """The film's segments in order: every piece's parts, and a window at each join."""
+        pieces = self.timeline.pieces
+        parts = [self.piece(index) for index in range(len(pieces))]
+        segments: list[Path] = []
+        for index, made in enumerate(parts):
+            left = index > 0 and self.timeline.joins[index - 1].kind != "cut"
+            right = index + 1 < len(pieces) and self.timeline.joins[index].kind != "cut"
+            segments += [path for name, (path, _) in made.items()
+                         if not (left and name == "head") and not (right and name == "tail")]
+            if right:
+                segments.append(self.window(index, made["tail"], parts[index + 1]["head"]))
+        return segments
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def piece(self, index: int) -> dict[str, tuple[Path, str]]:
+        """Piece ``index``'s parts in order (name -> (memoised file, key)), making what is missing."""
+        piece = self.timeline.pieces[index]
+        mode = self.modes[index]
+        plan = plan_parts(self.timeline, index, self.profile,
+                          self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None,
+                          copy=mode == "copy", where=self.where(index))
+        keys = {part.name: self.part_key(index, part) for part in plan}
+        names = {part.name: self.memo_name(index, keys[part.name]) for part in plan}
+        found = {name: self.memo.memo_get(names[name]) for name in names}
+        missing = [part for part in plan if found[part.name] is None]
+        if mode != "copy":
+            self.parts_reused += len(plan) - len(missing)
+            self.parts_encoded += len(missing)
+        if missing:
+            made = self.make(index, plan, missing)
+            for part in missing:
+                found[part.name] = self.memo.memo_put(names[part.name], made[part.name])
+        counts = ("titles_encoded", "titles_reused") if isinstance(piece, TitlePiece) else (
+            "conforms_copied" if mode == "copy" else "conforms_encoded", "conforms_reused")
+        counter = counts[0] if missing else counts[1]
+        setattr(self, counter, getattr(self, counter) + 1)
+        result = {part.name: (found[part.name], keys[part.name]) for part in plan}
+        if mode != "copy" and self.setting.record:
+            for path, _ in result.values():
+                self.check(path, self.what(index))
+        return result  # type: ignore[return-value]
+
+    def part_key(self, index: int, part: Part) -> str:
+        """Key of one part of piece ``index``: everything that shapes its bytes."""
+        piece, mode, profile = self.timeline.pieces[index], self.modes[index], self.profile
+        if isinstance(piece, TitlePiece):
+            return digest({
+                "v": TITLES_VERSION, "step": "title", "text": piece.text,
+                "background": piece.background, "image": piece.image_sha,
+                "frames": part.frames, "from": part.start, "to": part.end,
+                "profile": asdict(profile), **self.setting.fields(), "encoder": self.encoder,
+            })
+        base = conform_key(piece.sha, profile, 0, encoder=self.encoder, mode=mode or "encode",
+                           video_args=self.setting.video_args,
+                           colour=self.setting.colour_of(self.facts.get(piece.sha)))
+        if mode == "copy":
+            return base if piece.volume == 1 else digest({"copy": base, "volume": piece.volume})
+        return digest({
+            "v": CONFORM_VERSION, "step": "part", "conform": base, "in": part.trim.start,
+            "from": part.start, "to": part.end, "stop": min(part.trim.used, part.end),
+            "volume": piece.volume, "titles": TITLES_VERSION if part.texts else 0,
+            "text": [[o.text, o.position, o.style, a, b] for o, a, b in part.texts],
+        })
+
+    def memo_name(self, index: int, key: str) -> str:
+        mode = self.modes[index]
+        kind = "title" if mode is None else f"conform-{mode}"
+        return f"{kind}-{key}{SEGMENT_SUFFIX}"
+
+    def make(self, index: int, plan: list[Part], missing: list[Part]) -> dict[str, Path]:
+        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run."""
+        piece, profile = self.timeline.pieces[index], self.profile
+        outs = {part.name: self.work / f"{index}-{part.name}{SEGMENT_SUFFIX}" for part in missing}
+        bounds = {part.name: (part.start, part.end) for part in plan}
+        self.report(self.step(index, len(missing), len(plan)))
+        if isinstance(piece, TitlePiece):
+            text = write_text(piece.text, self.work, f"title-{index}.txt")
+            argv = build_title_command(piece, outs, profile=profile, bounds=bounds, text_file=text,
+                                       video_args=self.setting.video_args,
+                                       matrix=self.setting.matrix, tags=self.setting.tags)
+            self.run(argv, f"rendering the title {piece.text!r}")
+            return outs
+        info = self.facts[piece.sha]
+        assert isinstance(info, ClipFacts)  # plan_parts raised otherwise
+        where = f"clip {index + 1} ({piece.path})"
+        if self.modes[index] == "copy":
+            argv = build_copy_command(piece.path, outs["whole"], profile=profile,
+                                      frames=info.frames, has_audio=info.has_audio,
+                                      volume=piece.volume)
+            self.run(argv, f"conforming {where}")
+            return outs
+        drawn = {}
+        for part in missing:
+            filters = [overlay_text(o, write_text(o.text, self.work, f"text-{index}-{part.name}-{n}"
+                                                  ".txt"), profile,
+                                    None if (a, b) == (0, part.frames) else (a, b))
+                       for n, (o, a, b) in enumerate(part.texts)]
+            if filters:
+                drawn[part.name] = ",".join(filters)
+        argv = build_conform_command(
+            piece.path, outs, profile=profile, frames=plan[-1].end, has_audio=info.has_audio,
+            video_args=self.setting.video_args, colour=self.setting.colour_of(info),
+            trim=missing[0].trim, bounds=bounds, drawn=drawn)
+        self.run(argv, f"conforming {where}")
+        return outs
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def window(self, index: int, tail: tuple[Path, str], head: tuple[Path, str]) -> Path:
+        """The window joining piece ``index`` to the next (0-based), encoded if the memo lacks it."""
+        join = self.timeline.joins[index]
+        color = join.color if join.kind == "dip" else ""
+        name = f"window-{window_key(tail[1], head[1], join.kind, color)}{SEGMENT_SUFFIX}"
+        found = self.memo.memo_get(name)
+        if found is not None:
+            self.windows_reused += 1
+        else:
+            count = len(self.timeline.joins)
+            kinds = ["title" if self.modes[i] is None else "clip" for i in (index, index + 1)]
+            self.report(f"{join.kind} window {index + 1}/{count} "
+                        f"({kinds[0]} {index + 1} -> {kinds[1]} {index + 2})")
+            produced = self.work / name
+            argv = build_window_command(tail[0], head[0], produced, profile=self.profile,
+                                        kind=join.kind, edge=join.frames(self.profile.fps),
+                                        color=join.color, video_args=self.setting.video_args,
+                                        tags=self.setting.tags)
+            self.run(argv, f"encoding the {join.kind} from {self.what(index)} "
+                           f"to {self.what(index + 1)}")
+            found = self.memo.memo_put(name, produced)
+            self.windows_encoded += 1
+        if self.setting.record:
+            self.check(found, f"the {join.kind} window after {self.what(index)}")
+        return found
+
+    # -- words -------------------------------------------------------------------------------
+
+    def label(self, index: int) -> str:
+        piece = self.timeline.pieces[index]
+        return piece.shot if isinstance(piece, ClipPiece) else piece.name or piece.text
+
+    def where(self, index: int) -> str:
+        piece = self.timeline.pieces[index]
+        if isinstance(piece, TitlePiece):
+            return f"title {index + 1} ({piece.text!r})"
+        return f"clip {index + 1} ({piece.path})"
+
+    def what(self, index: int) -> str:
+        return f"{'title' if self.modes[index] is None else 'clip'} {index + 1} ({self.label(index)})"
+
+    def step(self, index: int, missing: int, parts: int) -> str:
+        """The progress line naming what is about to be encoded for piece ``index``."""
+        piece, count = self.timeline.pieces[index], len(self.timeline.pieces)
+        some = f" ({missing} of {parts} parts)" if missing < parts else ""
+        if isinstance(piece, TitlePiece):
+            return f"title {piece.text!r}{some}"
+        if self.modes[index] == "copy":
+            return f"copy clip {index + 1}/{count} ({self.label(index)})"
+        info = self.facts[piece.sha]
+        fps = self.profile.fps
+        whole = (isinstance(info, ClipFacts) and round(piece.in_ * fps) == 0
+                 and not piece.hold and not piece.overlays
+                 and round(piece.out * fps) == round(info.duration * fps))
+        if whole:
+            return f"conform clip {index + 1}/{count} ({self.label(index)}){some}"
+        line = f"trim clip {index + 1} ({self.label(index)}) {piece.in_:.2f}-{piece.out:.2f} s"
+        if piece.hold:
+            line += f", hold {piece.hold:.2f} s"
+        if piece.overlays:
+            line += ", text " + ", ".join(repr(o.text) for o in piece.overlays)
+        return line + some
+
+    def check(self, path: Path, what: str) -> None:
+        """Raise ``Mismatch`` when a segment's parameter sets are not the film's."""
+        if path not in self.checked:
+            self.checked[path] = extradata(path)
+        if self.checked[path] != self.setting.record:
+            raise Mismatch(f"{what} encoded to match the other clips' H.264 setting still has "
+                           "other parameter sets")
+
+
+def extradata(path: Path) -> bytes:
+    """The H.264 parameter sets (avcC record) of a segment."""
+    import av  # slow to import; only stitching needs it
+
+    with av.open(str(path)) as container:
+        return bytes(container.streams.video[0].codec_context.extradata or b"")
+
+
+__all__ = ["FONT", "Memo", "Mismatch", "Render", "extradata"]
