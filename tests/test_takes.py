@@ -17,6 +17,7 @@ from storyboard.executor import Outcome
 from storyboard.gc import collect
 from storyboard.plan_view import view
 from storyboard.takes import continuity, force_batches, list_candidates
+from tests.fakes.azerion_server import azerion_fake, azerion_server  # noqa: F401
 
 BOARD = """
 [film]
@@ -298,3 +299,23 @@ def test_vertex_sends_one_request_with_sample_count_and_keeps_every_video(write_
     path.write_text(VERTEX_BOARD.replace("takes = 3", "takes = 4"))
     build(open_project(path))
     assert google_fake.count("submit") == 2 and google_fake.bodies("submit")[1]["parameters"]["sampleCount"] == 1
+
+
+def test_azerion_asks_for_n_videos_in_one_request(write_board, azerion_fake, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("AZERION_API_KEY", azerion_fake.api_key)
+    monkeypatch.setenv("STORYBOARD_AZERION_BASE_URL", azerion_fake.url)
+    path = write_board("""
+        [film]
+        provider = "azerion"
+        duration = 4
+
+        [[shot]]
+        id = "a"
+        prompt = "a lighthouse at dusk"
+        takes = 2
+        """)
+    report = build(open_project(path))
+    assert report.count(Outcome.RENDERED) == 1, report.failed
+    assert azerion_fake.count("generate") == 1 and azerion_fake.bodies("generate")[0]["n"] == 2
+    found = list_candidates(open_project(path), "a")
+    assert all(c.sha for c in found) and len({c.sha for c in found}) == 2
