@@ -16,9 +16,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyboard.errors import MediaError, ProviderError, StoryboardError
-from storyboard.frames import frame_digests
-from storyboard.job import EXTENSION_SECONDS, FPS, RenderContext, RenderJob
+from storyboard.errors import ProviderError, StoryboardError
+from storyboard.job import EXTENSION_SECONDS, RenderContext, RenderJob
+from storyboard.landing import commit_clip
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
 from storyboard.plan import Resolver
@@ -357,7 +357,8 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, group: list[tuple[
             results = [provider.render(job, clips[0], ctx)]
         else:
             results = provider.render_batch(job, clips, ctx)
-        entries = [_commit(board, resolver, shot_id, c_job, c_key, clip, result, started)
+        want = expected_seconds(job, resolver, board.shots[shot_id].extends)
+        entries = [commit_clip(cache, shot_id, c_job, c_key, clip, result, started, want)
                    for (_n, c_job, c_key), clip, result in zip(group, clips, results)]
     except OSError as exc:  # providers write into the cache's tmp/: a full or read-only disk is a CacheError
         if (error := cache.write_error(exc)) is None:
@@ -372,53 +373,6 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, group: list[tuple[
         raise ProviderError(f"shot '{shot_id}': {job.provider} returned {len(entries)} of the {len(group)} videos "
                             "asked for; those are kept, and the next build asks for the others", provider=job.provider)
     return entries
-
-
-def _commit(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, key: str, clip_tmp: Any,
-            result: Any, started: float) -> dict[str, Any]:
-    """Probe one returned clip, extract its first and last frames, and put its action in the cache."""
-    from storyboard.media import extract_first_last, probe
-
-    cache = resolver.cache
-    first_tmp = cache.tmp_path(".png")
-    last_tmp = cache.tmp_path(".png")
-    mismatch = None
-    try:
-        try:
-            info = probe(clip_tmp)
-        except MediaError as exc:
-            raise ProviderError(f"shot '{shot_id}': {job.provider} returned a file that does not decode: "
-                                f"{exc.message}", provider=job.provider) from exc
-        want = expected_seconds(job, resolver, board.shots[shot_id].extends)
-        if abs(info.duration - want) > 1.5 / FPS + 0.05:  # paid for and decodable: keep it, say so
-            mismatch = (f"{job.provider} returned {info.duration:.2f} s for a {want:.2f} s request; kept "
-                        "(it was paid for) and used as it is")
-        pixels = dict(zip(("first", "last"), extract_first_last(clip_tmp, first_tmp, last_tmp), strict=True))
-        outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
-        for frame, digest in pixels.items():
-            frame_digests(cache).remember(outputs[frame], digest)
-    finally:
-        for tmp in (first_tmp, last_tmp):
-            if tmp.exists():
-                tmp.unlink()
-    entry = {
-        "key": key,
-        "outputs": outputs,
-        "pixels": pixels,
-        "meta": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames,
-                 "duration": info.duration, "has_audio": info.has_audio},
-        "provider": job.provider,
-        "model": job.model,
-        "cost": result.cost.amount if result.cost else None,
-        "unit": result.cost.unit if result.cost else None,
-        "operation": result.operation,
-        "handle": result.handle,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 3),
-        **({"mismatch": mismatch} if mismatch else {}),
-    }
-    cache.put_action(key, entry)
-    return entry
 
 
 def _refuse_uncertain(shot_id: str, ctx: RenderContext, resubmit: set[str]) -> None:
