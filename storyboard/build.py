@@ -28,9 +28,13 @@ class Project:
     graph: Any
     remote: Any = None
     """A storyboard.remote.Remote shared by a team, or None."""
+    forced: frozenset[str] = frozenset()
+    """Shots `build --force` generates again as a new batch (storyboard.takes)."""
 
     def resolver(self) -> Resolver:
-        return Resolver(self.board, self.cache, self.providers)
+        from storyboard.takes import batches
+
+        return Resolver(self.board, self.cache, self.providers, batches=batches(self.lock.shots, self.forced))
 
 
 DEFAULT_BOARD = Path("storyboard.toml")

@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyboard.errors import MediaError, ProviderError, StoryboardError
-from storyboard.frames import frame_digests
-from storyboard.job import EXTENSION_SECONDS, FPS, RenderContext, RenderJob
+from storyboard.errors import ProviderError, StoryboardError
+from storyboard.job import EXTENSION_SECONDS, RenderContext, RenderJob
+from storyboard.landing import commit_clip
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
 from storyboard.plan import Resolver
@@ -125,9 +125,12 @@ def run(
                         continue
                     key = resolver.key(job)
                     entry = None if shot_id in resolver.force else resolver.action(key, job)
-                    if entry is not None:
+                    candidates = resolver.candidates(shot, job)
+                    cached = {kk: (j, e) for k, j, kk in candidates
+                              if (e := entry if k == shot.pick else resolver.action(kk, j)) is not None}
+                    if entry is not None and len(cached) == len(candidates):
                         resolver.outputs[shot_id] = entry
-                        _record(lock, shot_id, key, job, entry)
+                        _record(lock, shot_id, key, job, entry, cached)
                         report.shots[shot_id] = ShotReport(shot_id, Outcome.CACHED, key)
                         notify(shot_id, "cached", {})
                         graph.finished(shot_id)
@@ -137,7 +140,7 @@ def run(
                         continue
                     in_flight[key] = shot_id
                     notify(shot_id, "queued", {})
-                    fut = pool.submit(_render_one, board, resolver, lock, shot_id, job, inputs, key,
+                    fut = pool.submit(_render_one, board, resolver, lock, shot_id, candidates, inputs, key,
                                       limiter(shot.provider), notify, cancel, remote)
                     running[fut] = shot_id
                 if not running:  # nothing in flight and nothing ready: whatever is left cannot start
@@ -232,21 +235,16 @@ class _Schedule:
 
 
 def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any],
-            paid: bool = False) -> None:
+            built: dict[str, tuple[RenderJob, dict[str, Any]]], paid: bool = False) -> None:
+    """Record the shot (its picked candidate where readers look, every candidate under `candidates`)."""
+    from storyboard.takes import lock_entry
+
     previous = lock.shots.get(shot_id, {})
+    record = lock_entry(previous, key, job, entry, built)
     # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
-    if previous.get("key") == key and previous.get("clip") == entry["outputs"]["clip"] \
-            and previous.get("handle") == entry.get("handle"):
+    if all(previous.get(k) == record.get(k) for k in ("key", "clip", "handle", "candidates", "batch")):
         return
-    lock.record_shot(shot_id, {
-        "key": key,
-        "components": job.model_dump(mode="json"),
-        "clip": entry["outputs"]["clip"],
-        "first": entry["outputs"]["first"],
-        "last": entry["outputs"]["last"],
-        **{k: entry.get(k) for k in ("provider", "model", "cost", "unit", "seconds", "created", "handle")
-           if entry.get(k) is not None},
-    }, durable=paid)
+    lock.record_shot(shot_id, record, durable=paid)
 
 
 def expected_seconds(job: RenderJob, resolver: Resolver, source: str | None = None) -> float:
@@ -270,46 +268,65 @@ def expected_seconds(job: RenderJob, resolver: Resolver, source: str | None = No
     return float(job.duration)
 
 
-def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str, job: RenderJob,
-                inputs: dict[str, Any], key: str, slot: threading.Semaphore, notify: EventFn,
-                cancel: threading.Event, remote: Any = None) -> ShotReport:
+def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str,
+                candidates: list[tuple[int, RenderJob, str]], inputs: dict[str, Any], key: str,
+                slot: threading.Semaphore, notify: EventFn, cancel: threading.Event, remote: Any = None) -> ShotReport:
+    """Generate the shot's missing candidates (storyboard.takes), several per request where the provider can."""
     cache = resolver.cache
     started = time.monotonic()
-    provider = resolver.providers[job.provider]
+    shot = board.shots[shot_id]
+    provider = resolver.providers[shot.provider]
+    forced = shot_id in resolver.force
+    outcome = Outcome.CACHED
     try:
-        with cache.in_use(), cache.key_lock(key, on_wait=lambda who: notify(shot_id, "waiting", {"holder": who})):
-            entry = None if shot_id in resolver.force else cache.get_action(key)
-            outcome = Outcome.CACHED
-            if entry is None and remote is not None and shot_id not in resolver.force:
-                notify(shot_id, "downloading", {"from": "remote"})
-                entry = remote.fetch(key, cache)
-            # one machine of a team pays for a key; the others wait for its entry (storyboard/lease.py)
-            leased = entry is None and remote is not None and shot_id not in resolver.force
-            with remote.lease(key, cache, lambda who: notify(shot_id, "waiting", {"holder": who}), cancel) \
-                    if leased else nullcontext() as fetched:
-                entry = entry or fetched
-                if entry is None:
-                    with slot:
-                        if cancel.is_set():
-                            raise Cancelled("interrupted")
-                        entry = _generate(board, resolver, shot_id, job, inputs, key, provider, notify, cancel)
-                    outcome = Outcome.RENDERED
+        with cache.in_use(), ExitStack() as held:
+            for _k, _job, k_key in sorted(candidates, key=lambda c: c[2]):  # one order: no two builds deadlock
+                held.enter_context(cache.key_lock(k_key, on_wait=lambda who: notify(shot_id, "waiting",
+                                                                                    {"holder": who})))
+            entries: dict[int, dict[str, Any] | None] = {}
+            for number, _job, k_key in candidates:
+                again = forced and number == shot.pick
+                entry = None if again else cache.get_action(k_key)
+                if entry is None and remote is not None and not again:
+                    notify(shot_id, "downloading", {"from": "remote"})
+                    entry = remote.fetch(k_key, cache)
+                # one machine of a team pays for a key; the others wait for its entry (storyboard/lease.py)
+                if entry is None and remote is not None and not again:
+                    entry = held.enter_context(remote.lease(k_key, cache, lambda who: notify(
+                        shot_id, "waiting", {"holder": who}), cancel))
+                entries[number] = entry
+            todo = [c for c in candidates if entries[c[0]] is None]
+            size = max(1, int(getattr(provider, "max_samples", 1))) if hasattr(provider, "render_batch") else 1
+            for group in (todo[i:i + size] for i in range(0, len(todo), size)):
+                with slot:
+                    if cancel.is_set():
+                        raise Cancelled("interrupted")
+                    made = _generate(board, resolver, shot_id, group, inputs, provider, notify, cancel)
+                outcome = Outcome.RENDERED
+                for (number, _job, k_key), entry in zip(group, made, strict=True):
+                    entries[number] = entry
                     if remote is not None:
-                        remote.publish(key, entry, cache)
+                        remote.publish(k_key, entry, cache)
+        built = {k_key: (job, entries[number]) for number, job, k_key in candidates}
+        picked = next(c for c in candidates if c[0] == shot.pick)
+        entry = entries[shot.pick]
         resolver.outputs[shot_id] = entry
-        _record(lock, shot_id, key, job, entry, paid=outcome is Outcome.RENDERED)
+        _record(lock, shot_id, key, picked[1], entry, built, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})
-        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started, warning=entry.get("mismatch"))
+        warning = "; ".join(dict.fromkeys(m for e in entries.values() if (m := e.get("mismatch")))) or None
+        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started, warning=warning)
     except StoryboardError as exc:
         notify(shot_id, "failed", {"error": exc.message})
         return ShotReport(shot_id, Outcome.FAILED, key, error=exc.message, seconds=time.monotonic() - started)
 
 
-def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, inputs: dict[str, Any],
-              key: str, provider: Any, notify: EventFn, cancel: threading.Event) -> dict[str, Any]:
-    """Render, verify, extract the frames and commit the action: nothing partial enters the cache."""
-    from storyboard.media import extract_first_last, probe
+def _generate(board: Board, resolver: Resolver, shot_id: str, group: list[tuple[int, RenderJob, str]],
+              inputs: dict[str, Any], provider: Any, notify: EventFn, cancel: threading.Event) -> list[dict[str, Any]]:
+    """Render one request's candidates (one, or several where the provider batches: Vertex `sampleCount`),
+    verify each, extract the frames and commit every action: nothing partial enters the cache.
 
+    The request is journaled under its first candidate's key, so a killed build resumes it.
+    """
     cache = resolver.cache
     handles = {}
     for up_id in board.shots[shot_id].upstream():  # its upstream only: every output would be O(n) a shot
@@ -321,63 +338,41 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, job: RenderJob, in
         if cancel.wait(seconds):
             raise Cancelled("interrupted")
 
+    job = group[0][1]
     ctx = RenderContext(
         shot_id=shot_id,
         inputs=inputs,
-        journal=cache.journal(key),
+        journal=cache.journal(group[0][2]),
         progress=lambda state, fraction=None: notify(shot_id, state, {"fraction": fraction}),
         sleep=sleep,
         handles=handles,
         settings=board.providers.get(job.provider),
+        samples=len(group),
     )
     _refuse_uncertain(shot_id, ctx, resolver.resubmit)
-    clip_tmp = cache.tmp_path(".mp4")
-    first_tmp = cache.tmp_path(".png")
-    last_tmp = cache.tmp_path(".png")
+    clips = [cache.tmp_path(".mp4") for _ in group]
     started = time.time()
-    mismatch = None
     try:
-        result = provider.render(job, clip_tmp, ctx)
-        try:
-            info = probe(clip_tmp)
-        except MediaError as exc:
-            raise ProviderError(f"shot '{shot_id}': {job.provider} returned a file that does not decode: "
-                                f"{exc.message}", provider=job.provider) from exc
+        if len(group) == 1:
+            results = [provider.render(job, clips[0], ctx)]
+        else:
+            results = provider.render_batch(job, clips, ctx)
         want = expected_seconds(job, resolver, board.shots[shot_id].extends)
-        if abs(info.duration - want) > 1.5 / FPS + 0.05:  # paid for and decodable: keep it, say so
-            mismatch = (f"{job.provider} returned {info.duration:.2f} s for a {want:.2f} s request; kept "
-                        "(it was paid for) and used as it is")
-        pixels = dict(zip(("first", "last"), extract_first_last(clip_tmp, first_tmp, last_tmp), strict=True))
-        outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
-        for frame, digest in pixels.items():
-            frame_digests(cache).remember(outputs[frame], digest)
+        entries = [commit_clip(cache, shot_id, c_job, c_key, clip, result, started, want)
+                   for (_n, c_job, c_key), clip, result in zip(group, clips, results)]
     except OSError as exc:  # providers write into the cache's tmp/: a full or read-only disk is a CacheError
         if (error := cache.write_error(exc)) is None:
             raise
         raise error from exc
     finally:
-        for tmp in (clip_tmp, first_tmp, last_tmp):
+        for tmp in clips:
             if tmp.exists():
                 tmp.unlink()
-    entry = {
-        "key": key,
-        "outputs": outputs,
-        "pixels": pixels,
-        "meta": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames,
-                 "duration": info.duration, "has_audio": info.has_audio},
-        "provider": job.provider,
-        "model": job.model,
-        "cost": result.cost.amount if result.cost else None,
-        "unit": result.cost.unit if result.cost else None,
-        "operation": result.operation,
-        "handle": result.handle,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 3),
-        **({"mismatch": mismatch} if mismatch else {}),
-    }
-    cache.put_action(key, entry)
     ctx.journal.clear()
-    return entry
+    if len(entries) < len(group):  # those that came are cached (paid for); the next build asks for the rest
+        raise ProviderError(f"shot '{shot_id}': {job.provider} returned {len(entries)} of the {len(group)} videos "
+                            "asked for; those are kept, and the next build asks for the others", provider=job.provider)
+    return entries
 
 
 def _refuse_uncertain(shot_id: str, ctx: RenderContext, resubmit: set[str]) -> None:

@@ -1,7 +1,7 @@
 """collect(): remove what no given lock needs from a cache, and say how much it freed.
 
-What a lock pins is kept: every shot's clip, first and last frame, the input digests its key
-was made of, and the film. What is removed, in this order, so no entry ever names a missing
+What a lock pins is kept: every shot's clip, first and last frame, every candidate of it
+(storyboard.takes: each was paid for), the input digests its key was made of, and the film. What is removed, in this order, so no entry ever names a missing
 object:
 
     memo/      derived files (conformed clips, transition windows, frames at a time). Kept
@@ -32,6 +32,7 @@ from typing import Any
 from storyboard.cache import Cache, atomic_write_json, default_cache_dir
 from storyboard.errors import LockHeldError, StoryboardError, StoryboardFileError
 from storyboard.lockfile import lock_path, log_path, read_lock
+from storyboard.takes import pinned as candidate_pins
 
 TMP_MAX_AGE = 3600.0
 """Seconds after which a file in tmp/ is abandoned (a killed build's partial download)."""
@@ -105,6 +106,7 @@ def pins(lock: Path) -> set[str]:
         components = entry.get("components", {})
         found |= {components.get(k) for k in ("first_frame", "last_frame", "extends")}
         found |= set(components.get("references") or ())
+        found |= candidate_pins(entry)  # every paid take of a live shot (storyboard.takes)
     found.add(film.get("sha"))
     return {sha for sha in found if isinstance(sha, str) and _SHA.fullmatch(sha)}
 

@@ -68,13 +68,22 @@ class RenderJob(BaseModel):
     """sha256 of the clip this job edits (another shot's or an MP4 asset): its bytes are in the key."""
     label: str = ""
     """The shot id, only for providers that draw it into the clip (the animatic)."""
+    candidate: int = 1
+    """Which of the shot's `takes` this job makes (storyboard.takes); 1 keys as every job did before."""
+    batch: int = 0
+    """How many times `build --force` asked for the shot anew; 0 keys as every job did before."""
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave `edits` out when unset, so the keys of every job made before it existed stay the same."""
+        """Leave `edits`, `candidate` and `batch` out at their defaults, so the keys of every job made
+        before they existed stay the same (nobody pays again for a clip in the cache)."""
         data = handler(self)
         if data.get("edits") is None:
             data.pop("edits", None)
+        if data.get("candidate") == 1:
+            data.pop("candidate", None)
+        if data.get("batch") == 0:
+            data.pop("batch", None)
         return data
 
     @property
@@ -163,6 +172,8 @@ class RenderContext:
     """Input clip digest -> the provider handle recorded when it was generated (for extension)."""
     settings: Any = None
     """The provider's validated settings table (`[providers.NAME]`)."""
+    samples: int = 1
+    """Videos asked of one request (Vertex `sampleCount`, Azerion `n`): a batch of a shot's candidates."""
 
     def __post_init__(self) -> None:
         import time

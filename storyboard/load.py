@@ -312,6 +312,8 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         seed=s.seed if s.seed is not None else film_seed,
         audio=s.audio if s.audio is not None else film.audio,
         take=s.take,
+        takes=s.takes,
+        pick=s.pick if s.pick <= s.takes else attempt(_pick_too_high, where, s),
         provider=s.provider or film.provider,
         model=model_name,
         first_frame=first,
@@ -328,6 +330,11 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         ) | ({"provider"} if s.provider is None else set()),
     )
     return None if failed else Shot(**shot)
+
+
+def _pick_too_high(where: Where, s: ShotSpec) -> int:
+    raise where.error(f"pick = {s.pick} but the shot has only {s.takes} take(s): pick a candidate from 1 to "
+                      f"{s.takes}, or raise `takes`", s.id, "pick")
 
 
 def _whole(seconds: int | float) -> int | float:

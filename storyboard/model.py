@@ -100,6 +100,9 @@ class ShotSpec(_Strict):
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] | None = None
     audio: bool | None = None
     take: Annotated[int, Field(ge=1)] = Field(1, description="bump to ask for another take")
+    takes: Annotated[int, Field(ge=1, le=16)] = Field(1, description="candidates to generate (each paid and kept)")
+    pick: Annotated[int, Field(ge=1, le=16)] = Field(1, description="the candidate the film and every dependant "
+                                                     "use (at most `takes`)")
     provider: str | None = None
     model: str | None = None
     first_frame: ImageRef | None = None
@@ -310,6 +313,10 @@ class Shot:
     """The MP4 asset this shot extends, when `extends` names footage rather than a shot (omni)."""
     inherited: frozenset[str] = frozenset()
     """Fields whose value came from [film], so errors can say where to fix them."""
+    takes: int = 1
+    """Candidates generated for this shot (storyboard.takes)."""
+    pick: int = 1
+    """The candidate the film and every dependant use."""
 
     def upstream(self) -> list[str]:
         """Shots whose outputs this shot needs, in a stable order."""

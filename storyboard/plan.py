@@ -18,6 +18,7 @@ from storyboard.estimate import pseudo_job
 from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
+from storyboard.takes import candidate_jobs, lost_answer, missing_reason
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
 WAITS = MAY_RERUN
@@ -36,6 +37,8 @@ class Step:
     key: str | None = None
     job: RenderJob | None = None
     upstream_reruns: str | None = None
+    missing: tuple[int, ...] = ()
+    """The candidates (storyboard.takes) to generate: each is paid for."""
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Resolver:
     """job -> its cache key: a job planned is not serialised again when it runs."""
     former: dict[str, str] = field(default_factory=dict)
     """Pixel digest of a handed-off frame -> its PNG's bytes digest, which keyed requests before."""
+    batches: dict[str, int] = field(default_factory=dict)
+    """shot id -> its batch (storyboard.takes.batches): what `build --force` bumps."""
+
+    def candidates(self, shot: Shot, job: RenderJob) -> list[tuple[int, RenderJob, str]]:
+        """(number, job, key) of each of the shot's `takes` candidates; `job` is any one of them."""
+        return [(k, j, self.key(j)) for k, j in enumerate(candidate_jobs(job, shot.takes), start=1)]
 
     def key(self, job: RenderJob) -> str:
         """The job's cache key, computed once per run."""
@@ -140,6 +149,8 @@ class Resolver:
             extends=extends,
             edits=edits,
             label=shot.id if getattr(impl, "labels_output", False) else "",
+            candidate=shot.pick,
+            batch=self.batches.get(shot.id, 0),
         )
         return job, inputs
 
@@ -228,37 +239,46 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         job, _ = resolver.job(shot)
         key = resolver.key(job)
         entry = resolver.action(key, job)
+        missing = tuple(k for k, j, kk in resolver.candidates(shot, job)
+                        if k != shot.pick and resolver.action(kk, j) is None
+                        and (remote is None or remote.lookup(kk) is None))
         stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
         if stale:
             resolver.force.add(shot_id)
             rerun.add(shot_id)
             steps.append(Step(shot_id, RUN, f"{stale}: '{handle_needed[shot_id]}' extends it, so it is "
-                                            "generated again", key, job))
+                                            "generated again", key, job, missing=tuple(sorted({shot.pick, *missing}))))
             continue
         if entry is not None:
             resolver.outputs[shot_id] = entry
             mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
-            steps.append(Step(shot_id, CACHED, mismatch, key, job))
+            if missing:  # the picked clip is there (dependants can plan); the other candidates are not
+                status, reason = lost_answer(resolver, shot, job, missing) or (RUN, missing_reason(missing))
+                steps.append(Step(shot_id, status, reason, key, job, missing=missing))
+            else:
+                steps.append(Step(shot_id, CACHED, mismatch, key, job))
             continue
         remote_entry = remote.lookup(key) if remote is not None else None
         if remote_entry is not None:
             resolver.outputs[shot_id] = remote_entry
             from_remote.add(shot_id)
-            steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
+            if missing:
+                steps.append(Step(shot_id, RUN, missing_reason(missing), key, job, missing=missing))
+            else:
+                steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
             continue
         rerun.add(shot_id)
+        missing = tuple(sorted({shot.pick, *missing}))
         twin = planned.setdefault(key, shot_id)
         if twin != shot_id:  # the build generates the request once: whichever is second finds it cached
             steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
-                                                  "generated", key, job))
+                                                  "generated", key, job, missing=missing))
             continue
-        sent = (resolver.cache.journal(key).read() or {})
-        if sent.get("uncertain"):
-            steps.append(Step(shot_id, UNCERTAIN, f"a {sent.get('provider')} create sent at {sent.get('sent')} lost "
-                                                  "its answer and may have been charged: check the provider's "
-                                                  f"console, then `storyboard build --resubmit {shot_id}`", key, job))
+        lost = lost_answer(resolver, shot, job, missing)
+        if lost is not None:
+            steps.append(Step(shot_id, *lost, key, job, missing=missing))
             continue
-        steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job))
+        steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job, missing=missing))
     return steps
 
 
@@ -310,7 +330,7 @@ def _waiting(shot: Shot, upstream: str, previous: dict[str, Any] | None) -> str:
 
 
 _PARAMETERS = ("provider", "model", "prompt", "negative_prompt", "seed", "take", "duration", "resolution",
-               "aspect_ratio", "audio")
+               "aspect_ratio", "audio", "candidate", "batch")
 
 
 def _changes(before: dict[str, Any], now: dict[str, Any], names: list[str]) -> list[str]:

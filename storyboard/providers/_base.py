@@ -236,6 +236,39 @@ class HttpProvider:
                 raise
             return RenderResult(cost=self.price(job), operation=operation, handle=handle)
 
+    max_samples = 1
+    """Videos one request can return (Vertex `sampleCount`, Azerion `n`): a shot's takes go in batches of this."""
+
+    def render_batch(self, job: RenderJob, dests: list[Path], ctx: RenderContext) -> list[RenderResult]:
+        """One request for `ctx.samples` videos of `job` (a shot's candidates), written to `dests` in order.
+
+        Returns one result per video that came back, which may be fewer than asked (the executor keeps
+        those, paid for, and fails the shot for the rest).
+        """
+        with self._public_errors(ctx, job):
+            self.check_destinations()
+            self.check_key()
+            operation, finished = self.wait_for(job, ctx)
+            try:
+                outputs = self.outcomes(finished)
+            except ProviderError:
+                ctx.journal.clear()
+                raise
+            results = []
+            for output, dest in zip(outputs, dests):
+                try:
+                    handle = self.fetch(output, job, dest, ctx)
+                except ProviderError as exc:
+                    if exc.status == 404:
+                        ctx.journal.clear()
+                    raise
+                results.append(RenderResult(cost=self.price(job), operation=operation, handle=handle))
+            return results
+
+    def outcomes(self, finished: Any) -> list[Any]:
+        """Every video a finished operation holds; a provider that returns several overrides it."""
+        return [self.outcome(finished)]
+
     def wait_for(self, job: RenderJob, ctx: RenderContext) -> tuple[str, Any]:
         """Resume the journaled operation, or submit and journal one; poll until it finishes."""
         entry = ctx.journal.read() or {}

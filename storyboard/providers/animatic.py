@@ -88,15 +88,19 @@ class Look:
     noise_seed: int
 
 
-def look_for(seed: int | None, take: int = 1) -> Look:
-    """The look for `seed` (0 when None) and candidate `take`, a pure function of both.
+def look_for(seed: int | None, take: int = 1, candidate: int = 1, batch: int = 0) -> Look:
+    """The look for `seed` (0 when None), `take`, `candidate` and `batch`, a pure function of them.
 
-    Take 1 is the seed's own look. Every other take draws its camera move, background and
-    audio afresh, and turns the palette's hue by the golden angle per take, so take 2 sits
-    0.38 of a turn from take 1 however the hash falls.
+    Take 1 is the seed's own look. Every other take, candidate (storyboard.takes) and forced batch
+    draws its camera move, background and audio afresh, and turns the palette's hue by the golden
+    angle per step, so take 2 (or candidate 2) sits 0.38 of a turn from take 1 however the hash falls,
+    and its push-in heads for the next corner.
     """
     base = hashlib.sha256(f"storyboard-animatic:{seed or 0}".encode()).digest()
-    h = base if take == 1 else hashlib.sha256(f"storyboard-animatic:{seed or 0}:{take}".encode()).digest()
+    extra = "" if (candidate, batch) == (1, 0) else f":c{candidate}:b{batch}"
+    h = base if (take, extra) == (1, "") else \
+        hashlib.sha256(f"storyboard-animatic:{seed or 0}:{take}{extra}".encode()).digest()
+    take += candidate - 1 + batch
 
     def unit(i: int) -> float:
         return h[i] / 255
@@ -473,7 +477,7 @@ class AnimaticProvider:
         refs = tuple(ctx.input_path(d) for d in job.references[:MAX_THUMBNAILS])
         common: dict[str, Any] = dict(
             label=job.label, prompt=job.prompt, references=refs, audio=job.audio,
-            look=look_for(job.seed, job.take),
+            look=look_for(job.seed, job.take, job.candidate, job.batch),
         )  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="storyboard-animatic-") as name:
             tmp, g = Path(name), _Graph()

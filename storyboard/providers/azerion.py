@@ -92,7 +92,7 @@ class AzerionProvider(HttpProvider):
 
     def request_body(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
         """The documented keys for `job`, nulls omitted."""
-        body: dict[str, Any] = {"model": job.model, "prompt": job.prompt, "n": 1, "generate_audio": job.audio,
+        body: dict[str, Any] = {"model": job.model, "prompt": job.prompt, "n": ctx.samples, "generate_audio": job.audio,
                                 "output_format": getattr(self.settings, "output_format", "base64")}
         if job.extends:
             data = ctx.input_path(job.extends).read_bytes()
@@ -177,6 +177,14 @@ class AzerionProvider(HttpProvider):
             return videos[0]
         raise ProviderError(f"{self.name}: the answer holds no video (a safety filter may have removed it): "
                             f"{str(finished)[:300]}", provider=self.name)
+
+    max_samples = 4
+    """`n`, 1-4 videos a request: a shot's takes (storyboard.takes)."""
+
+    def outcomes(self, finished: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every video of the answer (`n` of them), in order."""
+        self.outcome(finished)
+        return [v for v in finished["videos"] if isinstance(v, dict) and v]
 
     def fetch(self, output: dict[str, Any], job: RenderJob, dest: Path, ctx: RenderContext) -> dict[str, Any] | None:
         """Write the inline bytes, or download the URL (the key goes only to the API's origin)."""

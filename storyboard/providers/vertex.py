@@ -15,10 +15,10 @@ The body is the Gemini API's (see storyboard.providers.gemini) plus what only Ve
 `generateAudio`, and from `[providers.vertex]`: `storageUri` (`storage_uri`), `personGeneration`
 (`person_generation`), `compressionQuality` (`compression_quality`), `resizeMode`
 (`resize_mode`, sent for image-to-video shots only, the only ones it applies to) and
-`sampleCount` (`sample_count`). Vertex can return up to 4 videos a request, but a shot keeps one
-clip until takes can hold the others, so `sample_count` is validated 1-4 and only 1 is accepted:
-more would pay for videos nobody keeps. These settings apply to every vertex shot and are not
-part of the cache key: after changing one, rebuild the shots it should affect with a new `take`.
+`sampleCount`, which comes from the shot's takes (storyboard.takes: up to 4 candidates a
+request, every one kept; `sample_count` in the table is validated 1-4 and only 1 is accepted).
+These settings apply to every vertex shot and are not part of the cache key: after changing one,
+rebuild the shots it should affect with a new `take`.
 Extension sends the source clip itself, inline (or its `gcsUri` when its handle has one), so it
 needs no expiring handle; Vertex extends clips of 1-30 s, so the total stays at most 37 s.
 
@@ -54,7 +54,7 @@ from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, Rende
 from storyboard.providers import ProviderSettings
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
-from storyboard.providers.gemini import STANDARD, GeminiProvider
+from storyboard.providers.gemini import STANDARD, GeminiProvider, table
 
 MULTI_REGIONS = ("us", "eu")
 
@@ -109,8 +109,8 @@ class VertexSettings(ProviderSettings):
         if not 1 <= value <= 4:
             raise ValueError(f"{value} is out of range: Vertex returns 1 to 4 videos a request")
         if value > 1:
-            raise ValueError(f"{value} videos a request would pay for {value} and keep one: a shot keeps one "
-                             "clip for now, so only 1 is accepted. For another candidate, set `take` on the shot")
+            raise ValueError(f"{value} videos a request here would pay for {value} and keep one: set "
+                             f"`takes = {value}` on the shot instead, which keeps every candidate (sampleCount follows it)")
         return value
 
 
@@ -250,7 +250,7 @@ class VertexProvider(GeminiProvider):
         body = super().request_body(job, ctx)
         parameters, settings = body["parameters"], self.settings
         parameters["generateAudio"] = job.audio
-        parameters["sampleCount"] = getattr(settings, "sample_count", 1)
+        parameters["sampleCount"] = ctx.samples  # a batch of the shot's takes (storyboard.takes)
         for field, wire in (("storage_uri", "storageUri"), ("person_generation", "personGeneration"),
                             ("compression_quality", "compressionQuality")):
             if (value := getattr(settings, field, None)) is not None:
@@ -281,6 +281,14 @@ class VertexProvider(GeminiProvider):
                                 json={"operationName": operation}, headers=self.headers(),
                                 max_bytes=self.inline_limit(job))
         return self.finished(response_json(response, self.name))
+
+    max_samples = 4
+
+    def outcomes(self, finished: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every video of a `sampleCount` answer, in order (errors and blocks as `outcome` says them)."""
+        first = self.outcome(finished)
+        videos = table(finished.get("response")).get("videos")
+        return [v for v in videos if isinstance(v, dict) and v] if isinstance(videos, list) else [first]
 
     @staticmethod
     def first_video(response: dict[str, Any]) -> dict[str, Any] | None:
