@@ -75,6 +75,32 @@ class Room:
             roots["build"] = self.board_path.parent / "build"
         return roots
 
+    def require_consent(self) -> None:
+        """Refuse to start when rebuilds could pay and nobody said so (--yes or --budget).
+
+        `--budget 0` reviews what is already generated and never spends.
+
+        Raises:
+            StoryboardError: a paid provider without --yes or --budget (exit 2).
+        """
+        if self.yes or self.budget is not None:
+            return
+        from storyboard.estimate import pseudo_job
+
+        try:
+            project = self.open()
+        except StoryboardError:
+            if self.provider == "animatic":
+                return
+            paid = [self.provider or "the board's providers"]
+        else:
+            paid = sorted({s.provider for s in project.board.shots.values()
+                           if not _free(project.providers[s.provider], pseudo_job(s))})
+        if paid:
+            raise StoryboardError(f"rebuilds with {', '.join(paid)} are paid: pass --budget USD to let the review "
+                                  "room spend up to that in all, --yes to let it pay without asking, or --budget 0 "
+                                  "to review what is generated without spending; nothing was started")
+
     # ---- requests from the page ------------------------------------------------------------------
 
     def pick(self, shot: str, number: int) -> dict[str, Any]:
@@ -91,7 +117,8 @@ class Room:
     def snapshot(self) -> dict[str, Any]:
         """The page's JSON: the last state read, with the live status and version."""
         with self._changed:
-            return {**self.state, "version": self.version, "builds": self.builds, "status": dict(self.status),
+            status = {**self.status, "queued": sorted(self._wants)}
+            return {**self.state, "version": self.version, "builds": self.builds, "status": status,
                     "follow_up": self.follow_up, "provider": self.provider}
 
     # ---- the worker -----------------------------------------------------------------------------
@@ -232,6 +259,15 @@ class Room:
         if real in (lock, log_path(lock)) or _within(real, Path(_real(self.roots["cache"])) / "actions"):
             return "refresh"
         return None
+
+
+def _free(impl: Any, job: Any) -> bool:
+    """Whether the provider prices `job` at nothing (an unknown price is not free)."""
+    try:
+        price = impl.price(job)
+    except Exception:  # noqa: BLE001 - a price table that cannot answer: assume it costs
+        return False
+    return price is not None and price.amount == 0
 
 
 def _input_files(project: Any) -> set[str]:

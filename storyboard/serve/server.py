@@ -239,7 +239,12 @@ def make_server(room: Room, host: str = "127.0.0.1", port: int = 8000) -> RoomSe
 
 def serve(room: Room, host: str = "127.0.0.1", port: int = 8000,
           announce: Callable[[str], None] = print, watch: bool = True) -> None:
-    """Run the review room until Ctrl-C: build, watch, serve."""
+    """Run the review room until Ctrl-C: build, watch, serve.
+
+    Raises:
+        StoryboardError: rebuilds would pay without consent, or the port is taken (exit 2).
+    """
+    room.require_consent()
     server = make_server(room, host, port)
     room.start(watch=watch)
     announce(server.url)
