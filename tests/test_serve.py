@@ -21,7 +21,7 @@ from tests.test_cli import run_main
 BOARD = """\
 # The review room's test board: comments must survive every pick.
 [film]
-title = "Review room"
+title = "The Lighthouse Keeper"
 output = "build/film.mp4"
 audio = false
 seed = 3

@@ -110,7 +110,8 @@ class Room:
         written = write_pick(self.board_path, shot, number)
         follows = follow_up(self.open()).as_json()
         with self._changed:
-            self.follow_up = {"shot": shot, "pick": number, "previous": written.previous, **follows}
+            self.follow_up = {"shot": shot, "pick": number, "previous": written.previous, "after_build": self.builds,
+                              **follows}
         self.want("build")
         return {"shot": shot, "pick": number, "changed": written.changed, "previous": written.previous, **follows}
 

@@ -63,6 +63,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # the terminal shows the room's own lines, not one per request
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # a closed tab or a seeking player drops its request: nothing to answer
+
     # ---- routing ----------------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name

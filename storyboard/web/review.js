@@ -57,14 +57,17 @@ function renderStatus(state) {
   error.textContent = s.error || "";
 }
 
-function renderPlan(followUp) {
+function renderPlan(followUp, state) {
   const plan = $("plan");
   if (!followUp) {
     plan.hidden = true;
     return;
   }
   plan.hidden = false;
-  plan.replaceChildren(el("strong", { text: `Picked candidate ${followUp.pick} of ${followUp.shot}. What follows:` }));
+  const done = state && !state.status.building && !state.status.queued.length && state.builds > followUp.after_build;
+  const head = `Picked candidate ${followUp.pick} of ${followUp.shot}. ${done ? "Rebuilt:" : "What follows:"}`;
+  plan.replaceChildren(el("strong", { text: head }));
+  plan.classList.toggle("done", Boolean(done));
   const list = el("ul");
   for (const run of followUp.runs) list.append(el("li", { text: `${run.shot}: ${run.status} (${run.reason})` }));
   if (!followUp.runs.length) list.append(el("li", { text: "no shot to generate: every shot is cached" }));
@@ -125,7 +128,7 @@ function render(state) {
   document.title = `${state.board ? state.board.title : "storyboard"} · review room`;
   if (state.board) $("title").textContent = `${state.board.title} · review room`;
   renderStatus(state);
-  renderPlan(state.follow_up);
+  renderPlan(state.follow_up, state);
   if (state.shots) {
     renderFilm(state);
     renderShots(state);
