@@ -232,6 +232,7 @@ def build(
     allow_outside: AllowOutsideOpt = False,
     allow_base_url: AllowBaseUrlOpt = None,
     resubmit: Annotated[Optional[list[str]], typer.Option("--resubmit", metavar="SHOT", help="send SHOT's create again although an earlier one lost its answer and may have been charged (repeatable)")] = None,
+    force: Annotated[Optional[list[str]], typer.Option("--force", metavar="SHOT", help="generate SHOT again as a new batch of takes, keeping the old ones (repeatable)")] = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
     import threading
@@ -244,6 +245,10 @@ def build(
     from storyboard.plan_view import view
 
     project = _open(file, cache_dir, provider, remote, no_remote, require_remote, allow_outside)
+    if force:
+        from storyboard.takes import force_batches
+
+        force_batches(project, force)
     steps, planned = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
@@ -290,6 +295,24 @@ def build(
             typer.echo(f"film: not stitched: {no_film}")
     if report.failed:
         raise typer.Exit(Exit.FAILED)
+
+
+@app.command(cls=_PlainHelp)
+def takes(file: Annotated[Path, typer.Argument(metavar="FILE", help="the storyboard")],
+          shot: Annotated[str, typer.Argument(metavar="SHOT", help="the shot whose candidates to list")],
+          cache_dir: CacheOpt = None, allow_outside: AllowOutsideOpt = False,
+          json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """List a shot's candidates (takes): picked, duration, cost, created, key, continuity with the clip before."""
+    from storyboard.takes import list_candidates, takes_table
+
+    project = _open(file, cache_dir, allow_outside=allow_outside)
+    candidates = list_candidates(project, shot)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps([{**c.__dict__, "path": str(c.path) if c.path else None} for c in candidates], indent=2))
+        return
+    typer.echo(takes_table(candidates))
 
 
 def _ask(pv, *, budget: Optional[float], yes: bool, json_out: bool) -> None:  # noqa: ANN001 - a PlanView

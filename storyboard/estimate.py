@@ -25,6 +25,7 @@ def pseudo_job(shot: Shot) -> RenderJob:
         aspect_ratio=shot.aspect_ratio, seed=shot.seed, audio=shot.audio, take=shot.take,
         first_frame=pending if shot.first_frame else None, last_frame=pending if shot.last_frame else None,
         references=tuple(pending for _ in shot.references), extends=pending if shot.extends else None,
+        candidate=shot.pick,
     )
 
 

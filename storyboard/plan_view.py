@@ -27,6 +27,10 @@ class Row:
     unit: str | None
     key: str | None
     extends: str | None = None
+    takes: int = 1
+    pick: int = 1
+    generate: int = 0
+    """Candidates this build pays for (storyboard.takes): `cost` is theirs together."""
 
 
 @dataclass
@@ -108,16 +112,25 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
         impl = project.providers[shot.provider]
         status, reason = step.status, step.reason
         price = None
+        generate = 0
         if status not in (CACHED, REMOTE):
             job = step.job or pseudo_job(shot)
+            generate = len(step.missing) or shot.takes  # a shot that may rerun may need every candidate anew
             price = impl.price(job)
+            if price is not None:
+                price = Price(price.amount * generate, price.unit)
             totals.add(step.shot, shot.provider, price)
-            seconds[step.shot] = render_seconds(impl, job, lengths[step.shot], speeds.get(shot.provider))
+            requests = -(-generate // max(1, int(getattr(impl, "max_samples", 1))))
+            seconds[step.shot] = requests * render_seconds(impl, job, lengths[step.shot], speeds.get(shot.provider))
             if shot.provider in missing_key:
                 status, reason = INVALID, f"{reason}; no API key"
+        if shot.takes > 1 or shot.pick > 1:
+            costed = f"; {generate} to generate" if generate and generate != shot.takes else ""
+            reason = f"{reason} ({shot.takes} takes, pick {shot.pick}{costed})"
         rows.append(Row(step.shot, status, reason, shot.provider, shot.model,
                         EXTENSION_SECONDS if shot.extends else shot.duration,
-                        price.amount if price else None, price.unit if price else None, step.key, shot.extends))
+                        price.amount if price else None, price.unit if price else None, step.key, shot.extends,
+                        shot.takes, shot.pick, generate))
     for name, impl in project.providers.items():
         running = [r.shot for r in rows if r.provider == name and r.status not in (CACHED, REMOTE)]
         if running and not impl.capabilities(board.shots[running[0]].model).resumable:

@@ -212,3 +212,33 @@ def _thumb(path: Path) -> bytes:
     plane = small.planes[0]
     data = bytes(plane)
     return b"".join(data[row * plane.line_size: row * plane.line_size + THUMB[0]] for row in range(THUMB[1]))
+
+
+def force_batches(project: Any, shots: list[str]) -> None:
+    """`build --force SHOT`: key SHOT's candidates with the next batch, so they are generated anew
+    (the old batch stays in the cache and the lock, as paid takes of the shot).
+
+    Raises:
+        StoryboardError: an unknown shot (with a did-you-mean).
+    """
+    from storyboard.errors import StoryboardError, did_you_mean
+
+    for shot_id in shots:
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"--force: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    project.forced = frozenset(shots)
+
+
+def takes_table(candidates: list[Candidate]) -> str:
+    """`storyboard takes` as plain columns: one line per candidate, the picked one marked."""
+    from storyboard.estimate import format_price
+    from storyboard.job import Price
+
+    lines = [f"{'':2}{'take':>4}  {'duration':>8}  {'cost':>8}  {'created':<20}  {'key':<12}  continuity"]
+    for c in candidates:
+        cost = format_price(Price(c.cost, c.unit or "USD")) if c.cost is not None else ("?" if c.sha else "")
+        lines.append(f"{'*' if c.picked else '':2}{c.number:>4}  "
+                     f"{f'{c.duration:.2f} s' if c.duration is not None else 'not built':>8}  {cost:>8}  "
+                     f"{c.created or '':<20}  {c.key[:12] or 'pending':<12}  "
+                     f"{'' if c.continuity is None else f'{c.continuity:.3f}'}")
+    return "\n".join(lines)

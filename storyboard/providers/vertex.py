@@ -109,8 +109,8 @@ class VertexSettings(ProviderSettings):
         if not 1 <= value <= 4:
             raise ValueError(f"{value} is out of range: Vertex returns 1 to 4 videos a request")
         if value > 1:
-            raise ValueError(f"{value} videos a request: set `takes = {value}` on the shot instead, which "
-                             "keeps every candidate (sampleCount follows it)")
+            raise ValueError(f"{value} videos a request here would pay for {value} and keep one: set "
+                             f"`takes = {value}` on the shot instead, which keeps every candidate (sampleCount follows it)")
         return value
 
 

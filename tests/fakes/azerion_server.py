@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.apiframe_server import SIZES, LoopbackService, Reject, Reply, Request, clip, serve
+from tests.fakes.google_server import clip as google_clip
 
 KEYS = {"model", "prompt", "n", "image", "last_frame", "reference_images", "video", "generate_audio", "duration",
         "resolution", "aspect_ratio", "seed", "negative_prompt", "person_generation", "resize_mode",
@@ -85,7 +86,10 @@ class FakeAzerion(LoopbackService):
         path = clip(seconds, size)
         self._remember(path, seconds, size)
         videos = []
-        for _ in range(body.get("n", 1)):
+        for sample in range(body.get("n", 1)):
+            if sample:  # `n` videos differ from one another, as Veo's samples do
+                path = google_clip(seconds, size, sample)
+                self._remember(path, seconds, size)
             if body.get("output_format", "base64") == "url":
                 file_id = uuid.uuid4().hex
                 with self._lock:

@@ -63,12 +63,14 @@ SIZES = {"16:9": (256, 144), "9:16": (144, 256)}
 _CLIP_LOCK = threading.Lock()
 
 
-def clip(seconds: int, size: tuple[int, int]) -> Path:
-    """A real MP4 of `seconds` at `size`, made once with ffmpeg and cached in the temp folder."""
+def clip(seconds: int, size: tuple[int, int], variant: int = 0) -> Path:
+    """A real MP4 of `seconds` at `size`, made once with ffmpeg and cached in the temp folder.
+
+    `variant` > 0 turns the hue (one sample of several differs from the others in its pixels)."""
     import imageio_ffmpeg
 
     folder = Path(tempfile.gettempdir()) / "storyboard-fake-google"
-    path = folder / f"clip-{seconds}s-{size[0]}x{size[1]}.mp4"
+    path = folder / f"clip-{seconds}s-{size[0]}x{size[1]}{f'-v{variant}' if variant else ''}.mp4"
     with _CLIP_LOCK:
         if path.is_file():
             return path
@@ -76,7 +78,8 @@ def clip(seconds: int, size: tuple[int, int]) -> Path:
         tmp = folder / f".{uuid.uuid4().hex}.mp4"
         w, h = size
         subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
-                        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=24:duration={seconds}",
+                        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=24:duration={seconds}"
+                        + (f",hue=h={variant * 90}:s={1 + variant}" if variant else ""),
                         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
                         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-frames:v",
                         str(seconds * 24), "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart",
@@ -105,6 +108,8 @@ class Operation:
     polls_left: int
     storage_uri: str | None = None
     result: dict[str, Any] | None = None
+    samples: int = 1
+    """Vertex `sampleCount`: this many distinct videos in the answer."""
 
 
 @dataclass
@@ -380,14 +385,14 @@ class FakeGoogle:
     # ---- the service --------------------------------------------------------------------------
 
     def _create(self, api: str, model: str, prompt: str, seconds: int, size: tuple[int, int],
-                storage_uri: str | None) -> str:
+                storage_uri: str | None, samples: int = 1) -> str:
         op_id = uuid.uuid4().hex[:16]
         name = (f"models/{model}/operations/{op_id}" if api == "gemini" else
                 f"projects/{self.project}/locations/us-central1/publishers/google/models/{model}/operations/{op_id}")
         marker = next((m for m in ("rai-top", "rai", "error") if f"[{m}]" in prompt), self.outcome)
         with self._lock:
             self._state.operations[name] = Operation(api, name, model, prompt, seconds, size, marker,
-                                                     self.pending_polls, storage_uri)
+                                                     self.pending_polls, storage_uri, samples=samples)
         return name
 
     def _poll(self, name: str) -> dict[str, Any]:
@@ -419,16 +424,23 @@ class FakeGoogle:
             return {"name": op.name, "done": True, "response": {
                 "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
                 "generateVideoResponse": {"generatedSamples": samples}}}
-        if op.storage_uri:
-            bucket, _, prefix = op.storage_uri.removeprefix("gs://").partition("/")
-            obj = f"{prefix.strip('/')}/{op.name.rsplit('/', 1)[-1]}/sample_0.mp4".lstrip("/")
-            self._state.objects[(bucket, obj)] = file_id
-            video = {"gcsUri": f"gs://{bucket}/{obj}", "mimeType": "video/mp4"}
-        else:
-            video = {"bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode(), "mimeType": "video/mp4"}
+        videos = []
+        for sample in range(op.samples):  # sampleCount: distinct videos, sample 0 the one clip as ever
+            if sample:
+                path = clip(op.seconds, op.size, sample)
+                file_id = uuid.uuid4().hex[:12]
+                self._state.files[file_id] = (path, op.seconds, op.size)
+            if op.storage_uri:
+                bucket, _, prefix = op.storage_uri.removeprefix("gs://").partition("/")
+                obj = f"{prefix.strip('/')}/{op.name.rsplit('/', 1)[-1]}/sample_{sample}.mp4".lstrip("/")
+                self._state.objects[(bucket, obj)] = file_id
+                videos.append({"gcsUri": f"gs://{bucket}/{obj}", "mimeType": "video/mp4"})
+            else:
+                videos.append({"bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode(),
+                               "mimeType": "video/mp4"})
         return {"name": op.name, "done": True, "response": {
             "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
-            "raiMediaFilteredCount": 0, "videos": [video]}}
+            "raiMediaFilteredCount": 0, "videos": videos}}
 
     def _source_seconds(self, video: dict[str, Any], api: str) -> tuple[int, tuple[int, int]]:
         """Length and size of the clip an extension names, by file id, gs:// object or bytes."""
@@ -471,7 +483,8 @@ class FakeGoogle:
                 raise Reject(400, "INVALID_ARGUMENT", f"The extended video would be {seconds} s; the limit is "
                              f"{limit} s.")
         prompt = instance.get("prompt", "")
-        name = self._create(api, model, prompt, seconds, size, params.get("storageUri"))
+        name = self._create(api, model, prompt, seconds, size, params.get("storageUri"),
+                            int(params.get("sampleCount", 1)) if api == "vertex" else 1)
         with self._lock:
             self._state.submissions[prompt] += 1
         return {"name": name}
