@@ -292,3 +292,33 @@ def test_a_build_that_would_pay_stops_before_spending(tmp_path: Path, tmp_path_f
     finally:
         room.stop()
         monkeypatch.undo()
+
+
+def test_the_command_serves_until_interrupted(tmp_path: Path, tmp_path_factory) -> None:
+    """`storyboard serve --port 0` in its own process: it announces its URL, serves the page, stops on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    board = write_board(tmp_path / "cli")
+    env = {**os.environ, "NO_COLOR": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "storyboard", "serve", str(board), "--port", "0",
+                                "--cache-dir", str(shared_cache(tmp_path_factory))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("review room: http://127.0.0.1:"), line
+        url = line.split()[2].rstrip("/")
+        deadline = time.monotonic() + WAIT
+        state = httpx.get(f"{url}/api/state", timeout=10).json()
+        while not built(state) and time.monotonic() < deadline:
+            state = httpx.get(f"{url}/api/version?after={state['version']}", timeout=30).json()
+            state = httpx.get(f"{url}/api/state", timeout=10).json()
+        assert built(state) and [s["id"] for s in state["shots"]] == ["arrival", "climb", "dawn"]
+        assert (board.parent / "build" / "film.mp4").is_file()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
