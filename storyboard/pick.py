@@ -131,8 +131,14 @@ def _set_pick(table: Any, number: int) -> None:
     if "pick" in table or isinstance(table, InlineTable):
         table["pick"] = number
         return
+    from tomlkit.items import AoT, Table
+
     body = table.value  # the table's Container: keys, comments and whitespace in file order
-    keys = [k.key for k, _ in body.body if k is not None]
+    # a `[shot.first_frame]` sub-table ends the shot's own lines: a key after it would land inside it
+    keys = [k.key for k, v in body.body if k is not None and not isinstance(v, (Table, AoT))]
+    if not keys:
+        table.add("pick", number)
+        return
     anchor = "takes" if "takes" in keys else keys[-1]
     before = body.item(anchor)
     item = tomlkit.item(number)

@@ -141,3 +141,14 @@ def test_the_command_says_what_follows(tmp_path: Path, capsys, monkeypatch) -> N
     assert "shot 'climb': pick = 2 (was 1)" in out
     assert "3 shot(s) to run:" in out and "film: re-stitches (after arrival, climb, dawn)" in out
     assert "  pick = 2    # keep this comment" in path.read_text()
+
+
+def test_a_shot_with_a_sub_table_gets_pick_among_its_own_keys(tmp_path: Path) -> None:
+    text = ('[[shot]]\nid = "a"\nprompt = "p"\ntakes = 2\n\n[[shot]]\nid = "b"\nprompt = "q"  # b\n\n'
+            '[shot.first_frame]\nshot = "a"\nframe = "last"\n')
+    path = tmp_path / "storyboard.toml"
+    path.write_text(text)
+    write_pick(path, "b", 1)
+    assert path.read_text() == text.replace('prompt = "q"  # b\n', 'prompt = "q"  # b\npick = 1\n')
+    assert tomllib.loads(path.read_text())["shot"][1] == {"id": "b", "prompt": "q", "pick": 1,
+                                                          "first_frame": {"shot": "a", "frame": "last"}}
