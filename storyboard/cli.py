@@ -455,7 +455,7 @@ def serve(
     file: FileArg = DEFAULT_FILE,
     port: Annotated[int, typer.Option(min=0, max=65535, metavar="N", help="the port (0: any free one)")] = 8000,
     host: Annotated[str, typer.Option(metavar="HOST", help="the address to listen on; anything but loopback lets other machines in")] = "127.0.0.1",
-    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="rebuild with this provider (default: animatic, free)")] = "animatic",
+    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="rebuild with this provider; the animatic is free")] = "animatic",
     budget: Annotated[Optional[float], typer.Option(metavar="USD", help="let rebuilds spend up to this in all (a paid provider needs it, or --yes)")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="let rebuilds pay for whatever the storyboard asks, without asking")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="shots rendered at once")] = 2,
@@ -469,6 +469,9 @@ def serve(
 
     room = Room(locate_board(file), cache_dir=cache_dir, provider=provider, budget=budget, yes=yes, jobs=jobs,
                 allow_outside=allow_outside)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"storyboard: warning: listening on {host}: anyone who reaches this machine can watch the clips "
+                   "and pick takes (the storyboard file is edited)", err=True)
     run_server(room, host=host, port=port, announce=lambda url: typer.echo(f"review room: {url} (Ctrl-C stops it)"))
 
 
