@@ -322,3 +322,23 @@ def test_the_command_serves_until_interrupted(tmp_path: Path, tmp_path_factory) 
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_what_the_watcher_rebuilds_for_and_what_it_only_rereads(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "assets-board"
+    (folder / "assets").mkdir(parents=True)
+    Image.new("RGB", (64, 36), (200, 40, 40)).save(folder / "assets" / "keeper.png")
+    board = write_board(folder, '[assets]\nkeeper = "assets/keeper.png"\n\n[[shot]]\nid = "dawn"\n'
+                                'prompt = "The keeper at dawn."\nduration = 8\nreferences = ["keeper"]\n')
+    room = Room(board, cache_dir=tmp_path / "cache")
+    cache = room.roots["cache"]
+    assert room.classify(board) == "build"
+    assert room.classify(folder / "assets" / "keeper.png") == "build"
+    assert room.classify(folder / "storyboard.lock") == "refresh"
+    assert room.classify(folder / "storyboard.lock.log") == "refresh"
+    assert room.classify(cache / "actions" / ("a" * 64 + ".json")) == "refresh"
+    for ignored in (cache / "objects" / "ab" / ("ab" * 32), cache / "tmp" / "x.mp4", folder / "build" / "film.mp4",
+                    folder / "notes.txt", folder / "assets" / "unused.png"):
+        assert room.classify(ignored) is None, ignored

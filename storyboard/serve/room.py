@@ -46,8 +46,8 @@ class Room:
         self.follow_up: dict[str, Any] | None = None
         self.media: set[str] = set()
         """Digests the page was ever shown: /media serves these and nothing else of the cache."""
-        self.roots = self._roots()
         self._inputs: set[str] = set()
+        self.roots = self._roots()
         self._wants: set[str] = set()
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -71,6 +71,7 @@ class Room:
             project = self.open()
             roots["build"] = project.board.output.parent
             roots["cache"] = project.cache.root
+            self._inputs = _input_files(project)
         except StoryboardError:
             roots["build"] = self.board_path.parent / "build"
         return roots
@@ -238,6 +239,8 @@ class Room:
         if not _within(cache, self.board_path.parent):
             cache.mkdir(parents=True, exist_ok=True)
             folders.add(str(cache))
+        # assets elsewhere (--allow-outside): their folders, as the room started
+        folders |= {str(Path(p).parent) for p in self._inputs if not _within(Path(p), self.board_path.parent)}
         try:
             for changes in watch(*folders, stop_event=self._stop, debounce=DEBOUNCE_MS, step=50,
                                  rust_timeout=500, yield_on_timeout=False, raise_interrupt=False):
