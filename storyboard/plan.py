@@ -18,6 +18,7 @@ from storyboard.estimate import pseudo_job
 from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
+from storyboard.takes import candidate_jobs, lost_answer, missing_reason
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
 WAITS = MAY_RERUN
@@ -64,8 +65,6 @@ class Resolver:
 
     def candidates(self, shot: Shot, job: RenderJob) -> list[tuple[int, RenderJob, str]]:
         """(number, job, key) of each of the shot's `takes` candidates; `job` is any one of them."""
-        from storyboard.takes import candidate_jobs
-
         return [(k, j, self.key(j)) for k, j in enumerate(candidate_jobs(job, shot.takes), start=1)]
 
     def key(self, job: RenderJob) -> str:
@@ -254,7 +253,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             resolver.outputs[shot_id] = entry
             mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
             if missing:  # the picked clip is there (dependants can plan); the other candidates are not
-                steps.append(Step(shot_id, RUN, _takes_missing(missing), key, job, missing=missing))
+                status, reason = lost_answer(resolver, shot, job, missing) or (RUN, missing_reason(missing))
+                steps.append(Step(shot_id, status, reason, key, job, missing=missing))
             else:
                 steps.append(Step(shot_id, CACHED, mismatch, key, job))
             continue
@@ -263,7 +263,7 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             resolver.outputs[shot_id] = remote_entry
             from_remote.add(shot_id)
             if missing:
-                steps.append(Step(shot_id, RUN, _takes_missing(missing), key, job, missing=missing))
+                steps.append(Step(shot_id, RUN, missing_reason(missing), key, job, missing=missing))
             else:
                 steps.append(Step(shot_id, REMOTE, "a teammate generated it: downloaded from the remote", key, job))
             continue
@@ -274,20 +274,12 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             steps.append(Step(shot_id, MAY_RERUN, f"the same request as '{twin}': cached once '{twin}' is "
                                                   "generated", key, job, missing=missing))
             continue
-        sent = (resolver.cache.journal(key).read() or {})
-        if sent.get("uncertain"):
-            steps.append(Step(shot_id, UNCERTAIN, f"a {sent.get('provider')} create sent at {sent.get('sent')} lost "
-                                                  "its answer and may have been charged: check the provider's "
-                                                  f"console, then `storyboard build --resubmit {shot_id}`", key, job,
-                              missing=missing))
+        lost = lost_answer(resolver, shot, job, missing)
+        if lost is not None:
+            steps.append(Step(shot_id, *lost, key, job, missing=missing))
             continue
         steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job, missing=missing))
     return steps
-
-
-def _takes_missing(missing: tuple[int, ...]) -> str:
-    """Why a shot whose picked clip is cached runs all the same: candidates not yet generated."""
-    return f"take{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} not generated yet"
 
 
 def _needs_timed_frame(shot: Shot, upstream: str) -> bool:

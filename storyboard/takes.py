@@ -72,6 +72,23 @@ def family(components: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in components.items() if k not in VARIANT_FIELDS}
 
 
+def missing_reason(missing: tuple[int, ...]) -> str:
+    """Why a shot whose picked clip is cached runs all the same: candidates not generated yet."""
+    return f"take{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} not generated yet"
+
+
+def lost_answer(resolver: Any, shot: Any, job: RenderJob, missing: tuple[int, ...]) -> tuple[str, str] | None:
+    """("uncertain", why) when a request for missing candidates lost its answer and may have been
+    charged (it is journaled under its first candidate's key), else None."""
+    for number, _job, key in resolver.candidates(shot, job):
+        sent = (resolver.cache.journal(key).read() or {}) if number in missing else {}
+        if sent.get("uncertain"):
+            return "uncertain", (f"a {sent.get('provider')} create sent at {sent.get('sent')} lost its answer and "
+                                 "may have been charged: check the provider's console, then `storyboard build "
+                                 f"--resubmit {shot.id}`")
+    return None
+
+
 def candidate_record(number: int, job: RenderJob, entry: dict[str, Any]) -> dict[str, Any]:
     """What the lock keeps of one candidate: enough to list it and for gc to keep its files."""
     meta = entry.get("meta") or {}
