@@ -78,6 +78,7 @@ class Handler(BaseHTTPRequestHandler):
         self._route(head=True)
 
     def do_POST(self) -> None:  # noqa: N802
+        self.close_connection = True  # a refused POST leaves its body unread: never parse it as the next request
         if not self._host_ok():
             return
         if urlsplit(self.path).path != "/api/pick":
