@@ -58,6 +58,7 @@ class RoomServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: RoomServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: Nagle would hold the body ~40-200 ms
     server_version = "storyboard-review"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
