@@ -271,6 +271,8 @@ def test_paid_rebuilds_need_consent(tmp_path: Path, capsys, monkeypatch) -> None
     Room(board, provider="gemini", budget=0).require_consent()
     Room(board, provider="gemini", yes=True).require_consent()
     Room(board).require_consent()  # the animatic is free
+    with pytest.raises(StoryboardError, match="did you mean 'animatic'"):
+        Room(board, provider="animatc", yes=True).require_consent()
     code, out, err = run_main(["serve", str(board), "--provider", "gemini", "--port", "0"], capsys, monkeypatch)
     assert code == 2 and "are paid" in err and "review room:" not in out
 

@@ -84,6 +84,12 @@ class Room:
         Raises:
             StoryboardError: a paid provider without --yes or --budget (exit 2).
         """
+        from storyboard.errors import did_you_mean
+        from storyboard.providers import available
+
+        if self.provider is not None and self.provider not in (registry := available()):
+            raise StoryboardError(f"--provider: unknown provider '{self.provider}'"
+                                  f"{did_you_mean(self.provider, registry)}; available: {', '.join(sorted(registry))}")
         if self.yes or self.budget is not None:
             return
         from storyboard.estimate import pseudo_job
