@@ -137,6 +137,10 @@ def test_state_lists_every_shot_and_candidate_in_film_order(served: Running) -> 
             assert c["cost_text"] == "$0.00" and c["provider"] == "animatic"
     climb = shot(state, "climb")["candidates"][0]
     assert climb["continuity"] is not None and 0.9 < climb["continuity"] <= 1.0  # it starts on arrival's last frame
+    picked, other = sorted(arrival["candidates"], key=lambda c: not c["picked"])
+    assert picked["continuity_next"] > 0.98  # climb starts on the picked candidate's last frame (through the encoder)
+    assert other["continuity_next"] < picked["continuity_next"] - 0.02
+    assert shot(state, "dawn")["candidates"][0]["continuity_next"] is None  # the last clip of the film
     assert state["film"]["duration"] == pytest.approx(12.0, abs=0.1)
     page = httpx.get(served.url + "/", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -75,15 +75,19 @@ function renderPlan(followUp, state) {
   plan.append(list);
 }
 
-function continuityText(value) {
-  if (value === null || value === undefined) return null;
-  const node = el("span", { className: value >= 0.8 ? "good" : "weak", title: "likeness of its first frame to the previous clip's last frame" });
-  node.textContent = `continuity ${value.toFixed(2)}`;
-  return node;
+function continuityText(before, after) {
+  const known = [before, after].filter((v) => v !== null && v !== undefined);
+  if (!known.length) return null;
+  const parts = [];
+  if (before !== null && before !== undefined) parts.push(`← ${before.toFixed(2)}`);
+  if (after !== null && after !== undefined) parts.push(`→ ${after.toFixed(2)}`);
+  return el("span", { className: `continuity ${Math.min(...known) >= 0.95 ? "good" : "weak"}`, text: `continuity ${parts.join(" ")}`,
+                      title: "likeness (0..1) of its first frame to the previous clip's last frame (←), and of its last frame to the next clip's first frame (→)" });
 }
 
 function renderCandidate(shot, c) {
   const figure = el("figure", { className: `candidate${c.picked ? " picked" : ""}`, "data-shot": shot.id,
+                                title: c.created ? `created ${c.created} · key ${c.key.slice(0, 12)}` : null,
                                 "data-number": c.number, "data-picked": c.picked ? "true" : "false" });
   figure.append(c.built ? video(c.url) : el("div", { className: "placeholder", text: "not generated yet" }));
   const button = el("button", { type: "button", "data-pick": `${shot.id}:${c.number}`, disabled: c.picked,
@@ -95,7 +99,7 @@ function renderCandidate(shot, c) {
     c.picked ? el("span", { className: "badge", text: "in the film" }) : null,
     c.built ? el("span", { text: seconds(c.duration) }) : null,
     cost ? el("span", { text: cost }) : null,
-    continuityText(c.continuity),
+    continuityText(c.continuity, c.continuity_next),
     button));
   return figure;
 }
