@@ -49,6 +49,9 @@ class Candidate:
     continuity: float | None
     """0..1 likeness of this candidate's first frame to the previous film clip's last frame
     (None for the first clip of the film, a shot not in it, or an unbuilt candidate)."""
+    continuity_next: float | None = None
+    """0..1 likeness of this candidate's last frame to the next film clip's first frame (None for the
+    last clip, a shot not in the film, or an unbuilt candidate)."""
 
 
 def candidate_jobs(job: RenderJob, takes: int) -> list[RenderJob]:
@@ -155,10 +158,12 @@ def pinned(entry: dict[str, Any]) -> set[str]:
 # ---- listing -----------------------------------------------------------------------------------
 
 
-def list_candidates(project: Any, shot_id: str) -> list[Candidate]:
+def list_candidates(project: Any, shot_id: str, planned: tuple[list[Any], Any] | None = None) -> list[Candidate]:
     """The candidates 1..takes of `shot_id` (project = storyboard.build.open_project(...)), in order.
 
     Pure: plans the board (no provider call) to know each candidate's key, then reads the cache.
+    `planned` is what storyboard.build.plan_project(project) returned, to list several shots on one
+    plan (see all_candidates).
 
     Raises:
         StoryboardError: no such shot (with a did-you-mean).
@@ -171,11 +176,11 @@ def list_candidates(project: Any, shot_id: str) -> list[Candidate]:
 
         raise StoryboardError(f"{board.path}: no shot '{shot_id}'{did_you_mean(shot_id, board.shots)}")
     shot = board.shots[shot_id]
-    steps, resolver = plan_project(project)
+    steps, resolver = planned or plan_project(project)
     step = next(s for s in steps if s.shot == shot_id)
     locked = project.lock.shots.get(shot_id) or {}
     recorded = locked.get("candidates") if isinstance(locked.get("candidates"), dict) else {}
-    previous_last = _previous_last(project, resolver, shot_id)
+    before, after = _neighbours(project, resolver, shot_id)
     found = []
     jobs = resolver.candidates(shot, step.job) if step.job is not None else \
         [(k, None, "") for k in range(1, shot.takes + 1)]
@@ -184,7 +189,7 @@ def list_candidates(project: Any, shot_id: str) -> list[Candidate]:
         record = recorded.get(key) or ({k: locked.get(k) for k in ("created", "cost", "unit")}
                                        if key and locked.get("key") == key else {})
         sha = entry["outputs"]["clip"] if entry else None
-        first = project.cache.object_path(entry["outputs"]["first"]) if entry else None
+        first, last = (_frame(project, entry, "first"), _frame(project, entry, "last")) if entry else (None, None)
         found.append(Candidate(
             shot=shot_id, number=number, key=key, sha=sha,
             path=project.cache.object_path(sha) if sha else None,
@@ -193,21 +198,35 @@ def list_candidates(project: Any, shot_id: str) -> list[Candidate]:
             unit=record.get("unit", entry.get("unit") if entry else None),
             created=record.get("created", entry.get("created") if entry else None),
             provider=shot.provider, picked=number == shot.pick,
-            continuity=continuity(previous_last, first) if previous_last and first and first.exists() else None,
+            continuity=continuity(before, first) if before and first else None,
+            continuity_next=continuity(last, after) if after and last else None,
         ))
     return found
 
 
-def _previous_last(project: Any, resolver: Any, shot_id: str) -> Path | None:
-    """The last frame (PNG in the cache) of the clip before `shot_id` in the film, if built."""
-    sequence = list(project.board.sequence)
-    if shot_id not in sequence or sequence.index(shot_id) == 0:
-        return None
-    entry = resolver.outputs.get(sequence[sequence.index(shot_id) - 1])
-    if entry is None:
-        return None
-    path = project.cache.object_path(entry["outputs"]["last"])
+def all_candidates(project: Any) -> dict[str, list[Candidate]]:
+    """Every shot's candidates, in run order, on one plan of the board."""
+    from storyboard.build import plan_project
+
+    planned = plan_project(project)
+    return {shot_id: list_candidates(project, shot_id, planned) for shot_id in project.order}
+
+
+def _frame(project: Any, entry: dict[str, Any], which: str) -> Path | None:
+    path = project.cache.object_path(entry["outputs"][which])
     return path if path.exists() else None
+
+
+def _neighbours(project: Any, resolver: Any, shot_id: str) -> tuple[Path | None, Path | None]:
+    """The last frame of the film clip before `shot_id` and the first of the one after (PNGs in the
+    cache), when built."""
+    sequence = list(project.board.sequence)
+    if shot_id not in sequence:
+        return None, None
+    i = sequence.index(shot_id)
+    prev = resolver.outputs.get(sequence[i - 1]) if i > 0 else None
+    succ = resolver.outputs.get(sequence[i + 1]) if i + 1 < len(sequence) else None
+    return (_frame(project, prev, "last") if prev else None, _frame(project, succ, "first") if succ else None)
 
 
 THUMB = (32, 18)
@@ -251,11 +270,12 @@ def takes_table(candidates: list[Candidate]) -> str:
     from storyboard.estimate import format_price
     from storyboard.job import Price
 
-    lines = [f"{'':2}{'take':>4}  {'duration':>8}  {'cost':>8}  {'created':<20}  {'key':<12}  continuity"]
+    lines = [f"{'':2}{'take':>4}  {'duration':>8}  {'cost':>8}  {'created':<20}  {'key':<12}  {'continuity':>10}  next"]
     for c in candidates:
         cost = format_price(Price(c.cost, c.unit or "USD")) if c.cost is not None else ("?" if c.sha else "")
         lines.append(f"{'*' if c.picked else '':2}{c.number:>4}  "
                      f"{f'{c.duration:.2f} s' if c.duration is not None else 'not built':>8}  {cost:>8}  "
                      f"{c.created or '':<20}  {c.key[:12] or 'pending':<12}  "
-                     f"{'' if c.continuity is None else f'{c.continuity:.3f}'}")
+                     f"{'' if c.continuity is None else f'{c.continuity:.3f}':>10}  "
+                     f"{'' if c.continuity_next is None else f'{c.continuity_next:.3f}'}".rstrip())
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from storyboard.errors import StoryboardError, StoryboardFileError
 from storyboard.executor import Outcome
 from storyboard.gc import collect
 from storyboard.plan_view import view
-from storyboard.takes import continuity, force_batches, list_candidates
+from storyboard.takes import all_candidates, continuity, force_batches, list_candidates
 from tests.fakes.azerion_server import azerion_fake, azerion_server  # noqa: F401
 
 BOARD = """
@@ -220,8 +220,21 @@ def test_the_takes_command_lists_the_candidates(board, fake_provider, capsys, mo
     # b's first frame against a's last (the clip before it in the film)
     assert code == 0 and b["picked"] and b["continuity"] == continuity(
         cache.object_path(shots["a"]["last"]), cache.object_path(shots["b"]["first"]))
+    assert b["continuity_next"] is None  # the film's last clip
+    everything = all_candidates(open_project(board))
+    assert list(everything) == ["a", "b"] and everything["b"][0].continuity == b["continuity"]
+    for c, record in zip(everything["a"], sorted(shots["a"]["candidates"].values(), key=lambda r: r["number"]),
+                         strict=True):
+        assert c.continuity is None and c.continuity_next == continuity(
+            cache.object_path(record["last"]), cache.object_path(shots["b"]["first"]))
     code, _, err = run_main(["takes", str(board), "zz"])
     assert code == 2 and "no shot 'zz'" in err
+
+    fake_provider.reset()
+    code, out, _ = run_main(["build", str(board), "--force", "a", "--yes", "--quiet"])
+    assert code == 0 and sorted(calls(fake_provider)) == [("a", 1, 1), ("a", 2, 1), ("a", 3, 1), ("b", 1, 0)]
+    code, _, err = run_main(["build", str(board), "--force", "x", "--yes"])
+    assert code == 2 and "--force: unknown shot 'x'" in err
 
 
 def test_continuity_is_likeness_of_frames(tmp_path):
