@@ -7,7 +7,6 @@ a new film or a new candidate is a new URL.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from storyboard.estimate import format_price
@@ -20,16 +19,15 @@ def media_url(sha: str) -> str:
 
 def board_state(project: Any) -> dict[str, Any]:
     """The page's data for `project` (storyboard.build.open_project): film, shots, candidates."""
-    from storyboard.takes import list_candidates
+    from storyboard.takes import all_candidates
 
     board = project.board
     in_film = {shot_id: n for n, shot_id in enumerate(board.sequence, start=1)}
     ordered = list(board.sequence) + [s for s in project.order if s not in in_film]
-    candidates = {shot_id: list_candidates(project, shot_id) for shot_id in ordered}
+    candidates = all_candidates(project)  # one plan for the whole board
     shots = []
     for shot_id in ordered:
         shot = board.shots[shot_id]
-        following = _next_first_frame(project, candidates, shot_id)
         shots.append({
             "id": shot_id,
             "number": in_film.get(shot_id),
@@ -38,8 +36,7 @@ def board_state(project: Any) -> dict[str, Any]:
             "settings": _settings(shot),
             "takes": shot.takes,
             "pick": shot.pick,
-            "candidates": [{**_candidate(c), "continuity_next": _continuity_next(project, c, following)}
-                           for c in candidates[shot_id]],
+            "candidates": [_candidate(c) for c in candidates[shot_id]],
         })
     return {
         "board": {"name": board.path.name, "title": board.film.title or board.path.stem,
@@ -58,31 +55,6 @@ def film_state(project: Any) -> dict[str, Any] | None:
     entry = project.cache.get_action(film["key"]) if isinstance(film.get("key"), str) else None
     duration = ((entry or {}).get("meta") or {}).get("duration")
     return {"sha": sha, "url": media_url(sha), "duration": duration}
-
-
-def _frame(project: Any, key: str, which: str) -> Path | None:
-    """The first or last frame (PNG in the cache) of the candidate whose key is `key`, when built."""
-    entry = project.cache.get_action(key) if key else None
-    sha = ((entry or {}).get("outputs") or {}).get(which)
-    path = project.cache.object_path(sha) if isinstance(sha, str) else None
-    return path if path is not None and path.is_file() else None
-
-
-def _next_first_frame(project: Any, candidates: dict[str, list[Any]], shot_id: str) -> Path | None:
-    """The first frame of the picked candidate of the clip after `shot_id` in the film, if built."""
-    sequence = list(project.board.sequence)
-    if shot_id not in sequence or sequence.index(shot_id) == len(sequence) - 1:
-        return None
-    picked = next((c for c in candidates.get(sequence[sequence.index(shot_id) + 1], ()) if c.picked), None)
-    return _frame(project, picked.key, "first") if picked is not None else None
-
-
-def _continuity_next(project: Any, candidate: Any, following: Path | None) -> float | None:
-    """How alike this candidate's last frame is to the next film clip's first frame (0..1), as takes scores it."""
-    from storyboard.takes import continuity
-
-    last = _frame(project, candidate.key, "last") if following is not None else None
-    return continuity(last, following) if last is not None else None
 
 
 def _settings(shot: Any) -> dict[str, Any]:
@@ -109,6 +81,7 @@ def _candidate(c: Any) -> dict[str, Any]:
         "created": c.created,
         "provider": c.provider,
         "continuity": c.continuity,
+        "continuity_next": c.continuity_next,
         "key": c.key,
     }
 
