@@ -456,6 +456,54 @@ def gc(
         typer.echo(collect(Cache(root), locks, dry_run=dry_run).summary())
 
 
+@app.command(cls=_PlainHelp)
+def pick(
+    file: Annotated[Path, typer.Argument(help="the storyboard file", metavar="FILE", show_default=False)],
+    shot: Annotated[str, typer.Argument(metavar="SHOT", help="the shot's id", show_default=False)],
+    number: Annotated[int, typer.Argument(metavar="N", help="the candidate the film uses (1..takes)", show_default=False)],
+    cache_dir: CacheOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    allow_base_url: AllowBaseUrlOpt = None,
+) -> None:
+    """Write `pick = N` into the shot (comments and layout kept), then show what will regenerate or re-stitch."""
+    from storyboard.build import locate_board, open_project
+    from storyboard.pick import follow_up, write_pick
+
+    file = locate_board(file)
+    written = write_pick(file, shot, number)
+    was = "unchanged" if not written.changed else \
+        f"was {written.previous}" if written.previous is not None else "was the default, 1"
+    typer.echo(f"{file}: shot '{shot}': pick = {number} ({was})")
+    project = open_project(file, cache_dir=cache_dir, allow_outside=allow_outside)
+    for line in follow_up(project).lines():
+        typer.echo(line)
+
+
+@app.command(cls=_PlainHelp)
+def serve(
+    file: FileArg = DEFAULT_FILE,
+    port: Annotated[int, typer.Option(min=0, max=65535, metavar="N", help="the port (0: any free one)")] = 8000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="the address to listen on; anything but loopback lets other machines in")] = "127.0.0.1",
+    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="rebuild with this provider; the animatic is free")] = "animatic",
+    budget: Annotated[Optional[float], typer.Option(metavar="USD", help="let rebuilds spend up to this in all (a paid provider needs it, or --yes)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="let rebuilds pay for whatever the storyboard asks, without asking")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="shots rendered at once")] = 2,
+    cache_dir: CacheOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    allow_base_url: AllowBaseUrlOpt = None,
+) -> None:
+    """The review room: a local page with the film and every shot's candidates; click one to pick it."""
+    from storyboard.build import locate_board
+    from storyboard.serve import Room, serve as run_server
+
+    room = Room(locate_board(file), cache_dir=cache_dir, provider=provider, budget=budget, yes=yes, jobs=jobs,
+                allow_outside=allow_outside)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"storyboard: warning: listening on {host}: anyone who reaches this machine can watch the clips "
+                   "and pick takes (the storyboard file is edited)", err=True)
+    run_server(room, host=host, port=port, announce=lambda url: typer.echo(f"review room: {url} (Ctrl-C stops it)"))
+
+
 def main() -> None:
     """Entry point: run the app, turning StoryboardErrors into one line and an exit code."""
     args = _take_verbose(sys.argv[1:])
