@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes._kit import LoopbackFake, Reply, Request, google_error, json_reply
+from tests.fakes._kit import LoopbackFake, Refusal, Reply, Request, json_reply
 
 GEMINI_MODELS = {"gemini-omni-1.1-flash": 10, "gemini-omni-1.2-flash": 15}
 VERTEX_MODELS = {"gemini-omni-1.1-flash-preview": 10, "gemini-omni-1.2-flash": 15, "gemini-omni-flash-preview": 10}
@@ -45,10 +45,10 @@ KNOWN_FIELDS = {"model", "input", "response_format", "generation_config", "backg
 _CLIP_LOCK = threading.Lock()
 
 
-class Reject(Exception):
+class Reject(Refusal):
     def __init__(self, status: int, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.reply = google_error(status, message, reason)
+        super().__init__(status, message)
+        self.reason = reason
 
 
 def clip(frames: int, size: tuple[int, int]) -> bytes:
@@ -101,17 +101,15 @@ class Interaction:
 class FakeInteractions(LoopbackFake):
     """The Interactions API on loopback; `polls` GETs answer in_progress before an interaction completes."""
 
-    def __init__(self, *, api_key: str = "fake-omni-key", token: str = "fake-vertex-token", polls: int = 1) -> None:
-        super().__init__()
-        self.api_key, self.token, self.polls = api_key, token, polls
-        self.interactions: dict[str, Interaction] = {}
+    knobs = ("polls",)
+    actions = ("finish_all",)
 
-    def reset(self) -> None:
-        with self.lock:
-            self.interactions.clear()
-            self.seen.clear()
-            self.counts.clear()
-        self.faults.clear()
+    def __init__(self, *, api_key: str = "fake-omni-key", token: str = "fake-vertex-token", polls: int = 1) -> None:
+        self.api_key, self.token, self.polls = api_key, token, polls
+        super().__init__()
+
+    def clear(self) -> None:
+        self.interactions: dict[str, Interaction] = {}
 
     # ---- routing ------------------------------------------------------------------------------
 
@@ -130,31 +128,28 @@ class FakeInteractions(LoopbackFake):
                 ("DELETE", True, False): "delete"}.get((req.method, ident is not None, cancel is not None))
         return (api, verb, ident, location) if verb else None
 
-    def endpoint(self, req: Request) -> str:
+    def endpoint(self, req: Request) -> str | None:
         parsed = self._parse(req)
-        return parsed[1] if parsed else "other"
+        return parsed[1] if parsed else None
 
     def route(self, req: Request) -> Reply | None:
         parsed = self._parse(req)
         if parsed is None:
             return None
         api, verb, ident, location = parsed
-        try:
-            self._authorize(api, req)
-            if api == "vertex" and location != "global":
-                raise Reject(404, f"Omni models are served from locations/global only, not {location}")
-            if verb == "create":
-                return json_reply(self.create(api, req.json))
-            interaction = self._find(api, ident or "")
-            if verb == "poll":
-                return json_reply(self.poll(interaction))
-            if verb == "cancel":
-                return json_reply(self.cancel(interaction))
-            with self.lock:
-                self.interactions.pop(interaction.id, None)
-            return json_reply({})
-        except Reject as exc:
-            return exc.reply
+        self._authorize(api, req)
+        if api == "vertex" and location != "global":
+            raise Reject(404, f"Omni models are served from locations/global only, not {location}")
+        if verb == "create":
+            return json_reply(self.create(api, req.json))
+        interaction = self._find(api, ident or "")
+        if verb == "poll":
+            return json_reply(self.poll(interaction))
+        if verb == "cancel":
+            return json_reply(self.cancel(interaction))
+        with self.lock:
+            self.interactions.pop(interaction.id, None)
+        return json_reply({})
 
     def _authorize(self, api: str, req: Request) -> None:
         if api == "gemini":
@@ -202,6 +197,7 @@ class FakeInteractions(LoopbackFake):
                                   steps_in=steps_in)
         with self.lock:
             self.interactions[ident] = interaction
+            self.submissions[prompt] += 1
         if not body.get("background"):
             interaction.polls_left = 0
             return self._answer(interaction, include_input=False)
