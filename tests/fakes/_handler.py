@@ -23,6 +23,8 @@ def handler_for(fake: LoopbackFake) -> type[BaseHTTPRequestHandler]:
         def handle_one_request(self) -> None:
             try:
                 super().handle_one_request()
+            except (BrokenPipeError, ConnectionResetError):  # the client left (a timeout, a killed build)
+                self.close_connection = True
             finally:
                 if self._in_flight_endpoint is not None:
                     fake._answered(self._in_flight_endpoint)
