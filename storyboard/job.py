@@ -34,6 +34,12 @@ EXTENSION_JOB_DURATION = 8
 followed the +7 s rule; keeping 8 in the job keeps those cache keys, so no extension is paid for twice."""
 
 
+UNKEYED_OPTIONS = frozenset({"storage_uri"})
+"""Options that say where a clip is delivered, not what it looks like: Vertex's `storage_uri` makes it
+write the video into a bucket instead of answering with its bytes, the same pixels either way. In the
+key, moving the output to another bucket would pay again for clips the cache already holds."""
+
+
 def job_duration(duration: int, extends: bool) -> int:
     """The `duration` a shot's RenderJob carries: its own, or EXTENSION_JOB_DURATION for an extension."""
     return EXTENSION_JOB_DURATION if extends else duration
@@ -68,13 +74,21 @@ class RenderJob(BaseModel):
     """sha256 of the clip this job edits (another shot's or an MP4 asset): its bytes are in the key."""
     label: str = ""
     """The shot id, only for providers that draw it into the clip (the animatic)."""
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    """The provider's own options that apply to this shot (its `[providers.NAME]` settings under the
+    shot's `options`), sorted by name. Those that shape the clip are in the key; UNKEYED_OPTIONS are not."""
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave `edits` out when unset, so the keys of every job made before it existed stay the same."""
+        """Leave `edits` and `options` out when unset, so the keys of every job made before they existed
+        stay the same; an option that does not shape the clip (UNKEYED_OPTIONS) is left out too."""
         data = handler(self)
         if data.get("edits") is None:
             data.pop("edits", None)
+        keyed = {name: value for name, value in self.options if name not in UNKEYED_OPTIONS}
+        data.pop("options", None)
+        if keyed:
+            data["options"] = keyed
         return data
 
     @property

@@ -140,6 +140,7 @@ class Resolver:
             extends=extends,
             edits=edits,
             label=shot.id if getattr(impl, "labels_output", False) else "",
+            options=impl.job_options(shot) if hasattr(impl, "job_options") else (),
         )
         return job, inputs
 

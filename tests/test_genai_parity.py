@@ -4,7 +4,8 @@ Both land on a capture server on 127.0.0.1: storyboard's provider through its re
 through `client.models.generate_videos` pointed there with `http_options.base_url` (a fake API key
 for the Gemini API; `vertexai=True` with a static fake OAuth token for Vertex), so nothing leaves
 the machine. For each Veo mode (text, first frame, first + last frame, reference images,
-extension) on both surfaces the JSON bodies must be equal, key for key and value for value
+extension) on both surfaces, and on Vertex with its options (from `[providers.vertex]`, from a shot's
+`options`, and both), the JSON bodies must be equal, key for key and value for value
 (types too: `durationSeconds` is a number), after every base64 payload is replaced by the digest
 of its bytes; the differences Google's own two sources allow are listed in ALLOWED, each with why
 (the enum spelling of three fields), and VERTEX_VERSION (v1 against the SDK's v1beta1). The poll
@@ -208,6 +209,12 @@ CASES += [
     Case("vertex", "text_to_storage", MODES["text"], {"storage_uri": "gs://parity-bucket/renders/"}),
     Case("vertex", "first_frame_with_options", MODES["first_frame"],
          {"person_generation": "allow_adult", "resize_mode": "pad", "compression_quality": "optimized"}),
+    # a shot's own `options` (RenderJob.options), alone and over the table's
+    Case("vertex", "first_frame_with_shot_options", {**MODES["first_frame"], "options": {
+        "person_generation": "dont_allow", "resize_mode": "crop", "compression_quality": "lossless"}}, {}),
+    Case("vertex", "text_with_shot_options_over_the_table", {**MODES["text"], "options": {
+        "person_generation": "allow_all", "storage_uri": "gs://parity-bucket/shot/"}},
+         {"person_generation": "dont_allow", "storage_uri": "gs://parity-bucket/renders/"}),
 ]
 
 
@@ -218,6 +225,7 @@ def job_for(case: Case, inputs: Inputs) -> RenderJob:
         if name in fields:
             fields[name] = inputs.digest(fields[name])
     fields["references"] = tuple(inputs.digest(r) for r in fields.get("references", ()))
+    fields["options"] = tuple(sorted(fields.get("options", {}).items()))
     return RenderJob(provider=case.surface, model=GEMINI_MODEL if case.surface == "gemini" else VERTEX_MODEL,
                      **fields)
 
@@ -263,7 +271,7 @@ def source_video(case: Case, inputs: Inputs) -> Any:
 
 SDK_SETTINGS = {"storage_uri": "output_gcs_uri", "person_generation": "person_generation",
                 "resize_mode": "resize_mode", "compression_quality": "compression_quality"}
-"""[providers.vertex] setting -> GenerateVideosConfig field."""
+"""[providers.vertex] setting or shot option -> GenerateVideosConfig field."""
 
 
 def sdk_call(case: Case, inputs: Inputs) -> tuple[Any, Any]:
@@ -296,6 +304,7 @@ def sdk_call(case: Case, inputs: Inputs) -> tuple[Any, Any]:
         if "seed" in shot:
             config["seed"] = shot["seed"]
         config.update({SDK_SETTINGS[name]: value for name, value in case.settings.items()})
+        config.update({SDK_SETTINGS[name]: value for name, value in shot.get("options", {}).items()})
     return types.GenerateVideosSource(**source), types.GenerateVideosConfig(**config)
 
 

@@ -12,13 +12,17 @@ a region -> {region}-aiplatform.googleapis.com. `v1`, as Google's curl samples (
 v1beta1 has been seen to refuse the GA models).
 
 The body is the Gemini API's (see storyboard.providers.gemini) plus what only Vertex takes:
-`generateAudio`, and from `[providers.vertex]`: `storageUri` (`storage_uri`), `personGeneration`
-(`person_generation`), `compressionQuality` (`compression_quality`), `resizeMode`
-(`resize_mode`, sent for image-to-video shots only, the only ones it applies to) and
-`sampleCount` (`sample_count`). Vertex can return up to 4 videos a request, but a shot keeps one
-clip until takes can hold the others, so `sample_count` is validated 1-4 and only 1 is accepted:
-more would pay for videos nobody keeps. These settings apply to every vertex shot and are not
-part of the cache key: after changing one, rebuild the shots it should affect with a new `take`.
+`generateAudio`, `sampleCount` (`sample_count` in `[providers.vertex]`) and the options (OPTIONS),
+set for every shot in `[providers.vertex]` or per shot as `options = { ... }` (the shot's win):
+`storageUri` (`storage_uri`), `personGeneration` (`person_generation`), `compressionQuality`
+(`compression_quality`) and `resizeMode` (`resize_mode`, image-to-video only: sent only for a shot
+with a first frame, and refused at validation on a shot's own `options` without one). The options
+that shape the clip are in its cache key (RenderJob.options), so changing one renders again;
+`storage_uri` is not (storyboard.job.UNKEYED_OPTIONS: it moves the clip, not its pixels). Values
+go out in the REST reference's lower case (the SDK sends the enum names, `PAD`; both are taken).
+Vertex can return up to 4 videos a request, but a shot keeps one clip until takes can hold the
+others, so `sample_count` is validated 1-4 and only 1 is accepted: more would pay for videos
+nobody keeps.
 Extension sends the source clip itself, inline (or its `gcsUri` when its handle has one), so it
 needs no expiring handle; Vertex extends clips of 1-30 s, so the total stays at most 37 s.
 
@@ -43,11 +47,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
@@ -55,6 +59,9 @@ from storyboard.providers import ProviderSettings
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider
+
+if TYPE_CHECKING:
+    from storyboard.model import Shot
 
 MULTI_REGIONS = ("us", "eu")
 
@@ -80,21 +87,25 @@ def endpoint(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-class VertexSettings(ProviderSettings):
-    """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
+OPTIONS = {"person_generation": "personGeneration", "resize_mode": "resizeMode",
+           "compression_quality": "compressionQuality", "storage_uri": "storageUri"}
+"""Vertex's options -> their names in `parameters` (VideoGenerationModelParams; google-2026.md §2.4)."""
 
-    project: str | None = None
-    location: str | None = None
-    quota_project: str | None = None
-    """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
+
+class VertexOptions(BaseModel):
+    """Veo's options on Vertex, for one shot (`options = {...}`) or every shot (`[providers.vertex]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    image_to_video_only: ClassVar[frozenset[str]] = frozenset({"resize_mode"})
+
+    person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
+    """Which people may appear: adults only (Vertex's default), nobody, or anyone (allow-listed projects)."""
+    resize_mode: Literal["pad", "crop"] | None = None
+    """How a first frame of another shape fits the video: padded (Vertex's default) or cropped."""
+    compression_quality: Literal["optimized", "lossless"] | None = None
+    """The video's encoding: optimized (Vertex's default) or lossless (larger files)."""
     storage_uri: str | None = None
     """A `gs://bucket/folder/` prefix: Vertex writes the video there instead of returning bytes."""
-    storage_base_url: str | None = None
-    """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
-    sample_count: int = 1
-    person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
-    resize_mode: Literal["pad", "crop"] | None = None
-    compression_quality: Literal["optimized", "lossless"] | None = None
 
     @field_validator("storage_uri")
     @classmethod
@@ -102,6 +113,18 @@ class VertexSettings(ProviderSettings):
         if value is not None and (not value.startswith("gs://") or not value[5:].split("/")[0]):
             raise ValueError(f"{value!r} is not a Cloud Storage prefix: write it as gs://BUCKET/FOLDER/")
         return value
+
+
+class VertexSettings(ProviderSettings, VertexOptions):
+    """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
+
+    project: str | None = None
+    location: str | None = None
+    quota_project: str | None = None
+    """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
+    storage_base_url: str | None = None
+    """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
+    sample_count: int = 1
 
     @field_validator("sample_count")
     @classmethod
@@ -126,6 +149,7 @@ class VertexProvider(GeminiProvider):
     default_model = "veo-3.1-generate-001"
     key_env = ("VERTEX_ACCESS_TOKEN",)
     Settings = VertexSettings
+    Options = VertexOptions
     trusted_suffixes = (".googleapis.com",)
     official_hosts = ("aiplatform.googleapis.com", "*-aiplatform.googleapis.com",
                       *(f"aiplatform.{region}.rep.googleapis.com" for region in MULTI_REGIONS))
@@ -245,19 +269,25 @@ class VertexProvider(GeminiProvider):
 
     # ---- the wire -----------------------------------------------------------------------------
 
+    def job_options(self, shot: Shot) -> tuple[tuple[str, Any], ...]:
+        """The options that apply to `shot`: the table's under the shot's own; resize_mode only with a first frame."""
+        chosen = {name: getattr(self.settings, name, None) for name in OPTIONS} | dict(shot.options)
+        return tuple(sorted((name, value) for name, value in chosen.items() if value is not None and (
+            name not in VertexOptions.image_to_video_only or shot.first_frame is not None)))
+
     def request_body(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
-        """The Gemini body plus `generateAudio` and the table's Vertex-only options."""
+        """The Gemini body plus `generateAudio` and the Vertex-only options (the job's, else the table's)."""
         body = super().request_body(job, ctx)
         parameters, settings = body["parameters"], self.settings
         parameters["generateAudio"] = job.audio
         parameters["sampleCount"] = getattr(settings, "sample_count", 1)
-        for field, wire in (("storage_uri", "storageUri"), ("person_generation", "personGeneration"),
-                            ("compression_quality", "compressionQuality")):
-            if (value := getattr(settings, field, None)) is not None:
-                parameters[wire] = value
-        resize = getattr(settings, "resize_mode", None)
-        if resize is not None and "image" in body["instances"][0]:
-            parameters["resizeMode"] = resize
+        chosen = {name: getattr(settings, name, None) for name in OPTIONS} | dict(job.options)
+        for name, wire in OPTIONS.items():
+            if chosen.get(name) is None:
+                continue
+            if name in VertexOptions.image_to_video_only and "image" not in body["instances"][0]:
+                continue
+            parameters[wire] = chosen[name]
         return body
 
     def source_video(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
