@@ -42,9 +42,6 @@ assumed).
 from __future__ import annotations
 
 import base64
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -53,9 +50,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from storyboard.errors import MissingKeyError, ProviderError
+from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
+from storyboard.providers._cloud import CloudCredentials
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider
@@ -137,12 +135,11 @@ class VertexSettings(ProviderSettings, VertexOptions):
         return value
 
 
-class VertexProvider(GeminiProvider):
+class VertexProvider(CloudCredentials, GeminiProvider):
     """Veo 3.1 on Vertex AI, with Application Default Credentials and a Google Cloud project.
 
-    Args:
-        credentials: google-auth credentials to use instead of looking for ADC (tests).
-        clock: seconds since the epoch, against which token expiry is judged (tests).
+    Credentials: storyboard.providers._cloud.CloudCredentials (`credentials` and `clock`
+    arguments for tests).
     """
 
     name = "vertex"
@@ -156,32 +153,12 @@ class VertexProvider(GeminiProvider):
     official_storage_hosts = ("storage.googleapis.com",)
     default_rpm = 50  # the GA `-001` models' quota (the previews had 10)
 
-    def __init__(self, *args: Any, credentials: Any = None, clock: Callable[[], float] = time.time,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._credentials = credentials
-        self._clock = clock
-        self._tokens: Any = None  # a _google_auth.TokenSource, found on first use
-        self._adc_project: str | None = None
-        self._missing: str | None = None
-        self._tokens_lock = threading.Lock()
-
     # ---- configuration ----------------------------------------------------------------------
 
     @property
     def project(self) -> str:
         """The table's `project`, GOOGLE_CLOUD_PROJECT, else the one the credentials name."""
-        project = getattr(self.settings, "project", None) or self.env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-        if not project and not self._token_override():
-            try:
-                self.token_source()
-            except MissingKeyError:
-                pass
-            project = self._adc_project or ""
-        if not project:
-            raise MissingKeyError("vertex needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT or "
-                                  "`project` in [providers.vertex]")
-        return project
+        return self.cloud_project()
 
     @property
     def location(self) -> str:
@@ -199,55 +176,24 @@ class VertexProvider(GeminiProvider):
     def capabilities(self, model: str) -> Capabilities:
         return MODELS.get(model, VERTEX)
 
-    # ---- credentials --------------------------------------------------------------------------
-
-    def _token_override(self) -> str:
-        return self.env.get("VERTEX_ACCESS_TOKEN", "").strip()
-
-    def token_source(self) -> Any:
-        """The ADC TokenSource, built on first use (MissingKeyError when no credentials are found)."""
-        from storyboard.providers._google_auth import TokenSource, find_credentials  # google-auth: Vertex only
-
-        with self._tokens_lock:
-            if self._tokens is None:
-                if self._missing is not None:  # looked once (maybe pinging the metadata server): say it again
-                    raise MissingKeyError(self._missing)
-                try:
-                    credentials, project = (self._credentials, None) if self._credentials is not None \
-                        else find_credentials(self.env)
-                except MissingKeyError as exc:
-                    self._missing = exc.message
-                    raise
-                self._tokens, self._adc_project = TokenSource(credentials, clock=self._clock), project
-            return self._tokens
+    # ---- credentials (storyboard.providers._cloud.CloudCredentials) ---------------------------------
 
     def api_key(self) -> str:
         """VERTEX_ACCESS_TOKEN, else a token from Application Default Credentials (fresh for 5 minutes)."""
-        return self._token_override() or self.token_source().token()
+        return self.cloud_token()
 
     def check_key(self) -> None:
-        """Credentials found (no token fetched yet) and a project known; MissingKeyError otherwise."""
-        if not self._token_override():
-            self.token_source()
-        _ = self.project
+        self.check_cloud_credentials()
 
     def secrets(self) -> tuple[str, ...]:
-        issued = self._tokens.issued if self._tokens is not None else ()
-        return super().secrets() + issued
+        return super().secrets() + self.cloud_secrets()
 
     @property
     def quota_project(self) -> str | None:
-        """`quota_project`, GOOGLE_CLOUD_QUOTA_PROJECT, else the credentials' quota project, else none."""
-        chosen = getattr(self.settings, "quota_project", None) or self.env.get("GOOGLE_CLOUD_QUOTA_PROJECT", "")
-        if not chosen and not self._token_override():
-            chosen = self.token_source().quota_project
-        return chosen or None
+        return self.cloud_quota_project()
 
     def headers(self) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.api_key()}"}
-        if quota := self.quota_project:
-            headers["x-goog-user-project"] = quota
-        return headers
+        return self.cloud_headers()
 
     def destinations(self) -> list[Destination]:
         """The API (its host shaped by `location` unless `base_url` is set) and, with `storage_uri`, GCS."""

@@ -15,7 +15,8 @@ size of the resolution. Scripted outcomes by a token in the prompt:
     [blocked]   400 content_blocked at create      [filtered]  completed without a video
     [failed]    failed with errors[] and step error [userinput] completed with only user_input steps
 
-Transport faults come from tests.fakes._kit (endpoints "create", "poll", "cancel", "delete").
+Agent Platform takes `token` and every token `issue()` minted (until `expire()`d). Transport faults
+come from tests.fakes._kit (endpoints "create", "poll", "cancel", "delete").
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ class FakeInteractions(LoopbackFake):
 
     def clear(self) -> None:
         self.interactions: dict[str, Interaction] = {}
+        self.issued: list[str] = []
+        self.expired: set[str] = set()
+
+    def issue(self) -> str:
+        """A new Agent Platform access token the fake accepts (what fake ADC credentials mint)."""
+        with self.lock:
+            self.issued.append(f"fake-adc-token-{len(self.issued) + 1}")
+            return self.issued[-1]
+
+    def expire(self, *tokens: str) -> None:
+        """Refuse `tokens` from now on (401), as Google does once a token's hour is up."""
+        with self.lock:
+            self.expired.update(tokens)
 
     # ---- routing ------------------------------------------------------------------------------
 
@@ -158,8 +172,13 @@ class FakeInteractions(LoopbackFake):
                 raise Reject(400, "Multiple authentication credentials received. Please pass only one.")
             if (header or query) != self.api_key:
                 raise Reject(403 if (header or query) else 401, "API key not valid. Please pass a valid API key.")
-        elif req.headers.get("authorization") != f"Bearer {self.token}":
-            raise Reject(401, "Request had invalid authentication credentials.")
+        else:
+            scheme, _, token = (req.headers.get("authorization") or "").partition(" ")
+            with self.lock:
+                known = token == self.token or token in self.issued
+                accepted = scheme == "Bearer" and known and token not in self.expired
+            if not accepted:
+                raise Reject(401, "Request had invalid authentication credentials.")
 
     def _find(self, api: str, ident: str) -> Interaction:
         with self.lock:
