@@ -30,8 +30,9 @@ Decisions (google-2026.md §1):
 - durations: any length the model allows, fractions too (1.1: 3–10 s, 1.2: 3–15 s), sent as "6.5s".
 - extension and edit send the source clip inline, so any clip can be the source: another
   shot's (any provider's) or the film-maker's own MP4 asset.
-- A create that times out after the request left is retried like any transient fault; the
-  Interactions API has no idempotency key, so in that rare case an orphan may be billed.
+- A create whose answer is lost after the request left (a read timeout, a reset) is not retried:
+  the Interactions API takes no idempotency key, so the shot is journaled `uncertain` and waits
+  for `--resubmit` (storyboard.providers._base).
 """
 
 from __future__ import annotations
