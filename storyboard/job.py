@@ -72,23 +72,23 @@ class RenderJob(BaseModel):
     extends: str | None = None
     edits: str | None = None
     """sha256 of the clip this job edits (another shot's or an MP4 asset): its bytes are in the key."""
-    label: str = ""
-    """The shot id, only for providers that draw it into the clip (the animatic)."""
     options: tuple[tuple[str, str | int | float | bool], ...] = ()
     """The provider's own options that apply to this shot (its `[providers.NAME]` settings under the
     shot's `options`), sorted by name. Those that shape the clip are in the key; UNKEYED_OPTIONS are not."""
+    label: str = ""
+    """The shot id, only for providers that draw it into the clip (the animatic)."""
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave `edits` and `options` out when unset, so the keys of every job made before they existed
-        stay the same; an option that does not shape the clip (UNKEYED_OPTIONS) is left out too."""
+        """Leave `edits` out when unset, so the keys of every job made before it existed stay the same."""
         data = handler(self)
-        if data.get("edits") is None:
-            data.pop("edits", None)
+        # `options` likewise, and only those that shape the clip (UNKEYED_OPTIONS do not)
         keyed = {name: value for name, value in self.options if name not in UNKEYED_OPTIONS}
         data.pop("options", None)
         if keyed:
             data["options"] = keyed
+        if data.get("edits") is None:
+            data.pop("edits", None)
         return data
 
     @property

@@ -139,8 +139,8 @@ class Resolver:
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
             edits=edits,
-            label=shot.id if getattr(impl, "labels_output", False) else "",
             options=impl.job_options(shot) if hasattr(impl, "job_options") else (),
+            label=shot.id if getattr(impl, "labels_output", False) else "",
         )
         return job, inputs
 

@@ -222,19 +222,27 @@ class VertexProvider(CloudCredentials, GeminiProvider):
             name not in VertexOptions.image_to_video_only or shot.first_frame is not None)))
 
     def request_body(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
-        """The Gemini body plus `generateAudio` and the Vertex-only options (the job's, else the table's)."""
+        """The Gemini body plus `generateAudio` and the Vertex-only options (the table's, then the job's)."""
         body = super().request_body(job, ctx)
         parameters, settings = body["parameters"], self.settings
         parameters["generateAudio"] = job.audio
         parameters["sampleCount"] = getattr(settings, "sample_count", 1)
-        chosen = {name: getattr(settings, name, None) for name in OPTIONS} | dict(job.options)
-        for name, wire in OPTIONS.items():
-            if chosen.get(name) is None:
-                continue
-            if name in VertexOptions.image_to_video_only and "image" not in body["instances"][0]:
-                continue
-            parameters[wire] = chosen[name]
+        for field, wire in (("storage_uri", "storageUri"), ("person_generation", "personGeneration"),
+                            ("compression_quality", "compressionQuality")):
+            if (value := getattr(settings, field, None)) is not None:
+                parameters[wire] = value
+        resize = getattr(settings, "resize_mode", None)
+        if resize is not None and "image" in body["instances"][0]:
+            parameters["resizeMode"] = resize
+        self.send_options(job, body)
         return body
+
+    @staticmethod
+    def send_options(job: RenderJob, body: dict[str, Any]) -> None:
+        """The job's options (the shot's own over the table's) into `parameters`, by Vertex's names."""
+        for name, value in job.options:
+            if name not in VertexOptions.image_to_video_only or "image" in body["instances"][0]:
+                body["parameters"][OPTIONS[name]] = value
 
     def source_video(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
         """The clip to extend: its gcsUri when its handle has one, else its bytes inline."""
