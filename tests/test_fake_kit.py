@@ -25,6 +25,12 @@ FAKES = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def client():
+    yield CLIENT
+    CLIENT.close()
+
+
 @pytest.fixture(scope="module", params=sorted(FAKES))
 def served(request: pytest.FixtureRequest):
     cls, endpoint, path, message = FAKES[request.param]
