@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes._wire import Fault, Refusal, Reply, Request
 
 if TYPE_CHECKING:
-    from tests.fakes._kit import Handler, LoopbackFake
+    from tests.fakes._kit import Handler as RouteHandler
+    from tests.fakes._kit import LoopbackFake
 
 
 def handler_for(fake: LoopbackFake) -> type[BaseHTTPRequestHandler]:
@@ -101,7 +102,7 @@ def handler_for(fake: LoopbackFake) -> type[BaseHTTPRequestHandler]:
                 self._send(Reply(exc.status, {"error": exc.message}))
 
         @staticmethod
-        def _answer(handle: Handler, req: Request) -> Reply:
+        def _answer(handle: RouteHandler, req: Request) -> Reply:
             try:
                 reply = handle(req)
             except Refusal as exc:
