@@ -34,6 +34,12 @@ EXTENSION_JOB_DURATION = 8
 followed the +7 s rule; keeping 8 in the job keeps those cache keys, so no extension is paid for twice."""
 
 
+UNKEYED_OPTIONS = frozenset({"storage_uri"})
+"""Options that say where a clip is delivered, not what it looks like: Vertex's `storage_uri` makes it
+write the video into a bucket instead of answering with its bytes, the same pixels either way. In the
+key, moving the output to another bucket would pay again for clips the cache already holds."""
+
+
 def job_duration(duration: int, extends: bool) -> int:
     """The `duration` a shot's RenderJob carries: its own, or EXTENSION_JOB_DURATION for an extension."""
     return EXTENSION_JOB_DURATION if extends else duration
@@ -66,6 +72,9 @@ class RenderJob(BaseModel):
     extends: str | None = None
     edits: str | None = None
     """sha256 of the clip this job edits (another shot's or an MP4 asset): its bytes are in the key."""
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    """The provider's own options that apply to this shot (its `[providers.NAME]` settings under the
+    shot's `options`), sorted by name. Those that shape the clip are in the key; UNKEYED_OPTIONS are not."""
     label: str = ""
     """The shot id, only for providers that draw it into the clip (the animatic)."""
     candidate: int = 1
@@ -78,6 +87,11 @@ class RenderJob(BaseModel):
         """Leave `edits`, `candidate` and `batch` out at their defaults, so the keys of every job made
         before they existed stay the same (nobody pays again for a clip in the cache)."""
         data = handler(self)
+        # `options` likewise, and only those that shape the clip (UNKEYED_OPTIONS do not)
+        keyed = {name: value for name, value in self.options if name not in UNKEYED_OPTIONS}
+        data.pop("options", None)
+        if keyed:
+            data["options"] = keyed
         if data.get("edits") is None:
             data.pop("edits", None)
         if data.get("candidate") == 1:

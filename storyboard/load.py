@@ -190,7 +190,7 @@ def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError
 def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool, raw: dict[str, Any]) -> Board:
     from storyboard.edit.rules import check_edit, check_names
     from storyboard.providers import available, provider_class
-    from storyboard.rules import check_board, check_shot
+    from storyboard.rules import check_board, check_options, check_shot
 
     problems = Problems(path)
     registry = available()
@@ -239,6 +239,8 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     for shot in shots.values():
         with problems.collect():
             check_shot(shot, instances[shot.provider].capabilities(shot.model), error)
+        with problems.collect():
+            check_options(shot, instances[shot.provider], error)
     with problems.collect():
         _check_sequence(where, spec, ids)
     check_names(where, raw, spec.edit, ids, problems)
@@ -323,6 +325,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
         references=tuple(attempt(assets.image, s.id, "references", r) for r in s.references),
         continues=continues,
         edits=attempt(assets.clip_source, s),
+        options=tuple(sorted(s.options.items())),
         inherited=frozenset(
             name for name in ("duration", "resolution", "aspect_ratio", "seed", "audio", "negative_prompt")
             if getattr(s, name) is None and getattr(film, name) is not None

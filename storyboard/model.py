@@ -112,6 +112,9 @@ class ShotSpec(_Strict):
     edits: str | None = Field(None, description="turn this shot's clip, or an MP4 asset, into a new one "
                               "as the prompt says (providers that can edit: omni)")
     references: list[ImageRef] = Field(default_factory=list, description="up to 3 images")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="the provider's own options for this shot, e.g. on vertex "
+        "{ person_generation = \"allow_adult\", resize_mode = \"crop\" }; they override [providers.NAME]")
 
 
 class Transition(_Strict):
@@ -311,6 +314,8 @@ class Shot:
     """The clip this shot edits: another shot's id, or an MP4 asset."""
     extends_clip: Asset | None = None
     """The MP4 asset this shot extends, when `extends` names footage rather than a shot (omni)."""
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    """The shot's own `options`, as written (sorted by name); its provider says which it takes."""
     inherited: frozenset[str] = frozenset()
     """Fields whose value came from [film], so errors can say where to fix them."""
     takes: int = 1

@@ -148,6 +148,7 @@ class Resolver:
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
             edits=edits,
+            options=impl.job_options(shot) if hasattr(impl, "job_options") else (),
             label=shot.id if getattr(impl, "labels_output", False) else "",
             candidate=shot.pick,
             batch=self.batches.get(shot.id, 0),

@@ -166,3 +166,51 @@ def check_shot(shot: Shot, caps: Any, error: ErrorFn) -> None:
         raise error(f"{p} does not take a seed; remove 'seed'", shot.id, "seed")
     if shot.negative_prompt and not caps.negative_prompt:
         raise error(f"{p} does not take a negative prompt; remove 'negative_prompt'", shot.id, "negative_prompt")
+
+
+def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
+    """A shot's `options`: each one its provider takes (`impl.Options`), with a value it accepts."""
+    if not shot.options:
+        return
+    from pydantic import ValidationError
+
+    from storyboard.errors import did_you_mean
+
+    options = getattr(impl, "Options", None)
+    known = options.model_fields if options is not None else {}
+    for name, _ in shot.options:
+        if name in known:
+            continue
+        owners = _option_owners(name)
+        if owners:
+            where = " or ".join(f'provider = "{owner}"' for owner in owners)
+            raise error(f"{shot.provider} has no option '{name}'; it is a {'/'.join(owners)} option ({where})",
+                        shot.id, f"options.{name}")
+        takes = f"{shot.provider} takes {', '.join(sorted(known))}" if known else f"{shot.provider} takes no options"
+        raise error(f"unknown option '{name}'{did_you_mean(name, known)}; {takes}", shot.id, f"options.{name}")
+    try:
+        options.model_validate(dict(shot.options))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = str(problem["loc"][0]) if problem["loc"] else "options"
+        raise error(f"{shot.provider}: {problem['msg']} (got {dict(shot.options).get(name)!r})", shot.id,
+                    f"options.{name}") from None
+    for name, _ in shot.options:
+        if name in getattr(options, "image_to_video_only", ()) and shot.first_frame is None:
+            raise error(f"'{name}' shapes how the first frame fits the video, but the shot has no first_frame; "
+                        "remove the option or give the shot a first_frame", shot.id, f"options.{name}")
+
+
+def _option_owners(name: str) -> list[str]:
+    """The built-in providers that take option `name` (for a shot that asks the wrong one)."""
+    from storyboard.providers import BUILTIN, provider_class
+
+    owners = []
+    for provider in sorted(BUILTIN):
+        try:
+            options = getattr(provider_class(provider, BUILTIN), "Options", None)
+        except (ImportError, AttributeError):  # a provider that fails to import only loses the hint
+            continue
+        if options is not None and name in options.model_fields:
+            owners.append(provider)
+    return owners

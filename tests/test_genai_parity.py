@@ -4,7 +4,8 @@ Both land on a capture server on 127.0.0.1: storyboard's provider through its re
 through `client.models.generate_videos` pointed there with `http_options.base_url` (a fake API key
 for the Gemini API; `vertexai=True` with a static fake OAuth token for Vertex), so nothing leaves
 the machine. For each Veo mode (text, first frame, first + last frame, reference images,
-extension) on both surfaces the JSON bodies must be equal, key for key and value for value
+extension) on both surfaces, and on Vertex with its options (from `[providers.vertex]`, from a shot's
+`options`, and both), the JSON bodies must be equal, key for key and value for value
 (types too: `durationSeconds` is a number), after every base64 payload is replaced by the digest
 of its bytes; the differences Google's own two sources allow are listed in ALLOWED, each with why
 (the enum spelling of three fields), and VERTEX_VERSION (v1 against the SDK's v1beta1). The poll
@@ -23,15 +24,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import random
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from google import genai
@@ -44,6 +43,7 @@ from storyboard.providers import ProviderSettings
 from storyboard.providers.gemini import GeminiProvider
 from storyboard.providers.vertex import VertexProvider, VertexSettings
 from tests.fakes import render_context
+from tests.fakes._kit import LoopbackFake, Reply, Request, json_reply
 
 KEY = "AIzaFAKE-parity-key"
 TOKEN = "ya29.fake-parity-token"
@@ -64,53 +64,34 @@ class Captured:
     body: Any
 
 
-class Capture:
+class Capture(LoopbackFake):
     """Records every request; answers a submit with a new operation and a poll with "not done yet"."""
 
-    def __init__(self) -> None:
-        self.requests: list[Captured] = []
-        capture = self
+    def endpoint(self, req: Request) -> str:
+        return "submit" if req.path.endswith(":predictLongRunning") else "poll"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.record("POST", json.loads(self.rfile.read(int(self.headers.get("content-length") or 0))))
+    def route(self, req: Request) -> Reply:
+        resource = req.path.split("/", 2)[2].partition(":")[0]  # after /{version}/
+        if req.endpoint == "submit":
+            return json_reply({"name": f"{resource}/operations/op-{len(self.seen)}"})
+        # Gemini: GET {operation}; Vertex: POST {model}:fetchPredictOperation {operationName}
+        return json_reply({"name": req.json["operationName"] if req.json else resource, "done": False})
 
-            def do_GET(self) -> None:  # noqa: N802
-                self.record("GET", None)
-
-            def record(self, method: str, body: Any) -> None:
-                capture.requests.append(Captured(method, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                 body))
-                resource, _, verb = self.path.split("?")[0].split("/", 2)[2].partition(":")  # after /{version}/
-                if verb == "predictLongRunning":
-                    operation = {"name": f"{resource}/operations/op-{len(capture.requests)}"}
-                else:  # Gemini: GET {operation}; Vertex: POST {model}:fetchPredictOperation {operationName}
-                    operation = {"name": body["operationName"] if body else resource, "done": False}
-                answer = json.dumps(operation).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    @property
+    def captured(self) -> list[Captured]:
+        with self.lock:
+            return [Captured(r.method, r.path + (f"?{urlencode(r.query, doseq=True)}" if r.query else ""),
+                             r.header_dict(), r.json) for r in self.seen]
 
     def take(self) -> Captured:
         """The one request sent since the last take."""
-        [request] = self.requests
-        self.requests.clear()
+        [request] = self.captured
+        self.clear_requests()
         return request
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+    def clear_requests(self) -> None:
+        with self.lock:
+            self.seen.clear()
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +99,8 @@ def capture() -> Iterator[Capture]:
     with pytest.MonkeyPatch.context() as env:
         for name in GOOGLE_ENV:  # the SDK reads these; the test names everything itself
             env.delenv(name, raising=False)
-        server = Capture()
-        yield server
-        server.close()
+        with Capture() as server:
+            yield server
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +188,12 @@ CASES += [
     Case("vertex", "text_to_storage", MODES["text"], {"storage_uri": "gs://parity-bucket/renders/"}),
     Case("vertex", "first_frame_with_options", MODES["first_frame"],
          {"person_generation": "allow_adult", "resize_mode": "pad", "compression_quality": "optimized"}),
+    # a shot's own `options` (RenderJob.options), alone and over the table's
+    Case("vertex", "first_frame_with_shot_options", {**MODES["first_frame"], "options": {
+        "person_generation": "dont_allow", "resize_mode": "crop", "compression_quality": "lossless"}}, {}),
+    Case("vertex", "text_with_shot_options_over_the_table", {**MODES["text"], "options": {
+        "person_generation": "allow_all", "storage_uri": "gs://parity-bucket/shot/"}},
+         {"person_generation": "dont_allow", "storage_uri": "gs://parity-bucket/renders/"}),
 ]
 
 
@@ -218,6 +204,7 @@ def job_for(case: Case, inputs: Inputs) -> RenderJob:
         if name in fields:
             fields[name] = inputs.digest(fields[name])
     fields["references"] = tuple(inputs.digest(r) for r in fields.get("references", ()))
+    fields["options"] = tuple(sorted(fields.get("options", {}).items()))
     return RenderJob(provider=case.surface, model=GEMINI_MODEL if case.surface == "gemini" else VERTEX_MODEL,
                      **fields)
 
@@ -263,7 +250,7 @@ def source_video(case: Case, inputs: Inputs) -> Any:
 
 SDK_SETTINGS = {"storage_uri": "output_gcs_uri", "person_generation": "person_generation",
                 "resize_mode": "resize_mode", "compression_quality": "compression_quality"}
-"""[providers.vertex] setting -> GenerateVideosConfig field."""
+"""[providers.vertex] setting or shot option -> GenerateVideosConfig field."""
 
 
 def sdk_call(case: Case, inputs: Inputs) -> tuple[Any, Any]:
@@ -296,6 +283,7 @@ def sdk_call(case: Case, inputs: Inputs) -> tuple[Any, Any]:
         if "seed" in shot:
             config["seed"] = shot["seed"]
         config.update({SDK_SETTINGS[name]: value for name, value in case.settings.items()})
+        config.update({SDK_SETTINGS[name]: value for name, value in shot.get("options", {}).items()})
     return types.GenerateVideosSource(**source), types.GenerateVideosConfig(**config)
 
 
@@ -386,7 +374,7 @@ def unexplained(mine: Captured, theirs: Captured) -> list[tuple[Path_, Any, Any]
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=XFAIL[c.id], strict=True)]
                                                if c.id in XFAIL else []) for c in CASES])
 def test_the_request_body_matches_googles_sdk(case, inputs, capture, sdk, tmp_path):
-    capture.requests.clear()
+    capture.clear_requests()
     mine = ours(case, inputs, capture, tmp_path)
     theirs = google(case, inputs, capture, sdk)
 
@@ -404,7 +392,7 @@ def test_the_request_body_matches_googles_sdk(case, inputs, capture, sdk, tmp_pa
 
 @pytest.mark.parametrize("surface", ["gemini", "vertex"])
 def test_polling_matches_googles_sdk(surface, inputs, capture, sdk, tmp_path):
-    capture.requests.clear()
+    capture.clear_requests()
     case = Case(surface, "text", MODES["text"], {})
     provider, job, ctx = provider_for(case, capture), job_for(case, inputs), render_context(tmp_path)
     try:
@@ -446,11 +434,11 @@ def test_the_comparison_sees_a_wrong_value_a_wrong_type_and_a_missing_field():
 # ---- the seed ----------------------------------------------------------------------------------------
 
 def test_the_sdk_refuses_a_seed_on_the_gemini_api_so_gemini_takes_none(inputs, capture, sdk, tmp_path):
-    capture.requests.clear()
+    capture.clear_requests()
     with pytest.raises(ValueError, match="seed parameter is only supported in Gemini Enterprise Agent Platform"):
         sdk["gemini"].models.generate_videos(model=GEMINI_MODEL, source=types.GenerateVideosSource(prompt="p"),
                                              config=types.GenerateVideosConfig(seed=7))
-    assert capture.requests == []
+    assert capture.captured == []
 
     gemini, vertex = GeminiProvider(env={}), VertexProvider(env={})
     assert [gemini.capabilities(m).seed for m in (GEMINI_MODEL, "veo-3.1-lite-generate-preview", "a-new-veo")] \

@@ -1,4 +1,5 @@
-"""Google Cloud access tokens for Vertex: Application Default Credentials, refreshed before expiry.
+"""Google Cloud access tokens for Vertex and Omni on Agent Platform: Application Default Credentials,
+refreshed before expiry (storyboard.providers._cloud.CloudCredentials gives a provider all of it).
 
 Where the credentials come from, first found wins (the order of google.auth.default()):
 
@@ -41,9 +42,15 @@ SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 REFRESH_MARGIN = 5 * 60.0
 """Seconds before expiry at which a token is replaced: no request leaves with a dying token."""
 
-NO_CREDENTIALS = ("vertex found no Google Cloud credentials. Run `gcloud auth application-default login`, "
-                  "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON file, or run on Google "
-                  "Cloud (the metadata server), or set VERTEX_ACCESS_TOKEN to an access token")
+
+
+def no_credentials(provider: str) -> str:
+    return (f"{provider} found no Google Cloud credentials. Run `gcloud auth application-default login`, "
+            "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON file, or run on Google "
+            "Cloud (the metadata server), or set VERTEX_ACCESS_TOKEN to an access token")
+
+
+NO_CREDENTIALS = no_credentials("vertex")
 
 
 class _Response(google.auth.transport.Response):
@@ -89,7 +96,7 @@ def _adc_file(env: Mapping[str, str]) -> Path:
     return Path(home) / ".config" / "gcloud" / "application_default_credentials.json"
 
 
-def _from_file(path: Path, origin: str) -> tuple[Credentials, str | None]:
+def _from_file(path: Path, origin: str, provider: str) -> tuple[Credentials, str | None]:
     """Any ADC file type. google-auth warns that a generic loader trusts the file's contents; this
     file is named by the user's own environment, never by a storyboard, which is the case ADC is
     for (google.auth.default() silences the same warning)."""
@@ -98,7 +105,7 @@ def _from_file(path: Path, origin: str) -> tuple[Credentials, str | None]:
             warnings.simplefilter("ignore", DeprecationWarning)
             credentials, project = google.auth.load_credentials_from_file(str(path), scopes=list(SCOPES))
     except google.auth.exceptions.GoogleAuthError as exc:
-        raise MissingKeyError(f"vertex: cannot use the credentials in {path} ({origin}): {exc}") from None
+        raise MissingKeyError(f"{provider}: cannot use the credentials in {path} ({origin}): {exc}") from None
     return credentials, project
 
 
@@ -109,21 +116,21 @@ def _on_google_cloud(request: google.auth.transport.Request) -> bool:
 
 
 def find_credentials(env: Mapping[str, str], request: google.auth.transport.Request | None = None,
-                     ) -> tuple[Credentials, str | None]:
+                     provider: str = "vertex") -> tuple[Credentials, str | None]:
     """(credentials, their project if they name one) by the ADC order; MissingKeyError if none."""
     if path := env.get("GOOGLE_APPLICATION_CREDENTIALS", "").strip():
         if not Path(path).is_file():
-            raise MissingKeyError(f"vertex: GOOGLE_APPLICATION_CREDENTIALS names {path}, which is not a file; "
+            raise MissingKeyError(f"{provider}: GOOGLE_APPLICATION_CREDENTIALS names {path}, which is not a file; "
                                   "point it at a service-account JSON key, or unset it")
-        return _from_file(Path(path), "GOOGLE_APPLICATION_CREDENTIALS")
+        return _from_file(Path(path), "GOOGLE_APPLICATION_CREDENTIALS", provider)
     if (adc := _adc_file(env)).is_file():
-        return _from_file(adc, "`gcloud auth application-default login`")
+        return _from_file(adc, "`gcloud auth application-default login`", provider)
     if env.get("NO_GCE_CHECK", "").strip().lower() not in ("1", "true", "yes"):
         if _on_google_cloud(request or HttpxRequest(timeout=3.0)):
             from google.auth import compute_engine
 
             return compute_engine.Credentials(), None
-    raise MissingKeyError(NO_CREDENTIALS)
+    raise MissingKeyError(no_credentials(provider))
 
 
 class TokenSource:
@@ -133,11 +140,14 @@ class TokenSource:
         credentials: google-auth credentials (tests pass a fake one).
         clock: seconds since the epoch (tests pass a fake one to step past an expiry).
         request: google-auth's transport for the refresh.
+        provider: who the tokens are for, to name in errors.
     """
 
     def __init__(self, credentials: Credentials, *, clock: Callable[[], float] = time.time,
-                 margin: float = REFRESH_MARGIN, request: google.auth.transport.Request | None = None) -> None:
+                 margin: float = REFRESH_MARGIN, request: google.auth.transport.Request | None = None,
+                 provider: str = "vertex") -> None:
         self.credentials = credentials
+        self.provider = provider
         self.clock = clock
         self.margin = margin
         self.request = request or HttpxRequest()
@@ -175,13 +185,14 @@ class TokenSource:
         try:
             self.credentials.refresh(self.request)
         except google.auth.exceptions.TransportError as exc:
-            raise ProviderError(f"vertex: could not reach Google's token service to refresh the access "
-                                f"token: {exc}", provider="vertex", retryable=True) from None
+            raise ProviderError(f"{self.provider}: could not reach Google's token service to refresh the access "
+                                f"token: {exc}", provider=self.provider, retryable=True) from None
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise ProviderError(f"vertex: Google refused to refresh the access token: {exc}. Check the "
+            raise ProviderError(f"{self.provider}: Google refused to refresh the access token: {exc}. Check the "
                                 "credentials (`gcloud auth application-default login`, or the service "
-                                "account key in GOOGLE_APPLICATION_CREDENTIALS)", provider="vertex") from None
+                                "account key in GOOGLE_APPLICATION_CREDENTIALS)", provider=self.provider) from None
         if not self.credentials.token:
-            raise ProviderError("vertex: the credentials refreshed without a token", provider="vertex")
+            raise ProviderError(f"{self.provider}: the credentials refreshed without a token", provider=self.provider)
         self.refreshes += 1
         self._issued.append(str(self.credentials.token))
+

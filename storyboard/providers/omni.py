@@ -14,8 +14,11 @@ Decisions (google-2026.md §1):
 
 - platform: `[providers.omni] platform = "gemini"` (default; key from GEMINI_API_KEY or
   GOOGLE_API_KEY, sent as the x-goog-api-key header only, never `?key=`) or `"vertex"`
-  (Agent Platform; VERTEX_ACCESS_TOKEN as a bearer token, project from `project` or
-  GOOGLE_CLOUD_PROJECT; Omni is served from `locations/global` only).
+  (Agent Platform, as the vertex provider authenticates: Application Default Credentials,
+  refreshed before expiry, with VERTEX_ACCESS_TOKEN as an override, and `x-goog-user-project`
+  only when a quota project is named; project from `project`, GOOGLE_CLOUD_PROJECT or the
+  credentials. Omni is served from `locations/global` only, so the host is the global one,
+  aiplatform.googleapis.com, whatever GOOGLE_CLOUD_LOCATION says).
 - outcome: `completed` with a video block in a `model_output` step is success (steps are read by
   type, never by index). `completed` without one is a safety block (or Agent Platform's known
   bug); `failed`, `cancelled`, `incomplete` and `budget_exceeded` are failures quoting `errors[]`
@@ -27,8 +30,9 @@ Decisions (google-2026.md §1):
 - durations: any length the model allows, fractions too (1.1: 3–10 s, 1.2: 3–15 s), sent as "6.5s".
 - extension and edit send the source clip inline, so any clip can be the source: another
   shot's (any provider's) or the film-maker's own MP4 asset.
-- A create that times out after the request left is retried like any transient fault; the
-  Interactions API has no idempotency key, so in that rare case an orphan may be billed.
+- A create whose answer is lost after the request left (a read timeout, a reset) is not retried:
+  the Interactions API takes no idempotency key, so the shot is journaled `uncertain` and waits
+  for `--resubmit` (storyboard.providers._base).
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from storyboard.errors import MissingKeyError, ProviderError
+from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob, RenderResult
 from storyboard.providers import ProviderSettings
 from storyboard.providers._base import HttpProvider
+from storyboard.providers._cloud import CloudCredentials
 from storyboard.providers._http import response_json, write_mp4
 from storyboard.providers.omni_body import create_body
 
@@ -69,6 +74,8 @@ class OmniSettings(ProviderSettings):
 
     platform: Literal["gemini", "vertex"] = "gemini"
     project: str | None = None
+    quota_project: str | None = None
+    """Agent Platform: the project billed for quota (`x-goog-user-project`); default: the credentials' own."""
 
 
 def rates() -> dict[str, Any]:
@@ -114,12 +121,15 @@ def video_of(interaction: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-class OmniProvider(HttpProvider):
-    """Gemini Omni Flash (text, image, first+last frame, references, extension, edit)."""
+class OmniProvider(CloudCredentials, HttpProvider):
+    """Gemini Omni Flash (text, image, first+last frame, references, extension, edit).
+
+    On Agent Platform its credentials are storyboard.providers._cloud.CloudCredentials (`credentials`
+    and `clock` arguments for tests).
+    """
 
     name = "omni"
     default_model = "gemini-omni-1.2-flash"
-    default_base_url = "https://generativelanguage.googleapis.com"
     official_hosts = ("generativelanguage.googleapis.com", "aiplatform.googleapis.com")
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     Settings = OmniSettings
@@ -140,11 +150,8 @@ class OmniProvider(HttpProvider):
 
     @property
     def project(self) -> str:
-        project = getattr(self.settings, "project", None) or self.env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-        if not project:
-            raise MissingKeyError("omni on Agent Platform needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT "
-                                  "or `project` in [providers.omni]")
-        return project
+        """Agent Platform: the table's `project`, GOOGLE_CLOUD_PROJECT, else the one the credentials name."""
+        return self.cloud_project()
 
     @property
     def default_base_url(self) -> str:  # type: ignore[override]
@@ -163,25 +170,21 @@ class OmniProvider(HttpProvider):
     # ---- credentials --------------------------------------------------------------------------
 
     def api_key(self) -> str:
-        if self.platform != "vertex":
-            return super().api_key()
-        if token := self.env.get("VERTEX_ACCESS_TOKEN", "").strip():
-            return token
-        raise MissingKeyError("omni on Agent Platform needs an OAuth access token: set VERTEX_ACCESS_TOKEN "
-                              "(for example to the output of `gcloud auth print-access-token`)")
+        """The Gemini API key; on Agent Platform, VERTEX_ACCESS_TOKEN else a token from ADC."""
+        return self.cloud_token() if self.platform == "vertex" else super().api_key()
 
     def check_key(self) -> None:
-        self.api_key()
         if self.platform == "vertex":
-            _ = self.project
+            self.check_cloud_credentials()
+        else:
+            super().api_key()
 
     def secrets(self) -> tuple[str, ...]:
-        token = self.env.get("VERTEX_ACCESS_TOKEN", "").strip()
-        return super().secrets() + ((token,) if token else ())
+        return super().secrets() + self.cloud_secrets()
 
     def headers(self) -> dict[str, str]:
         if self.platform == "vertex":
-            return {"Authorization": f"Bearer {self.api_key()}"}
+            return self.cloud_headers()
         return {"x-goog-api-key": self.api_key()}
 
     # ---- money --------------------------------------------------------------------------------

@@ -12,13 +12,16 @@ a region -> {region}-aiplatform.googleapis.com. `v1`, as Google's curl samples (
 v1beta1 has been seen to refuse the GA models).
 
 The body is the Gemini API's (see storyboard.providers.gemini) plus what only Vertex takes:
-`generateAudio`, and from `[providers.vertex]`: `storageUri` (`storage_uri`), `personGeneration`
-(`person_generation`), `compressionQuality` (`compression_quality`), `resizeMode`
-(`resize_mode`, sent for image-to-video shots only, the only ones it applies to) and
-`sampleCount`, which comes from the shot's takes (storyboard.takes: up to 4 candidates a
-request, every one kept; `sample_count` in the table is validated 1-4 and only 1 is accepted).
-These settings apply to every vertex shot and are not part of the cache key: after changing one,
-rebuild the shots it should affect with a new `take`.
+`generateAudio`, `sampleCount`, which comes from the shot's takes (storyboard.takes: up to 4
+candidates a request, every one kept; `sample_count` in the table is validated 1-4 and only 1 is
+accepted), and the options (OPTIONS), set for every shot in `[providers.vertex]` or per shot as
+`options = { ... }` (the shot's win): `storageUri` (`storage_uri`), `personGeneration`
+(`person_generation`), `compressionQuality` (`compression_quality`) and `resizeMode`
+(`resize_mode`, image-to-video only: sent only for a shot with a first frame, and refused at
+validation on a shot's own `options` without one). The options that shape the clip are in its
+cache key (RenderJob.options), so changing one renders again; `storage_uri` is not
+(storyboard.job.UNKEYED_OPTIONS: it moves the clip, not its pixels). Values go out in the REST
+reference's lower case (the SDK sends the enum names, `PAD`; both are taken).
 Extension sends the source clip itself, inline (or its `gcsUri` when its handle has one), so it
 needs no expiring handle; Vertex extends clips of 1-30 s, so the total stays at most 37 s.
 
@@ -38,23 +41,24 @@ assumed).
 from __future__ import annotations
 
 import base64
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from storyboard.errors import MissingKeyError, ProviderError
+from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
+from storyboard.providers._cloud import CloudCredentials
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider, table
+
+if TYPE_CHECKING:
+    from storyboard.model import Shot
 
 MULTI_REGIONS = ("us", "eu")
 
@@ -80,21 +84,25 @@ def endpoint(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-class VertexSettings(ProviderSettings):
-    """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
+OPTIONS = {"person_generation": "personGeneration", "resize_mode": "resizeMode",
+           "compression_quality": "compressionQuality", "storage_uri": "storageUri"}
+"""Vertex's options -> their names in `parameters` (VideoGenerationModelParams; google-2026.md §2.4)."""
 
-    project: str | None = None
-    location: str | None = None
-    quota_project: str | None = None
-    """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
+
+class VertexOptions(BaseModel):
+    """Veo's options on Vertex, for one shot (`options = {...}`) or every shot (`[providers.vertex]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    image_to_video_only: ClassVar[frozenset[str]] = frozenset({"resize_mode"})
+
+    person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
+    """Which people may appear: adults only (Vertex's default), nobody, or anyone (allow-listed projects)."""
+    resize_mode: Literal["pad", "crop"] | None = None
+    """How a first frame of another shape fits the video: padded (Vertex's default) or cropped."""
+    compression_quality: Literal["optimized", "lossless"] | None = None
+    """The video's encoding: optimized (Vertex's default) or lossless (larger files)."""
     storage_uri: str | None = None
     """A `gs://bucket/folder/` prefix: Vertex writes the video there instead of returning bytes."""
-    storage_base_url: str | None = None
-    """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
-    sample_count: int = 1
-    person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
-    resize_mode: Literal["pad", "crop"] | None = None
-    compression_quality: Literal["optimized", "lossless"] | None = None
 
     @field_validator("storage_uri")
     @classmethod
@@ -102,6 +110,18 @@ class VertexSettings(ProviderSettings):
         if value is not None and (not value.startswith("gs://") or not value[5:].split("/")[0]):
             raise ValueError(f"{value!r} is not a Cloud Storage prefix: write it as gs://BUCKET/FOLDER/")
         return value
+
+
+class VertexSettings(ProviderSettings, VertexOptions):
+    """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
+
+    project: str | None = None
+    location: str | None = None
+    quota_project: str | None = None
+    """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
+    storage_base_url: str | None = None
+    """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
+    sample_count: int = 1
 
     @field_validator("sample_count")
     @classmethod
@@ -114,50 +134,30 @@ class VertexSettings(ProviderSettings):
         return value
 
 
-class VertexProvider(GeminiProvider):
+class VertexProvider(CloudCredentials, GeminiProvider):
     """Veo 3.1 on Vertex AI, with Application Default Credentials and a Google Cloud project.
 
-    Args:
-        credentials: google-auth credentials to use instead of looking for ADC (tests).
-        clock: seconds since the epoch, against which token expiry is judged (tests).
+    Credentials: storyboard.providers._cloud.CloudCredentials (`credentials` and `clock`
+    arguments for tests).
     """
 
     name = "vertex"
     default_model = "veo-3.1-generate-001"
     key_env = ("VERTEX_ACCESS_TOKEN",)
     Settings = VertexSettings
+    Options = VertexOptions
     trusted_suffixes = (".googleapis.com",)
     official_hosts = ("aiplatform.googleapis.com", "*-aiplatform.googleapis.com",
                       *(f"aiplatform.{region}.rep.googleapis.com" for region in MULTI_REGIONS))
     official_storage_hosts = ("storage.googleapis.com",)
     default_rpm = 50  # the GA `-001` models' quota (the previews had 10)
 
-    def __init__(self, *args: Any, credentials: Any = None, clock: Callable[[], float] = time.time,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._credentials = credentials
-        self._clock = clock
-        self._tokens: Any = None  # a _google_auth.TokenSource, found on first use
-        self._adc_project: str | None = None
-        self._missing: str | None = None
-        self._tokens_lock = threading.Lock()
-
     # ---- configuration ----------------------------------------------------------------------
 
     @property
     def project(self) -> str:
         """The table's `project`, GOOGLE_CLOUD_PROJECT, else the one the credentials name."""
-        project = getattr(self.settings, "project", None) or self.env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-        if not project and not self._token_override():
-            try:
-                self.token_source()
-            except MissingKeyError:
-                pass
-            project = self._adc_project or ""
-        if not project:
-            raise MissingKeyError("vertex needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT or "
-                                  "`project` in [providers.vertex]")
-        return project
+        return self.cloud_project()
 
     @property
     def location(self) -> str:
@@ -175,55 +175,24 @@ class VertexProvider(GeminiProvider):
     def capabilities(self, model: str) -> Capabilities:
         return MODELS.get(model, VERTEX)
 
-    # ---- credentials --------------------------------------------------------------------------
-
-    def _token_override(self) -> str:
-        return self.env.get("VERTEX_ACCESS_TOKEN", "").strip()
-
-    def token_source(self) -> Any:
-        """The ADC TokenSource, built on first use (MissingKeyError when no credentials are found)."""
-        from storyboard.providers._google_auth import TokenSource, find_credentials  # google-auth: Vertex only
-
-        with self._tokens_lock:
-            if self._tokens is None:
-                if self._missing is not None:  # looked once (maybe pinging the metadata server): say it again
-                    raise MissingKeyError(self._missing)
-                try:
-                    credentials, project = (self._credentials, None) if self._credentials is not None \
-                        else find_credentials(self.env)
-                except MissingKeyError as exc:
-                    self._missing = exc.message
-                    raise
-                self._tokens, self._adc_project = TokenSource(credentials, clock=self._clock), project
-            return self._tokens
+    # ---- credentials (storyboard.providers._cloud.CloudCredentials) ---------------------------------
 
     def api_key(self) -> str:
         """VERTEX_ACCESS_TOKEN, else a token from Application Default Credentials (fresh for 5 minutes)."""
-        return self._token_override() or self.token_source().token()
+        return self.cloud_token()
 
     def check_key(self) -> None:
-        """Credentials found (no token fetched yet) and a project known; MissingKeyError otherwise."""
-        if not self._token_override():
-            self.token_source()
-        _ = self.project
+        self.check_cloud_credentials()
 
     def secrets(self) -> tuple[str, ...]:
-        issued = self._tokens.issued if self._tokens is not None else ()
-        return super().secrets() + issued
+        return super().secrets() + self.cloud_secrets()
 
     @property
     def quota_project(self) -> str | None:
-        """`quota_project`, GOOGLE_CLOUD_QUOTA_PROJECT, else the credentials' quota project, else none."""
-        chosen = getattr(self.settings, "quota_project", None) or self.env.get("GOOGLE_CLOUD_QUOTA_PROJECT", "")
-        if not chosen and not self._token_override():
-            chosen = self.token_source().quota_project
-        return chosen or None
+        return self.cloud_quota_project()
 
     def headers(self) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.api_key()}"}
-        if quota := self.quota_project:
-            headers["x-goog-user-project"] = quota
-        return headers
+        return self.cloud_headers()
 
     def destinations(self) -> list[Destination]:
         """The API (its host shaped by `location` unless `base_url` is set) and, with `storage_uri`, GCS."""
@@ -245,8 +214,14 @@ class VertexProvider(GeminiProvider):
 
     # ---- the wire -----------------------------------------------------------------------------
 
+    def job_options(self, shot: Shot) -> tuple[tuple[str, Any], ...]:
+        """The options that apply to `shot`: the table's under the shot's own; resize_mode only with a first frame."""
+        chosen = {name: getattr(self.settings, name, None) for name in OPTIONS} | dict(shot.options)
+        return tuple(sorted((name, value) for name, value in chosen.items() if value is not None and (
+            name not in VertexOptions.image_to_video_only or shot.first_frame is not None)))
+
     def request_body(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
-        """The Gemini body plus `generateAudio` and the table's Vertex-only options."""
+        """The Gemini body plus `generateAudio` and the Vertex-only options (the table's, then the job's)."""
         body = super().request_body(job, ctx)
         parameters, settings = body["parameters"], self.settings
         parameters["generateAudio"] = job.audio
@@ -258,7 +233,15 @@ class VertexProvider(GeminiProvider):
         resize = getattr(settings, "resize_mode", None)
         if resize is not None and "image" in body["instances"][0]:
             parameters["resizeMode"] = resize
+        self.send_options(job, body)
         return body
+
+    @staticmethod
+    def send_options(job: RenderJob, body: dict[str, Any]) -> None:
+        """The job's options (the shot's own over the table's) into `parameters`, by Vertex's names."""
+        for name, value in job.options:
+            if name not in VertexOptions.image_to_video_only or "image" in body["instances"][0]:
+                body["parameters"][OPTIONS[name]] = value
 
     def source_video(self, job: RenderJob, ctx: RenderContext) -> dict[str, Any]:
         """The clip to extend: its gcsUri when its handle has one, else its bytes inline."""

@@ -18,8 +18,7 @@ rules; image URLs on this server must be live uploads. Jobs go QUEUED -> PROCESS
 `outcome` knob). `result_shape` picks how the completed job names its video (RESULT_SHAPES).
 `credits` (None: unlimited) makes submits answer 402 once spent.
 
-`LoopbackService` is the plumbing (a threaded server, counts, queued faults, /_fake routes)
-that the Azerion fake shares.
+The server, records, faults and /_fake routes are tests.fakes._kit's.
 """
 
 from __future__ import annotations
@@ -27,23 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote
 
-from tests.fakes.google_server import IMAGE_MIMES, Fault
+from tests.fakes._kit import LoopbackFake, Refusal, Reply, Request, serve
+from tests.fakes.google_server import IMAGE_MIMES
 
 MODELS = {"veo-3.1", "veo-3.1-fast", "veo-3.1-lite", "veo-2", "veo-3", "veo-3-fast"}
 TOP_KEYS = {"model", "prompt", "veoParams", "webhookUrl", "webhookEvents"}
@@ -93,216 +90,32 @@ def clip(seconds: int, size: tuple[int, int]) -> Path:
         return path
 
 
-class Reject(Exception):
+class Reject(Refusal):
     """An API error to answer with: HTTP status, message and extra body fields."""
 
     def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        super().__init__(status, message)
+        self.extra = extra
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: Any
-    raw: bytes
-    json: Any
+class GatewayFake(LoopbackFake):
+    """A gateway's fake: errors are `Reject`s in a JSON envelope, `_lock` guards the API's state."""
 
-
-@dataclass
-class Reply:
-    status: int = 200
-    payload: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    file: Path | None = None
-
-
-class LoopbackService:
-    """A fake HTTP API on loopback: routes from `route()`, counts, recorded requests and queued faults."""
-
-    messages: ClassVar[dict[int, str]] = {401: "Invalid API key", 429: "Too many requests", 500: "Internal server error",
+    messages = {401: "Invalid API key", 429: "Too many requests", 500: "Internal server error",
                 503: "Service temporarily unavailable"}
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._lock = threading.RLock()
-        self._clear()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        super().__init__(host=host, port=port)
+        self._lock = self.lock
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def refusal(self, status: int, message: str) -> Reject:
+        return Reject(status, message)
 
-    def start(self) -> Any:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                         name=type(self).__name__).start()
-        return self
+    def error_reply(self, exc: Refusal) -> Reply:
+        return Reply(exc.status, self.error_body(exc))
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- knobs --------------------------------------------------------------------------------
-
-    def _clear(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.submissions: Counter[str] = Counter()
-        self.requests: list[tuple[str, Any]] = []
-        self._faults: defaultdict[str, list[Fault]] = defaultdict(list)
-
-    def reset(self) -> None:
-        """Forget counts, faults and state."""
-        with self._lock:
-            self._clear()
-
-    def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
-             message: str | None = None) -> None:
-        """Answer the next `times` requests to `endpoint` with `status`."""
-        text = message or self.messages.get(status, f"fake failure {status}")
-        self._add(endpoint, Fault("status", status, retry_after, text), times)
-
-    def reset_connection(self, endpoint: str, *, times: int = 1) -> None:
-        """Close the next `times` connections to `endpoint` without answering."""
-        self._add(endpoint, Fault("reset"), times)
-
-    def truncate(self, *, times: int = 1) -> None:
-        """Send only half of the next `times` downloads while promising the whole length."""
-        self._add("download", Fault("truncate"), times)
-
-    def configure(self, config: dict[str, Any]) -> None:
-        """Set knobs from JSON (POST /_fake/config): {"reset": true, "fail": [{"endpoint", "status", "times",
-        "retry_after", "message"}], "reset_connection": [{"endpoint", "times"}], "truncate": 1, <knob>: value}."""
-        if config.pop("reset", False):
-            self.reset()
-        for fault in config.pop("fail", []):
-            self.fail(fault["endpoint"], fault["status"], times=fault.get("times", 1),
-                      retry_after=fault.get("retry_after"), message=fault.get("message"))
-        for fault in config.pop("reset_connection", []):
-            self.reset_connection(fault["endpoint"], times=fault.get("times", 1))
-        if times := config.pop("truncate", 0):
-            self.truncate(times=times)
-        for knob, value in config.items():
-            if not hasattr(self, knob) or knob.startswith("_") or callable(getattr(self, knob)):
-                raise Reject(400, f"unknown knob {knob!r}")
-            setattr(self, knob, value)
-
-    def _add(self, endpoint: str, fault: Fault, times: int) -> None:
-        with self._lock:
-            self._faults[endpoint].extend([fault] * times)
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        with self._lock:
-            queue = self._faults.get(endpoint)
-            return queue.pop(0) if queue else None
-
-    # ---- what happened ------------------------------------------------------------------------
-
-    def count(self, endpoint: str) -> int:
-        with self._lock:
-            return self.counts[endpoint]
-
-    def total(self) -> int:
-        """Every request answered so far (the /_fake routes excepted)."""
-        with self._lock:
-            return sum(self.counts.values())
-
-    def bodies(self, endpoint: str) -> list[Any]:
-        """The JSON bodies received at `endpoint`, oldest first."""
-        with self._lock:
-            return [body for name, body in self.requests if name == endpoint]
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"counts": dict(self.counts), "submissions": dict(self.submissions)}
-
-    # ---- what a service fills in --------------------------------------------------------------
-
-    def route(self, request: Request) -> tuple[str, Callable[[Request], Reply]] | None:
-        raise NotImplementedError
-
-    def error_body(self, exc: Reject) -> Any:
-        return {"error": exc.message, **exc.extra}
-
-
-def _handler(service: LoopbackService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def _dispatch(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw and "json" in (self.headers.get("Content-Type") or "") else None
-            except ValueError:
-                body = None
-            request = Request(method, unquote(urlsplit(self.path).path), self.headers, raw, body)
-            try:
-                if request.path == "/_fake/stats":
-                    return self._send(Reply(200, service.stats()))
-                if request.path == "/_fake/config" and method == "POST":
-                    service.configure(dict(body or json.loads(raw or b"{}")))
-                    return self._send(Reply(200, service.stats()))
-                found = service.route(request)
-                if found is None:
-                    raise Reject(404, f"No route for {method} {request.path}")
-            except Reject as exc:
-                return self._send(Reply(exc.status, service.error_body(exc)))
-            endpoint, handle = found
-            with service._lock:
-                service.counts[endpoint] += 1
-                service.requests.append((endpoint, body))
-            fault = service._take_fault(endpoint)
-            if fault is not None and fault.action == "reset":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault is not None and fault.action == "status":
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                return self._send(Reply(fault.status, service.error_body(Reject(fault.status, fault.message)),
-                                        headers))
-            try:
-                reply = handle(request)
-            except Reject as exc:
-                reply = Reply(exc.status, service.error_body(exc))
-            self._send(reply, truncate=fault is not None and fault.action == "truncate")
-
-        def _send(self, reply: Reply, truncate: bool = False) -> None:
-            if reply.file is not None:
-                data, kind = reply.file.read_bytes(), "video/mp4"
-            else:
-                data, kind = json.dumps(reply.payload).encode(), "application/json"
-            self.send_response(reply.status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if truncate:
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(data)
-
-    return Handler
+    def error_body(self, exc: Any) -> Any:
+        return {"error": exc.message, **getattr(exc, "extra", {})}
 
 
 @dataclass
@@ -333,22 +146,22 @@ class Job:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeApiframe(LoopbackService):
+class FakeApiframe(GatewayFake):
     """The fake Apiframe service. Knobs may be changed from any thread while it serves."""
+
+    knobs = ("pending_polls", "outcome", "result_shape", "credits", "upload_lifetime")
 
     def __init__(self, *, api_key: str = "afk_fake", pending_polls: int = 2, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.api_key = api_key
-        self._default_polls = pending_polls
-        super().__init__(host=host, port=port)
-
-    def _clear(self) -> None:
-        super()._clear()
-        self.pending_polls = getattr(self, "_default_polls", 2)
+        self.pending_polls = pending_polls
         self.outcome = "ok"
         self.result_shape = "videos"
         self.credits: int | None = None
         self.upload_lifetime = 3600.0
+        super().__init__(host=host, port=port)
+
+    def clear(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.uploads: dict[str, Upload] = {}
         self.idempotency: dict[str, str] = {}
@@ -376,8 +189,8 @@ class FakeApiframe(LoopbackService):
 
     # ---- the service --------------------------------------------------------------------------
 
-    def route(self, request: Request) -> tuple[str, Callable[[Request], Reply]] | None:
-        path, method = request.path, request.method
+    def resolve(self, request: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+        path, method = unquote(request.path), request.method
         if method == "POST" and path == "/v2/uploads":
             return "upload", self._upload
         if method == "POST" and path == "/v2/videos/generate":
@@ -563,17 +376,6 @@ if pytest is not None:
         """The session's fake, with counts, faults and knobs reset for this test."""
         apiframe_server.reset()
         return apiframe_server
-
-
-def serve(service: LoopbackService) -> None:
-    """Serve until killed; print the URL first (for subprocess tests)."""
-    print(service.url, flush=True)
-    try:
-        service._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        service._server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.apiframe_server import SIZES, LoopbackService, Reject, Reply, Request, clip, serve
+from tests.fakes._kit import Reply, Request, serve
+from tests.fakes.apiframe_server import SIZES, GatewayFake, Reject, clip
 from tests.fakes.google_server import clip as google_clip
 
 KEYS = {"model", "prompt", "n", "image", "last_frame", "reference_images", "video", "generate_audio", "duration",
@@ -41,28 +42,28 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permis
 BLOCKED = "The request was rejected because it may violate our content policy."
 
 
-class FakeAzerion(LoopbackService):
+class FakeAzerion(GatewayFake):
     """The fake Azerion service. Knobs may be changed from any thread while it serves."""
+
+    knobs = ("delay",)
 
     def __init__(self, *, api_key: str = "az-fake", delay: float = 0.0, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.api_key = api_key
-        self._default_delay = delay
+        self.delay = delay
         super().__init__(host=host, port=port)
 
-    def _clear(self) -> None:
-        super()._clear()
-        self.delay = getattr(self, "_default_delay", 0.0)
+    def clear(self) -> None:
         self.files: dict[str, Path] = {}
         self.clips: dict[str, tuple[int, tuple[int, int]]] = {}
         """sha256 of every clip handed out -> (seconds, size), to recognise an extension's source."""
 
-    def error_body(self, exc: Reject) -> Any:
+    def error_body(self, exc: Any) -> Any:
         return {"error": {"message": exc.message, "type": exc.extra.get("type", TYPES.get(exc.status, "api_error")),
                           "code": exc.extra.get("code"), "param": exc.extra.get("param"),
                           "status_code": exc.status}}
 
-    def route(self, request: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+    def resolve(self, request: Request) -> tuple[str, Callable[[Request], Reply]] | None:
         if request.method == "POST" and request.path == "/v1/videos/generation":
             return "generate", self._generate
         if request.method == "GET" and request.path.startswith("/files/") and request.path.endswith(".mp4"):

@@ -25,8 +25,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
+from tests.fakes._kit import Reply, Request, serve
 from tests.fakes.google_server import SIZES
-from tests.fakes.uniall_server import FAIL_MESSAGE, IMAGE_MAGIC, ApiError, Route, TaskFake, serve
+from tests.fakes.uniall_server import FAIL_MESSAGE, IMAGE_MAGIC, ApiError, Route, TaskFake
 
 FIELDS = {"prompt", "model", "size", "input_reference"}
 ORIENTATIONS = {"16x9": SIZES["16:9"], "9x16": SIZES["9:16"]}
@@ -73,14 +74,16 @@ class FakeCometApi(TaskFake):
                 ("GET", re.compile(r"^/v1/videos/([^/]+)$"), "poll", self._poll),
                 ("GET", re.compile(r"^/v1/videos/([^/]+)/content$"), "content", self._content)]
 
-    def parse(self, endpoint: str, raw: bytes, content_type: str) -> Any:
-        return parse_multipart(raw, content_type) if endpoint == "submit" else super().parse(endpoint, raw,
-                                                                                              content_type)
+    def parse(self, req: Request) -> Any:
+        if req.endpoint == "submit" and req.raw:
+            return parse_multipart(req.raw, req.headers.get("Content-Type", ""))
+        return super().parse(req)
 
     def authorized(self, header: str | None) -> bool:
         return header in (f"Bearer {self.api_key}", self.api_key)
 
-    def _submit(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
+    def _submit(self, request: Request, match: re.Match[str]) -> Reply:
+        body = request.body
         if body is None or "error" in body:
             raise ApiError(400, (body or {}).get("error", "expected multipart/form-data"))
         fields, files = body["fields"], body["files"]
@@ -104,10 +107,10 @@ class FakeCometApi(TaskFake):
             if not data.startswith(IMAGE_MAGIC):
                 raise ApiError(400, f"input_reference[{i}] is not an image")
         task = self._create(model, prompt, SECONDS, ORIENTATIONS[size], orientation=size)
-        request.send_json(200, {"id": task.id, "object": "video", "model": backend_model(model), "status": "queued",
-                                "progress": 0, "seconds": "", "size": size, "created_at": task.created})
+        return Reply(200, {"id": task.id, "object": "video", "model": backend_model(model), "status": "queued",
+                           "progress": 0, "seconds": "", "size": size, "created_at": task.created})
 
-    def _poll(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
+    def _poll(self, request: Request, match: re.Match[str]) -> Reply:
         task = self._advance(match.group(1))
         status = self.status(task)
         payload: dict[str, Any] = {"id": task.id, "task_id": task.id, "object": "video",
@@ -119,15 +122,15 @@ class FakeCometApi(TaskFake):
             payload["seconds"] = str(SECONDS)
             if self.video_url:
                 payload["video_url"] = self.file_url(task)
-        request.send_json(200, payload)
+        return Reply(200, payload)
 
-    def _content(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
+    def _content(self, request: Request, match: re.Match[str]) -> Reply:
         with self._lock:
             task = self._state.tasks.get(match.group(1))
             entry = self._state.files.get(task.file_id) if task and task.file_id else None
         if entry is None:
             raise ApiError(404, f"video {match.group(1)} not found or not completed", "not_found")
-        request.send_video(entry[0], truncate)
+        return Reply(file=entry[0])
 
 
 try:

@@ -14,10 +14,10 @@ Vertex:  POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predic
 OAuth:   POST /token  (a service account's JWT grant: give the ADC file "token_uri": fake.url + "/token")
          issues fake-sa-token-N, valid `token_lifetime` seconds; Vertex accepts `token` and every issued one.
 
-GET /_fake/stats answers the counts; POST /_fake/config sets knobs (see FakeGoogle.configure).
-Endpoints for knobs and counts: submit, poll, download (files and GCS), media (the redirect
-target), token. Every request is counted, faulted ones too; `submissions` counts accepted jobs per
-prompt; `request_headers(endpoint)` tells what headers each request carried. Outcomes come from
+The server, records, faults, hold() and /_fake routes are tests.fakes._kit's. Endpoints for
+knobs and counts: submit, poll, download (files and GCS), media (the redirect target), token.
+Every request is counted, faulted ones too; `submissions` counts accepted jobs per prompt;
+`request_headers(endpoint)` tells what headers each request carried. Outcomes come from
 `outcome` or from prompt markers: [rai] (reasons under generateVideoResponse), [rai-top] (directly
 under response), [error] (operation error).
 Videos are real MP4s (testsrc2 + a sine tone, 256x144 at 24 fps) of the requested length; an
@@ -31,17 +31,17 @@ import base64
 import hashlib
 import json
 import re
-import socket
 import subprocess
 import tempfile
 import threading
 import uuid
-from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
+
+from tests.fakes._kit import GOOGLE_STATUS, LoopbackFake, Refusal, Reply, Request, serve
 
 GEMINI_MODELS = {"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview"}
 VERTEX_MODELS = GEMINI_MODELS | {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001"}
@@ -88,12 +88,12 @@ def clip(seconds: int, size: tuple[int, int], variant: int = 0) -> Path:
         return path
 
 
-class Reject(Exception):
+class Reject(Refusal):
     """An API error to answer with: HTTP status, google.rpc status and message."""
 
     def __init__(self, status: int, code: str, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.reason = status, code, message, reason
+        super().__init__(status, message)
+        self.code, self.reason = code, reason
 
 
 @dataclass
@@ -113,100 +113,56 @@ class Operation:
 
 
 @dataclass
-class Fault:
-    action: str  # "status" | "reset" | "truncate"
-    status: int = 0
-    retry_after: str | None = None
-    message: str = ""
-
-
-@dataclass
 class _State:
-    counts: Counter[str] = field(default_factory=Counter)
-    submissions: Counter[str] = field(default_factory=Counter)
-    requests: list[tuple[str, Any]] = field(default_factory=list)
-    faults: defaultdict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     operations: dict[str, Operation] = field(default_factory=dict)
     files: dict[str, tuple[Path, int, tuple[int, int]]] = field(default_factory=dict)
     objects: dict[tuple[str, str], str] = field(default_factory=dict)
-    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     issued_tokens: list[str] = field(default_factory=list)
     assertions: list[dict[str, Any]] = field(default_factory=list)
     expired: set[str] = field(default_factory=set)
 
 
-class FakeGoogle:
+class FakeGoogle(LoopbackFake):
     """The fake service. Knobs may be changed from any thread while it serves."""
+
+    knobs = ("pending_polls", "redirect", "outcome", "allow_last_frame_alone", "token_lifetime")
+    actions = ("finish_pending", "forget_operations")
+    truncated = ("download", "media")
 
     def __init__(self, *, api_key: str = "fake-gemini-key", token: str = "fake-vertex-token",
                  project: str = "fake-project", pending_polls: int = 2, redirect: bool = True,
                  outcome: str = "ok", host: str = "127.0.0.1", port: int = 0) -> None:
         self.api_key, self.token, self.project = api_key, token, project
-        self._defaults = (pending_polls, redirect, outcome)
-        self.pending_polls, self.redirect, self.outcome = self._defaults
+        self.pending_polls, self.redirect, self.outcome = pending_polls, redirect, outcome
         self.allow_last_frame_alone = False
         self.token_lifetime = 3600
-        self._lock = threading.RLock()
+        super().__init__(host=host, port=port)
+        self._lock = self.lock
+
+    def clear(self) -> None:
         self._state = _State()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-        self._hold = threading.Condition()
-        self._held: set[str] = set()
-        self._guarded: set[str] = set()
-        self._in_flight: Counter[str] = Counter()
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def refusal(self, status: int, message: str) -> Reject:
+        return Reject(status, GOOGLE_STATUS.get(status, "UNKNOWN"), message)
 
-    def start(self) -> FakeGoogle:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-google",
-                                        daemon=True)
-        self._thread.start()
-        return self
+    def error_reply(self, exc: Refusal) -> Reply:
+        error: dict[str, Any] = {"code": exc.status, "message": exc.message,
+                                 "status": getattr(exc, "code", GOOGLE_STATUS.get(exc.status, "UNKNOWN"))}
+        if getattr(exc, "reason", None):
+            error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": exc.reason,
+                                 "domain": "googleapis.com"}]
+        return Reply(exc.status, {"error": error}, content_type="application/json; charset=UTF-8")
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def resolve(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+        return _resolve(self, req)
 
-    def __enter__(self) -> FakeGoogle:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def parse(self, req: Request) -> Any:
+        """JSON, or the form of an OAuth token request."""
+        if "x-www-form-urlencoded" in (req.headers.get("Content-Type") or ""):
+            return dict(parse_qsl(req.raw.decode("utf-8", "replace")))
+        return req.json
 
     # ---- knobs --------------------------------------------------------------------------------
-
-    def reset(self) -> None:
-        """Forget counts, faults and operations; restore the default knobs."""
-        with self._lock:
-            self._state = _State()
-            self.pending_polls, self.redirect, self.outcome = self._defaults
-            self.allow_last_frame_alone = False
-            self.token_lifetime = 3600
-        self.release()
-        with self._hold:
-            self._guarded.clear()
-
-    def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
-             message: str | None = None) -> None:
-        """Answer the next `times` requests to `endpoint` with `status`."""
-        text = message or {401: "Request had invalid authentication credentials.",
-                           429: "Resource has been exhausted (e.g. check quota).",
-                           500: "Internal error encountered.", 503: "The service is currently unavailable."
-                           }.get(status, f"fake failure {status}")
-        self._add(endpoint, Fault("status", status, retry_after, text), times)
-
-    def reset_connection(self, endpoint: str, *, times: int = 1) -> None:
-        """Close the next `times` connections to `endpoint` without answering."""
-        self._add(endpoint, Fault("reset"), times)
-
-    def truncate(self, *, times: int = 1) -> None:
-        """Send only half of the next `times` videos while promising the whole length."""
-        for endpoint in ("download", "media"):
-            self._add(endpoint, Fault("truncate"), times)
 
     def finish_pending(self) -> None:
         """Let every running operation finish at its next poll (pending_polls affects new ones only)."""
@@ -219,109 +175,17 @@ class FakeGoogle:
         with self._lock:
             self._state.operations.clear()
 
-    def configure(self, config: dict[str, Any]) -> None:
-        """Set knobs from JSON (POST /_fake/config), for a fake running in another process:
-        {"reset": true, "pending_polls": 5, "outcome": "rai", "redirect": false,
-         "fail": [{"endpoint": "poll", "status": 503, "times": 2, "retry_after": "1"}],
-         "reset_connection": [{"endpoint": "poll", "times": 1}], "truncate": 1, "finish_pending": true,
-         "forget_operations": true, "hold": ["submit"], "release": true}
-        """
-        if config.get("reset"):
-            self.reset()
-        for knob in ("pending_polls", "outcome", "redirect", "allow_last_frame_alone", "token_lifetime"):
-            if knob in config:
-                setattr(self, knob, config[knob])
-        for fault in config.get("fail", []):
-            self.fail(fault["endpoint"], fault["status"], times=fault.get("times", 1),
-                      retry_after=fault.get("retry_after"), message=fault.get("message"))
-        for fault in config.get("reset_connection", []):
-            self.reset_connection(fault["endpoint"], times=fault.get("times", 1))
-        if config.get("truncate"):
-            self.truncate(times=config["truncate"])
-        if config.get("finish_pending"):
-            self.finish_pending()
-        if config.get("forget_operations"):
-            self.forget_operations()
-        for endpoint in config.get("hold", []):
-            self.hold(endpoint)
-        if config.get("release"):
-            self.release()
-
     def hold(self, endpoint: str = "submit") -> None:
-        """Keep new requests to `endpoint` waiting, not yet counted, until release().
-
-        From the first hold until reset(), a request to `endpoint` whose client has gone (a build
-        killed meanwhile) is dropped uncounted, as if it had never left; with in_flight() a test
-        can kill a build at a moment when no submission is between the service and the journal:
-
-            fake.hold("submit"); wait for in_flight("submit") == 0 and the journal; kill; fake.release()
-        """
-        with self._hold:
-            self._held.add(endpoint)
-            self._guarded.add(endpoint)
-
-    def release(self) -> None:
-        """Let every held request through (those whose client is gone are dropped)."""
-        with self._hold:
-            self._held.clear()
-            self._hold.notify_all()
+        super().hold(endpoint)
 
     def in_flight(self, endpoint: str = "submit") -> int:
-        """Requests to a held (or once held) `endpoint` past the hold and not yet answered."""
-        with self._hold:
-            return self._in_flight[endpoint]
-
-    def _pass_hold(self, endpoint: str, connection: socket.socket) -> str:
-        """Whether a request may pass: free (never held), counted (in flight until answered), drop (client gone)."""
-        with self._hold:
-            if endpoint not in self._guarded:
-                return "free"
-            while endpoint in self._held:
-                self._hold.wait()
-            try:
-                gone = connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-            except BlockingIOError:
-                gone = False
-            except OSError:
-                gone = True
-            if gone:
-                return "drop"
-            self._in_flight[endpoint] += 1
-            return "counted"
-
-    def _answered(self, endpoint: str) -> None:
-        with self._hold:
-            self._in_flight[endpoint] -= 1
-
-    def _add(self, endpoint: str, fault: Fault, times: int) -> None:
-        with self._lock:
-            self._state.faults[endpoint].extend([fault] * times)
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        with self._lock:
-            queue = self._state.faults.get(endpoint)
-            return queue.pop(0) if queue else None
+        return super().in_flight(endpoint)
 
     # ---- what happened ------------------------------------------------------------------------
 
-    def count(self, endpoint: str) -> int:
-        with self._lock:
-            return self._state.counts[endpoint]
-
-    @property
-    def submissions(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self._state.submissions)
-
-    def bodies(self, endpoint: str) -> list[Any]:
-        """The JSON bodies received at `endpoint`, oldest first."""
-        with self._lock:
-            return [body for name, body in self._state.requests if name == endpoint]
-
     def request_headers(self, endpoint: str) -> list[dict[str, str]]:
         """The headers of each request to `endpoint` (names in lower case), oldest first."""
-        with self._lock:
-            return [headers for name, headers in self._state.headers if name == endpoint]
+        return self.headers(endpoint)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -374,8 +238,7 @@ class FakeGoogle:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"counts": dict(self._state.counts), "submissions": dict(self._state.submissions),
-                    "operations": len(self._state.operations)}
+            return {**super().stats(), "operations": len(self._state.operations)}
 
     def start_operation(self, prompt: str, *, api: str = "gemini", model: str = "veo-3.1-generate-preview",
                         seconds: int = 8) -> str:
@@ -486,7 +349,7 @@ class FakeGoogle:
         name = self._create(api, model, prompt, seconds, size, params.get("storageUri"),
                             int(params.get("sampleCount", 1)) if api == "vertex" else 1)
         with self._lock:
-            self._state.submissions[prompt] += 1
+            self.submissions[prompt] += 1
         return {"name": name}
 
 
@@ -583,177 +446,82 @@ def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = Fal
     return instance, {**params, "durationSeconds": duration}
 
 
-def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
-    gemini_submit = re.compile(r"^/v1beta/models/([^/:]+):predictLongRunning$")
-    gemini_poll = re.compile(r"^/v1beta/(models/[^/]+/operations/[^/]+)$")
-    gemini_file = re.compile(r"^/v1beta/files/([a-z0-9]+):download$")
-    vertex_call = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+)"
-                             r":(predictLongRunning|fetchPredictOperation)$")
-    gcs_object = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
-    media = re.compile(r"^/media/([a-z0-9]+)$")
+GEMINI_SUBMIT = re.compile(r"^/v1beta/models/([^/:]+):predictLongRunning$")
+GEMINI_POLL = re.compile(r"^/v1beta/(models/[^/]+/operations/[^/]+)$")
+GEMINI_FILE = re.compile(r"^/v1beta/files/([a-z0-9]+):download$")
+VERTEX_CALL = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+)"
+                         r":(predictLongRunning|fetchPredictOperation)$")
+GCS_OBJECT = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
+MEDIA = re.compile(r"^/media/([a-z0-9]+)$")
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
-        _in_flight_endpoint: str | None = None
 
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            finally:
-                if self._in_flight_endpoint is not None:
-                    fake._answered(self._in_flight_endpoint)
-                    self._in_flight_endpoint = None
+def _resolve(fake: FakeGoogle, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+    """(endpoint, handler) of a request to any of the three protocols, or None."""
+    method, path = req.method, (req.path if req.path.startswith("/storage/") else unquote(req.path))
+    if method == "POST" and (m := GEMINI_SUBMIT.match(path)):
+        return "submit", lambda req: _gemini(fake, req, lambda: fake._submit("gemini", m.group(1), req.body))
+    if method == "GET" and (m := GEMINI_POLL.match(path)):
+        return "poll", lambda req: _gemini(fake, req, lambda: fake._poll(m.group(1)))
+    if method == "GET" and (m := GEMINI_FILE.match(path)):
+        return "download", lambda req: _gemini(fake, req, lambda: _file(fake, m.group(1), fake.redirect))
+    if method == "GET" and (m := MEDIA.match(path)):
+        return "media", lambda req: _file(fake, m.group(1), redirect=False)
+    if method == "POST" and (m := VERTEX_CALL.match(path)):
+        project, _, model, verb = m.groups()
+        if verb == "predictLongRunning":
+            return "submit", lambda req: _vertex(fake, req, project, lambda: fake._submit("vertex", model, req.body))
+        return "poll", lambda req: _vertex(fake, req, project, lambda: fake._poll(
+            str((req.body or {}).get("operationName", ""))))
+    if method == "POST" and path == "/token":
+        return "token", lambda req: Reply(200, fake._grant(req.body))
+    if method == "GET" and (m := GCS_OBJECT.match(path)) and req.query.get("alt") == ["media"]:
+        bucket, obj = unquote(m.group(1)), unquote(m.group(2))
+        return "download", lambda req: _vertex(fake, req, None, lambda: _object(fake, bucket, obj))
+    return None
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
-        def do_GET(self) -> None:
-            self._dispatch("GET")
+def _gemini(fake: FakeGoogle, req: Request, then: Callable[[], Any]) -> Reply:
+    key = req.headers.get("x-goog-api-key") or req.query.get("key", [None])[0]
+    if not key:
+        raise Reject(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without "
+                     "established identity). Please use API Key or other form of API consumer identity "
+                     "to call this API.")
+    if key != fake.api_key:
+        raise Reject(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+                     reason="API_KEY_INVALID")
+    return _as_reply(then())
 
-        def do_POST(self) -> None:
-            self._dispatch("POST")
 
-        # ---- plumbing ---------------------------------------------------------------------
+def _vertex(fake: FakeGoogle, req: Request, project: str | None, then: Callable[[], Any]) -> Reply:
+    scheme, _, token = (req.headers.get("Authorization") or "").partition(" ")
+    if scheme != "Bearer" or not fake.accepts(token):
+        raise Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
+                     "OAuth 2 access token, login cookie or other valid authentication credential.")
+    if project is not None and project != fake.project:
+        raise Reject(403, "PERMISSION_DENIED", f"Permission denied on resource project {project}.")
+    return _as_reply(then())
 
-        def _dispatch(self, method: str) -> None:
-            url = urlsplit(self.path)
-            path = unquote(url.path) if not url.path.startswith("/storage/") else url.path
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
-            if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
-                body = dict(parse_qsl(raw.decode("utf-8", "replace")))
-            endpoint, handle = self._route(method, path, url.query)
-            if endpoint is None:
-                return self._error(Reject(404, "NOT_FOUND", f"No route for {method} {url.path}"))
-            passage = fake._pass_hold(endpoint, self.connection) if not endpoint.startswith("_") else "free"
-            if passage == "drop":
-                self.close_connection = True
-                return
-            if passage == "counted":
-                self._in_flight_endpoint = endpoint
-            if not endpoint.startswith("_"):
-                with fake._lock:
-                    fake._state.counts[endpoint] += 1
-                    fake._state.requests.append((endpoint, body))
-                    fake._state.headers.append((endpoint, {k.lower(): v for k, v in self.headers.items()}))
-            fault = fake._take_fault(endpoint)
-            if fault is not None and fault.action == "reset":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault is not None and fault.action == "status":
-                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                code = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                        503: "UNAVAILABLE"}.get(fault.status, "UNKNOWN")
-                return self._error(Reject(fault.status, code, fault.message), extra)
-            try:
-                handle(body, truncate=fault is not None and fault.action == "truncate")
-            except Reject as exc:
-                self._error(exc)
 
-        def _route(self, method: str, path: str, query: str) -> tuple[str | None, Any]:
-            if method == "GET" and path == "/_fake/stats":
-                return "_stats", lambda body, truncate: self._json(200, fake.stats())
-            if method == "POST" and path == "/_fake/config":
-                return "_config", lambda body, truncate: (fake.configure(body or {}), self._json(200, fake.stats()))
-            if method == "POST" and (m := gemini_submit.match(path)):
-                return "submit", lambda body, truncate: self._gemini(lambda: self._json(
-                    200, fake._submit("gemini", m.group(1), body)))
-            if method == "GET" and (m := gemini_poll.match(path)):
-                return "poll", lambda body, truncate: self._gemini(lambda: self._json(200, fake._poll(m.group(1))))
-            if method == "GET" and (m := gemini_file.match(path)):
-                return "download", lambda body, truncate: self._gemini(lambda: self._file(m.group(1), truncate,
-                                                                                          fake.redirect))
-            if method == "GET" and (m := media.match(path)):
-                return "media", lambda body, truncate: self._file(m.group(1), truncate, redirect=False)
-            if method == "POST" and (m := vertex_call.match(path)):
-                project, _, model, verb = m.groups()
-                if verb == "predictLongRunning":
-                    return "submit", lambda body, truncate: self._vertex(project, lambda: self._json(
-                        200, fake._submit("vertex", model, body)))
-                return "poll", lambda body, truncate: self._vertex(project, lambda: self._json(
-                    200, fake._poll(str((body or {}).get("operationName", "")))))
-            if method == "POST" and path == "/token":
-                return "token", lambda body, truncate: self._json(200, fake._grant(body))
-            if method == "GET" and (m := gcs_object.match(path)) and parse_qs(query).get("alt") == ["media"]:
-                bucket, obj = unquote(m.group(1)), unquote(m.group(2))
-                return "download", lambda body, truncate: self._vertex(None, lambda: self._object(bucket, obj,
-                                                                                                  truncate))
-            return None, None
+def _as_reply(answer: Any) -> Reply:
+    return answer if isinstance(answer, Reply) else Reply(200, answer, content_type="application/json; charset=UTF-8")
 
-        def _gemini(self, then: Any) -> None:
-            key = self.headers.get("x-goog-api-key") or parse_qs(urlsplit(self.path).query).get("key", [None])[0]
-            if not key:
-                raise Reject(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without "
-                             "established identity). Please use API Key or other form of API consumer identity "
-                             "to call this API.")
-            if key != fake.api_key:
-                raise Reject(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-                             reason="API_KEY_INVALID")
-            then()
 
-        def _vertex(self, project: str | None, then: Any) -> None:
-            scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-            if scheme != "Bearer" or not fake.accepts(token):
-                raise Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
-                             "OAuth 2 access token, login cookie or other valid authentication credential.")
-            if project is not None and project != fake.project:
-                raise Reject(403, "PERMISSION_DENIED", f"Permission denied on resource project {project}.")
-            then()
+def _object(fake: FakeGoogle, bucket: str, obj: str) -> Reply:
+    with fake._lock:
+        file_id = fake._state.objects.get((bucket, obj))
+    if file_id is None:
+        raise Reject(404, "NOT_FOUND", f"No such object: {bucket}/{obj}")
+    return _file(fake, file_id, redirect=False)
 
-        def _object(self, bucket: str, obj: str, truncate: bool) -> None:
-            with fake._lock:
-                file_id = fake._state.objects.get((bucket, obj))
-            if file_id is None:
-                raise Reject(404, "NOT_FOUND", f"No such object: {bucket}/{obj}")
-            self._file(file_id, truncate, redirect=False)
 
-        def _file(self, file_id: str, truncate: bool, redirect: bool) -> None:
-            with fake._lock:
-                entry = fake._state.files.get(file_id)
-            if entry is None:
-                raise Reject(404, "NOT_FOUND", f"File {file_id} not found or expired.")
-            if redirect:
-                self.send_response(302)
-                self.send_header("Location", f"/media/{file_id}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = entry[0].read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if truncate:
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(data)
-
-        def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, exc: Reject, headers: dict[str, str] | None = None) -> None:
-            error: dict[str, Any] = {"code": exc.status, "message": exc.message, "status": exc.code}
-            if exc.reason:
-                error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": exc.reason,
-                                     "domain": "googleapis.com"}]
-            self._json(exc.status, {"error": error}, headers)
-
-    return Handler
+def _file(fake: FakeGoogle, file_id: str, redirect: bool) -> Reply:
+    with fake._lock:
+        entry = fake._state.files.get(file_id)
+    if entry is None:
+        raise Reject(404, "NOT_FOUND", f"File {file_id} not found or expired.")
+    if redirect:
+        return Reply(302, b"", {"Location": f"/media/{file_id}"})
+    return Reply(file=entry[0])
 
 
 try:
@@ -787,15 +555,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project", default="fake-project")
     parser.add_argument("--no-redirect", action="store_true")
     args = parser.parse_args(argv)
-    fake = FakeGoogle(api_key=args.api_key, token=args.token, project=args.project, host=args.host,
-                      port=args.port, pending_polls=args.pending_polls, redirect=not args.no_redirect)
-    print(fake.url, flush=True)
-    try:
-        fake._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake._server.server_close()
+    serve(FakeGoogle(api_key=args.api_key, token=args.token, project=args.project, host=args.host,
+                     port=args.port, pending_polls=args.pending_polls, redirect=not args.no_redirect))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ size of the resolution. Scripted outcomes by a token in the prompt:
     [blocked]   400 content_blocked at create      [filtered]  completed without a video
     [failed]    failed with errors[] and step error [userinput] completed with only user_input steps
 
-Transport faults come from tests.fakes._kit (endpoints "create", "poll", "cancel", "delete").
+Agent Platform takes `token` and every token `issue()` minted (until `expire()`d). Transport faults
+come from tests.fakes._kit (endpoints "create", "poll", "cancel", "delete").
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes._kit import LoopbackFake, Reply, Request, google_error, json_reply
+from tests.fakes._kit import LoopbackFake, Refusal, Reply, Request, json_reply
 
 GEMINI_MODELS = {"gemini-omni-1.1-flash": 10, "gemini-omni-1.2-flash": 15}
 VERTEX_MODELS = {"gemini-omni-1.1-flash-preview": 10, "gemini-omni-1.2-flash": 15, "gemini-omni-flash-preview": 10}
@@ -45,10 +46,10 @@ KNOWN_FIELDS = {"model", "input", "response_format", "generation_config", "backg
 _CLIP_LOCK = threading.Lock()
 
 
-class Reject(Exception):
+class Reject(Refusal):
     def __init__(self, status: int, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.reply = google_error(status, message, reason)
+        super().__init__(status, message)
+        self.reason = reason
 
 
 def clip(frames: int, size: tuple[int, int]) -> bytes:
@@ -101,17 +102,28 @@ class Interaction:
 class FakeInteractions(LoopbackFake):
     """The Interactions API on loopback; `polls` GETs answer in_progress before an interaction completes."""
 
-    def __init__(self, *, api_key: str = "fake-omni-key", token: str = "fake-vertex-token", polls: int = 1) -> None:
-        super().__init__()
-        self.api_key, self.token, self.polls = api_key, token, polls
-        self.interactions: dict[str, Interaction] = {}
+    knobs = ("polls",)
+    actions = ("finish_all",)
 
-    def reset(self) -> None:
+    def __init__(self, *, api_key: str = "fake-omni-key", token: str = "fake-vertex-token", polls: int = 1) -> None:
+        self.api_key, self.token, self.polls = api_key, token, polls
+        super().__init__()
+
+    def clear(self) -> None:
+        self.interactions: dict[str, Interaction] = {}
+        self.issued: list[str] = []
+        self.expired: set[str] = set()
+
+    def issue(self) -> str:
+        """A new Agent Platform access token the fake accepts (what fake ADC credentials mint)."""
         with self.lock:
-            self.interactions.clear()
-            self.seen.clear()
-            self.counts.clear()
-        self.faults.clear()
+            self.issued.append(f"fake-adc-token-{len(self.issued) + 1}")
+            return self.issued[-1]
+
+    def expire(self, *tokens: str) -> None:
+        """Refuse `tokens` from now on (401), as Google does once a token's hour is up."""
+        with self.lock:
+            self.expired.update(tokens)
 
     # ---- routing ------------------------------------------------------------------------------
 
@@ -130,31 +142,28 @@ class FakeInteractions(LoopbackFake):
                 ("DELETE", True, False): "delete"}.get((req.method, ident is not None, cancel is not None))
         return (api, verb, ident, location) if verb else None
 
-    def endpoint(self, req: Request) -> str:
+    def endpoint(self, req: Request) -> str | None:
         parsed = self._parse(req)
-        return parsed[1] if parsed else "other"
+        return parsed[1] if parsed else None
 
     def route(self, req: Request) -> Reply | None:
         parsed = self._parse(req)
         if parsed is None:
             return None
         api, verb, ident, location = parsed
-        try:
-            self._authorize(api, req)
-            if api == "vertex" and location != "global":
-                raise Reject(404, f"Omni models are served from locations/global only, not {location}")
-            if verb == "create":
-                return json_reply(self.create(api, req.json))
-            interaction = self._find(api, ident or "")
-            if verb == "poll":
-                return json_reply(self.poll(interaction))
-            if verb == "cancel":
-                return json_reply(self.cancel(interaction))
-            with self.lock:
-                self.interactions.pop(interaction.id, None)
-            return json_reply({})
-        except Reject as exc:
-            return exc.reply
+        self._authorize(api, req)
+        if api == "vertex" and location != "global":
+            raise Reject(404, f"Omni models are served from locations/global only, not {location}")
+        if verb == "create":
+            return json_reply(self.create(api, req.json))
+        interaction = self._find(api, ident or "")
+        if verb == "poll":
+            return json_reply(self.poll(interaction))
+        if verb == "cancel":
+            return json_reply(self.cancel(interaction))
+        with self.lock:
+            self.interactions.pop(interaction.id, None)
+        return json_reply({})
 
     def _authorize(self, api: str, req: Request) -> None:
         if api == "gemini":
@@ -163,8 +172,13 @@ class FakeInteractions(LoopbackFake):
                 raise Reject(400, "Multiple authentication credentials received. Please pass only one.")
             if (header or query) != self.api_key:
                 raise Reject(403 if (header or query) else 401, "API key not valid. Please pass a valid API key.")
-        elif req.headers.get("authorization") != f"Bearer {self.token}":
-            raise Reject(401, "Request had invalid authentication credentials.")
+        else:
+            scheme, _, token = (req.headers.get("authorization") or "").partition(" ")
+            with self.lock:
+                known = token == self.token or token in self.issued
+                accepted = scheme == "Bearer" and known and token not in self.expired
+            if not accepted:
+                raise Reject(401, "Request had invalid authentication credentials.")
 
     def _find(self, api: str, ident: str) -> Interaction:
         with self.lock:
@@ -202,6 +216,7 @@ class FakeInteractions(LoopbackFake):
                                   steps_in=steps_in)
         with self.lock:
             self.interactions[ident] = interaction
+            self.submissions[prompt] += 1
         if not body.get("background"):
             interaction.polls_left = 0
             return self._answer(interaction, include_input=False)

@@ -17,8 +17,9 @@ for `video`) are a 400. `fetched` maps each URL to the sha256 of what it served,
 compare it with the input they published. A `video` must be a clip this fake served (Veo
 extends only its own videos); the result is that clip plus 7 s.
 
-`TaskFake` is the part the CometAPI fake (tests.fakes.cometapi_server) shares: the server
-thread, fault knobs, counts, tasks that finish after `pending_polls` polls, `/files/`.
+`TaskFake` is the part the CometAPI fake (tests.fakes.cometapi_server) shares: tasks that
+finish after `pending_polls` polls, `/files/`, the key check; the server, records, faults and
+/_fake routes are tests.fakes._kit's.
 Endpoints for knobs and counts: submit, poll, download (and `content` on CometAPI). Prompt
 marker `[fail]` makes a task fail with FAIL_MESSAGE. Videos are real MP4s (testsrc2 and a
 tone, 256x144 at 24 fps) from tests.fakes.google_server.clip.
@@ -28,23 +29,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
-import socket
-import threading
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from tests.fakes.google_server import SIZES, Fault, clip
+from tests.fakes._kit import LoopbackFake, Refusal, Reply, Request, serve
+from tests.fakes.google_server import SIZES, clip
 
 FAIL_MESSAGE = "The generated video was blocked by the upstream safety filter. You were not charged."
 MODELS = {f"veo3.1{speed}-video-{res}": res for speed in ("", "-fast") for res in ("720p", "1080p", "4k")}
@@ -56,12 +52,12 @@ CREATE_SHAPES = ("id", "task_id", "data.id", "data.task_id", "data", "empty")
 RESULT_SHAPES = ("full", "video_url", "result.video_url", "result.outputs")
 
 
-class ApiError(Exception):
+class ApiError(Refusal):
     """An error to answer with, in the OpenAI-style envelope the gateways use."""
 
     def __init__(self, status: int, message: str, code: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        super().__init__(status, message)
+        self.code = code
 
 
 @dataclass
@@ -82,80 +78,64 @@ class Task:
 
 @dataclass
 class _State:
-    counts: Counter[str] = field(default_factory=Counter)
-    submissions: Counter[str] = field(default_factory=Counter)
-    requests: list[tuple[str, Any]] = field(default_factory=list)
-    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    faults: defaultdict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     tasks: dict[str, Task] = field(default_factory=dict)
     files: dict[str, tuple[Path, int, tuple[int, int]]] = field(default_factory=dict)
     fetched: dict[str, str] = field(default_factory=dict)
 
 
-Route = tuple[str, "re.Pattern[str]", str, Callable[..., None]]
+Route = tuple[str, "re.Pattern[str]", str, Callable[[Request, "re.Match[str]"], Reply]]
+FILES = re.compile(r"^/files/([a-z0-9]+)\.mp4$")
 
 
-class TaskFake:
+class TaskFake(LoopbackFake):
     """A task-style video gateway: subclasses add their routes, request checks and task JSON."""
 
     label = "task"
-    knobs: tuple[str, ...] = ("pending_polls",)
+    knobs = ("pending_polls",)
+    actions = ("finish_pending", "forget_tasks")
+    truncated = ("download", "content")
+    messages = {401: "Invalid token (request id: fake)", 429: "Too many requests, please retry later",
+                500: "Internal server error", 503: "No available channel for this model, retry later"}
 
     def __init__(self, *, api_key: str = "fake-key", pending_polls: int = 2, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.api_key = api_key
         self.pending_polls = pending_polls
-        self._defaults = {knob: getattr(self, knob) for knob in self.knobs}
-        self._lock = threading.RLock()
+        super().__init__(host=host, port=port)
+        self._lock = self.lock
+
+    def clear(self) -> None:
         self._state = _State()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def refusal(self, status: int, message: str) -> ApiError:
+        return ApiError(status, message, f"fake_{status}" if status != 404 else "not_found")
 
-    def start(self) -> TaskFake:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"fake-{self.label}",
-                         daemon=True).start()
-        return self
+    def error_reply(self, exc: Refusal) -> Reply:
+        return Reply(exc.status, {"error": {"message": exc.message, "type": "invalid_request_error"
+                                            if exc.status < 500 else "server_error", "param": "",
+                                            "code": getattr(exc, "code", f"fake_{exc.status}")}})
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def resolve(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+        for verb, pattern, endpoint, handle in self.routes():
+            if verb == req.method and (match := pattern.match(req.path)):
+                return endpoint, lambda req, handle=handle, match=match: self._keyed(req, handle, match)
+        if req.method == "GET" and (match := FILES.match(req.path)):
+            return "download", lambda req: self._file(match)
+        return None
 
-    def __enter__(self) -> Any:
-        return self.start()
+    def _keyed(self, req: Request, handle: Callable[[Request, re.Match[str]], Reply], match: re.Match[str]) -> Reply:
+        if not self.authorized(req.headers.get("Authorization")):
+            raise ApiError(401, "Invalid token (request id: fake)", "invalid_api_key")
+        return handle(req, match)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _file(self, match: re.Match[str]) -> Reply:
+        with self._lock:
+            entry = self._state.files.get(match.group(1))
+        if entry is None:
+            raise ApiError(404, f"file {match.group(1)} not found or expired", "not_found")
+        return Reply(file=entry[0])
 
     # ---- knobs --------------------------------------------------------------------------------
-
-    def reset(self) -> None:
-        """Forget counts, faults, tasks and fetches; restore the default knobs."""
-        with self._lock:
-            self._state = _State()
-            for knob, value in self._defaults.items():
-                setattr(self, knob, value)
-
-    def fail(self, endpoint: str, status: int, *, times: int = 1, retry_after: str | None = None,
-             message: str | None = None) -> None:
-        """Answer the next `times` requests to `endpoint` with `status`."""
-        text = message or {401: "Invalid token (request id: fake)", 429: "Too many requests, please retry later",
-                           500: "Internal server error", 503: "No available channel for this model, retry later"
-                           }.get(status, f"fake failure {status}")
-        self._add(endpoint, Fault("status", status, retry_after, text), times)
-
-    def reset_connection(self, endpoint: str, *, times: int = 1) -> None:
-        """Close the next `times` connections to `endpoint` without answering."""
-        self._add(endpoint, Fault("reset"), times)
-
-    def truncate(self, *, times: int = 1) -> None:
-        """Send only half of the next `times` videos while promising the whole length."""
-        for endpoint in ("download", "content"):
-            self._add(endpoint, Fault("truncate"), times)
 
     def finish_pending(self) -> None:
         """Let every running task finish at its next poll."""
@@ -168,59 +148,7 @@ class TaskFake:
         with self._lock:
             self._state.tasks.clear()
 
-    def configure(self, config: dict[str, Any]) -> None:
-        """Set knobs from JSON (POST /_fake/config), for a fake in another process:
-        {"reset": true, "pending_polls": 5, "fail": [{"endpoint": "poll", "status": 503, "times": 2,
-         "retry_after": "1"}], "reset_connection": [{"endpoint": "poll"}], "truncate": 1, "finish_pending": true,
-         "forget_tasks": true, ...the subclass's knobs}
-        """
-        if config.get("reset"):
-            self.reset()
-        for knob in self.knobs:
-            if knob in config:
-                setattr(self, knob, config[knob])
-        for fault in config.get("fail", []):
-            self.fail(fault["endpoint"], fault["status"], times=fault.get("times", 1),
-                      retry_after=fault.get("retry_after"), message=fault.get("message"))
-        for fault in config.get("reset_connection", []):
-            self.reset_connection(fault["endpoint"], times=fault.get("times", 1))
-        if config.get("truncate"):
-            self.truncate(times=config["truncate"])
-        if config.get("finish_pending"):
-            self.finish_pending()
-        if config.get("forget_tasks"):
-            self.forget_tasks()
-
-    def _add(self, endpoint: str, fault: Fault, times: int) -> None:
-        with self._lock:
-            self._state.faults[endpoint].extend([fault] * times)
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        with self._lock:
-            queue = self._state.faults.get(endpoint)
-            return queue.pop(0) if queue else None
-
     # ---- what happened ------------------------------------------------------------------------
-
-    def count(self, endpoint: str) -> int:
-        with self._lock:
-            return self._state.counts[endpoint]
-
-    @property
-    def submissions(self) -> Counter[str]:
-        """Accepted tasks per prompt."""
-        with self._lock:
-            return Counter(self._state.submissions)
-
-    def bodies(self, endpoint: str) -> list[Any]:
-        """The parsed bodies received at `endpoint`, oldest first."""
-        with self._lock:
-            return [body for name, body in self._state.requests if name == endpoint]
-
-    def headers(self, endpoint: str) -> list[dict[str, str]]:
-        """The request headers received at `endpoint`, oldest first (names in lower case)."""
-        with self._lock:
-            return [h for name, h in self._state.headers if name == endpoint]
 
     @property
     def fetched(self) -> dict[str, str]:
@@ -230,8 +158,7 @@ class TaskFake:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"counts": dict(self._state.counts), "submissions": dict(self._state.submissions),
-                    "tasks": len(self._state.tasks)}
+            return {**super().stats(), "tasks": len(self._state.tasks)}
 
     def start_task(self, prompt: str, *, model: str = "veo3.1-video-720p", seconds: int = 8) -> str:
         """Create a task without a request (as if an earlier, killed build had submitted it)."""
@@ -244,7 +171,7 @@ class TaskFake:
                     "fail" if "[fail]" in prompt else "ok", self.pending_polls, extra=extra)
         with self._lock:
             self._state.tasks[task.id] = task
-            self._state.submissions[prompt] += 1
+            self.submissions[prompt] += 1
         return task
 
     def _advance(self, task_id: str) -> Task:
@@ -308,15 +235,8 @@ class TaskFake:
     # ---- what subclasses fill in --------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        """(method, path pattern, endpoint name, handler(request, match, body, truncate)) of the API."""
+        """(method, path pattern, endpoint name, handler(request, match)) of the API."""
         raise NotImplementedError
-
-    def parse(self, endpoint: str, raw: bytes, content_type: str) -> Any:
-        """The recorded body: JSON by default."""
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            return raw.decode(errors="replace")
 
     def authorized(self, header: str | None) -> bool:
         return header == f"Bearer {self.api_key}"
@@ -342,8 +262,8 @@ class FakeUniAll(TaskFake):
         url = super().file_url(task)
         return url.replace("127.0.0.1", self.cdn_host) if self.cdn_host else url
 
-    def _submit(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
-        model, prompt, seconds, size = self.validate(body)
+    def _submit(self, request: Request, match: re.Match[str]) -> Reply:
+        model, prompt, seconds, size = self.validate(request.body)
         task = self._create(model, prompt, seconds, size)
         shape = {"id": {"id": task.id, "object": "video.generation.job", "model": model, "status": "queued",
                         "progress": 0, "created_at": task.created},
@@ -352,9 +272,9 @@ class FakeUniAll(TaskFake):
                  "data.task_id": {"code": "success", "data": {"task_id": task.id}},
                  "data": {"code": "success", "message": "", "data": task.id},
                  "empty": {}}[self.create_shape]
-        request.send_json(200, shape)
+        return Reply(200, shape)
 
-    def _poll(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
+    def _poll(self, request: Request, match: re.Match[str]) -> Reply:
         task = self._advance(match.group(1))
         status = self.status(task)
         payload: dict[str, Any] = {"id": task.id, "task_id": task.id, "object": "video.generation.job",
@@ -370,7 +290,7 @@ class FakeUniAll(TaskFake):
                             "video_url": {"video_url": url},
                             "result.video_url": {"result": {"video_url": url}},
                             "result.outputs": {"result": {"outputs": [url]}}}[self.result_shape])
-        request.send_json(200, payload)
+        return Reply(200, payload)
 
     def validate(self, body: Any) -> tuple[str, str, int, tuple[int, int]]:
         """Check a create body as documented (lenient where the docs are); fetch its media URLs."""
@@ -434,102 +354,6 @@ class FakeUniAll(TaskFake):
         return model, prompt, int(duration), SIZES[ratio]
 
 
-def _handler(fake: TaskFake) -> type[BaseHTTPRequestHandler]:
-    files = re.compile(r"^/files/([a-z0-9]+)\.mp4$")
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def _dispatch(self, method: str) -> None:
-            path = urlsplit(self.path).path
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if method == "GET" and path == "/_fake/stats":
-                return self.send_json(200, fake.stats())
-            if method == "POST" and path == "/_fake/config":
-                fake.configure(json.loads(raw or b"{}"))
-                return self.send_json(200, fake.stats())
-            found = None
-            for verb, pattern, endpoint, handle in fake.routes():
-                if verb == method and (match := pattern.match(path)):
-                    found = (endpoint, handle, match, True)
-                    break
-            else:
-                if method == "GET" and (match := files.match(path)):
-                    found = ("download", self._file, match, False)
-            if found is None:
-                return self._error(ApiError(404, f"no route for {method} {path}", "not_found"))
-            endpoint, handle, match, needs_key = found
-            body = fake.parse(endpoint, raw, self.headers.get("Content-Type", "")) if raw else None
-            with fake._lock:
-                fake._state.counts[endpoint] += 1
-                fake._state.requests.append((endpoint, body))
-                fake._state.headers.append((endpoint, {k.lower(): v for k, v in self.headers.items()}))
-            fault = fake._take_fault(endpoint)
-            if fault is not None and fault.action == "reset":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault is not None and fault.action == "status":
-                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                return self._error(ApiError(fault.status, fault.message, f"fake_{fault.status}"), extra)
-            try:
-                if needs_key and not fake.authorized(self.headers.get("Authorization")):
-                    raise ApiError(401, "Invalid token (request id: fake)", "invalid_api_key")
-                handle(self, match, body, fault is not None and fault.action == "truncate")
-            except ApiError as exc:
-                self._error(exc)
-            except Exception as exc:  # noqa: BLE001 - a bug in the fake: say so instead of dropping the connection
-                self._error(ApiError(500, f"fake {fake.label} crashed: {type(exc).__name__}: {exc}", "fake_bug"))
-
-        def _file(self, request: Any, match: re.Match[str], body: Any, truncate: bool) -> None:
-            with fake._lock:
-                entry = fake._state.files.get(match.group(1))
-            if entry is None:
-                raise ApiError(404, f"file {match.group(1)} not found or expired", "not_found")
-            self.send_video(entry[0], truncate)
-
-        def send_video(self, path: Path, truncate: bool) -> None:
-            data = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if truncate:
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(data)
-
-        def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, exc: ApiError, headers: dict[str, str] | None = None) -> None:
-            self.send_json(exc.status, {"error": {"message": exc.message, "type": "invalid_request_error"
-                                                  if exc.status < 500 else "server_error", "param": "",
-                                                  "code": exc.code}}, headers)
-
-    return Handler
-
-
 try:
     import pytest
 except ImportError:  # the standalone server does not need pytest
@@ -548,17 +372,6 @@ if pytest is not None:
         """The session's fake, with counts, faults and knobs reset for this test."""
         uniall_server.reset()
         return uniall_server
-
-
-def serve(fake: TaskFake) -> None:
-    """Serve until killed; print the URL first (for subprocess tests)."""
-    print(fake.url, flush=True)
-    try:
-        fake._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake._server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:

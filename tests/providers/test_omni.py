@@ -162,7 +162,8 @@ def test_missing_credentials_name_the_variable(fake, tmp_path):
     with pytest.raises(MissingKeyError, match="GEMINI_API_KEY"):
         render(omni(fake, env={}), job(), tmp_path)
     with pytest.raises(MissingKeyError, match="VERTEX_ACCESS_TOKEN"):
-        render(omni(fake, env={"GOOGLE_CLOUD_PROJECT": "p"}, platform="vertex"), job(), tmp_path)
+        render(omni(fake, env={"GOOGLE_CLOUD_PROJECT": "p", "HOME": str(tmp_path), "NO_GCE_CHECK": "true"},
+                    platform="vertex"), job(), tmp_path)
     assert fake.count("create") == 0
 
 
