@@ -29,6 +29,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -304,24 +305,54 @@ class _Run:
     def conform_all(self) -> list[Pieces]:
         """Each clip's pieces, in film order, conforming each distinct clip the memo lacks."""
         done: dict[str, Pieces] = {}
-        for index, key in enumerate(self.keys):
-            if key not in done:
-                found = {part: self.memo.memo_get(self.name(index, part))
-                         for part in conform_parts(self.edge)}
-                if all(found.values()):
-                    done[key] = found  # type: ignore[assignment]
-                    self.conforms_reused += 1
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            ahead = self.encode_ahead(pool)
+            for index, key in enumerate(self.keys):
+                if key not in done:
+                    self.conform_one(index, key, done, ahead)
                 else:
-                    done[key] = self.conform(index)
-                    if self.modes[index] == "copy":
-                        self.conforms_copied += 1
-                    else:
-                        self.conforms_encoded += 1
-                if self.modes[index] == "match":
-                    self.check_match(index, done[key]["whole"])
-            else:
-                self.conforms_reused += 1
+                    self.conforms_reused += 1
+        finally:
+            pool.shutdown(cancel_futures=True)
         return [done[key] for key in self.keys]
+
+    def encode_ahead(self, pool: ThreadPoolExecutor) -> dict[int, Future[Pieces]]:
+        """Start encoding the distinct clips the memo lacks that need x264, two at a time.
+
+        One x264 encode of a clip with B-frames keeps about one core busy; the copies go on
+        in film order meanwhile. None on a single core.
+        """
+        if (os.cpu_count() or 1) < 2:
+            return {}
+        first: dict[str, int] = {}
+        for index, key in enumerate(self.keys):
+            first.setdefault(key, index)
+        return {i: pool.submit(self.conform, i, announce=False) for i in first.values()
+                if self.modes[i] != "copy" and not all(
+                    self.memo.memo_get(self.name(i, part)) for part in conform_parts(self.edge))}
+
+    def conform_one(self, index: int, key: str, done: dict[str, Pieces],
+                    ahead: dict[int, Future[Pieces]]) -> None:
+        """Put clip ``index``'s pieces in ``done``: encoded ahead, from the memo, or made now."""
+        if index in ahead:
+            self.announce(index)
+            done[key] = ahead[index].result()
+            self.conforms_encoded += 1
+        else:
+            found = {part: self.memo.memo_get(self.name(index, part))
+                     for part in conform_parts(self.edge)}
+            if all(found.values()):
+                done[key] = found  # type: ignore[assignment]
+                self.conforms_reused += 1
+            else:
+                done[key] = self.conform(index)
+                if self.modes[index] == "copy":
+                    self.conforms_copied += 1
+                else:
+                    self.conforms_encoded += 1
+        if self.modes[index] == "match":
+            self.check_match(index, done[key]["whole"])
 
     def name(self, index: int, part: str) -> str:
         """Memo name of a piece of clip ``index``; it says how the video was made."""
@@ -333,12 +364,17 @@ class _Run:
             raise _Mismatch(f"clip {index + 1} ({self.clips[index][1].name}) encoded to match "
                             "the other clips' H.264 setting still has other parameter sets")
 
-    def conform(self, index: int) -> Pieces:
+    def announce(self, index: int) -> None:
+        """Say that clip ``index`` is copied or conformed now."""
+        verb = "copy" if self.modes[index] == "copy" else "conform"
+        self.report(f"{verb} clip {index + 1}/{len(self.clips)} ({self.clips[index][1].name})")
+
+    def conform(self, index: int, announce: bool = True) -> Pieces:
         """Make one clip's pieces, then adopt them into the memo (all of them, or none)."""
         (sha, path), mode, profile = self.clips[index], self.modes[index], self.profile
         where = f"clip {index + 1} ({path})"
-        verb = "copy" if mode == "copy" else "conform"
-        self.report(f"{verb} clip {index + 1}/{len(self.clips)} ({path.name})")
+        if announce:
+            self.announce(index)
         info = self.facts.get(sha) or _read(path)
         if isinstance(info, MediaError):
             raise StitchError(f"stitch: cannot read {where}: {info.message}") from info
