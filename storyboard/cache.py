@@ -138,7 +138,7 @@ class Cache:
     # ---- objects --------------------------------------------------------------------------
 
     def object_path(self, sha: str) -> Path:
-        return self.root / "objects" / sha[:2] / sha
+        return Path(f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}")  # one parse, not three joins
 
     def has_object(self, sha: str) -> bool:
         return self.object_path(sha).is_file()
