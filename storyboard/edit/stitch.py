@@ -304,53 +304,54 @@ class _Run:
 
     def conform_all(self) -> list[Pieces]:
         """Each clip's pieces, in film order, conforming each distinct clip the memo lacks."""
+        first: dict[str, int] = {}
+        for index, key in enumerate(self.keys):
+            first.setdefault(key, index)
+        found = {index: self.memoised(index) for index in first.values()}
         done: dict[str, Pieces] = {}
         pool = ThreadPoolExecutor(max_workers=2)
         try:
-            ahead = self.encode_ahead(pool)
+            ahead = self.encode_ahead(pool, [i for i, pieces in found.items()
+                                             if pieces is None and self.modes[i] != "copy"])
             for index, key in enumerate(self.keys):
                 if key not in done:
-                    self.conform_one(index, key, done, ahead)
+                    self.conform_one(index, key, done, ahead, found[index])
                 else:
                     self.conforms_reused += 1
         finally:
             pool.shutdown(cancel_futures=True)
         return [done[key] for key in self.keys]
 
-    def encode_ahead(self, pool: ThreadPoolExecutor) -> dict[int, Future[Pieces]]:
-        """Start encoding the distinct clips the memo lacks that need x264, two at a time.
+    def memoised(self, index: int) -> Pieces | None:
+        """Clip ``index``'s pieces from the memo, or None when any is missing."""
+        pieces = {part: self.memo.memo_get(self.name(index, part)) for part in conform_parts(self.edge)}
+        return pieces if all(pieces.values()) else None  # type: ignore[return-value]
 
-        One x264 encode of a clip with B-frames keeps about one core busy; the copies go on
-        in film order meanwhile. None on a single core.
+    def encode_ahead(self, pool: ThreadPoolExecutor, todo: list[int]) -> dict[int, Future[Pieces]]:
+        """Start encoding clips ``todo`` (those needing x264), two at a time, as the copies go on.
+
+        One x264 encode of a clip with B-frames keeps about one core busy, so two at once, and
+        the copies meanwhile, finish sooner; the clips are still announced in film order. None
+        on a single core.
         """
         if (os.cpu_count() or 1) < 2:
             return {}
-        first: dict[str, int] = {}
-        for index, key in enumerate(self.keys):
-            first.setdefault(key, index)
-        return {i: pool.submit(self.conform, i, announce=False) for i in first.values()
-                if self.modes[i] != "copy" and not all(
-                    self.memo.memo_get(self.name(i, part)) for part in conform_parts(self.edge))}
+        return {i: pool.submit(self.conform, i, announce=False) for i in todo}
 
     def conform_one(self, index: int, key: str, done: dict[str, Pieces],
-                    ahead: dict[int, Future[Pieces]]) -> None:
-        """Put clip ``index``'s pieces in ``done``: encoded ahead, from the memo, or made now."""
-        if index in ahead:
-            self.announce(index)
-            done[key] = ahead[index].result()
-            self.conforms_encoded += 1
+                    ahead: dict[int, Future[Pieces]], found: Pieces | None) -> None:
+        """Put clip ``index``'s pieces in ``done``: from the memo, encoded ahead, or made now."""
+        if found is not None:
+            done[key] = found
+            self.conforms_reused += 1
         else:
-            found = {part: self.memo.memo_get(self.name(index, part))
-                     for part in conform_parts(self.edge)}
-            if all(found.values()):
-                done[key] = found  # type: ignore[assignment]
-                self.conforms_reused += 1
+            if index in ahead:
+                self.announce(index)
+            done[key] = ahead[index].result() if index in ahead else self.conform(index)
+            if self.modes[index] == "copy":
+                self.conforms_copied += 1
             else:
-                done[key] = self.conform(index)
-                if self.modes[index] == "copy":
-                    self.conforms_copied += 1
-                else:
-                    self.conforms_encoded += 1
+                self.conforms_encoded += 1
         if self.modes[index] == "match":
             self.check_match(index, done[key]["whole"])
 
