@@ -68,3 +68,19 @@ def load() -> str:
     """The 1, 5 and 15 minute load averages and the core count, for the results line."""
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def compile_package() -> None:
+    """Write storyboard's bytecode first, as installing a package does.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (as in some sandboxes) an editable install never keeps
+    its bytecode, so every timed run would compile the modules it imports again (0.1-0.3 s of
+    CPU for the CLI's), which no installed ``storyboard`` pays.
+    """
+    import sys
+
+    import storyboard
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(storyboard.__file__)],
+                   env=env, check=True, stdout=subprocess.DEVNULL)

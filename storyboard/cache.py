@@ -129,6 +129,8 @@ class Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._objects = str(self.root / "objects")  # str(object_path(sha)) == f"{_objects}/{sha[:2]}/{sha}"
+        self._actions = str(self.root / "actions")
         self._hashes: dict[str, list[Any]] | None = None
         self._hashes_dirty = False
         self._mutex = threading.Lock()
@@ -136,7 +138,7 @@ class Cache:
     # ---- objects --------------------------------------------------------------------------
 
     def object_path(self, sha: str) -> Path:
-        return self.root / "objects" / sha[:2] / sha
+        return Path(f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}")  # one parse, not three joins
 
     def has_object(self, sha: str) -> bool:
         return self.object_path(sha).is_file()
@@ -144,16 +146,18 @@ class Cache:
     def intact(self, sha: str) -> bool:
         """Present and hashing to its name; the hash is memoised on (size, mtime_ns) like assets'.
 
-        A corrupt object is removed, so it counts as a miss and is generated again.
+        A corrupt object is removed, so it counts as a miss and is generated again. The path is
+        a string (``str(object_path(sha))``): a no-op build checks thousands, and pathlib's joins
+        were most of the time.
         """
-        path = self.object_path(sha)
+        path = f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}"
         try:
-            ok = self.digest(path) == sha
+            ok = self._digest_of(path) == sha
         except OSError:
             return False
         if not ok:
             with _quiet():
-                path.unlink()
+                os.unlink(path)
         return ok
 
     def verified(self, sha: str) -> Path | None:
@@ -216,7 +220,8 @@ class Cache:
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action entry for `key` if every object it names is present."""
         try:
-            entry = json.loads((self.root / "actions" / f"{key}.json").read_text())
+            with open(f"{self._actions}{os.sep}{key}.json", encoding="utf-8") as fh:
+                entry = json.loads(fh.read())
         except (OSError, ValueError):
             return None
         if not all(self.intact(sha) for sha in entry.get("outputs", {}).values()):
@@ -267,14 +272,17 @@ class Cache:
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, memoised on (path, size, mtime_ns) so no-op builds read nothing."""
+        return self._digest_of(str(path))
+
+    def _digest_of(self, key: str) -> str:
+        """``digest`` of the file named ``key`` (``str`` of its path, the memo's key)."""
         self._load_digests()
         assert self._hashes is not None
-        st = path.stat()
-        key = str(path)
+        st = os.stat(key)
         memo = self._hashes.get(key)
         if memo and memo[0] == st.st_size and memo[1] == st.st_mtime_ns:
             return memo[2]
-        sha = file_sha256(path)
+        sha = file_sha256(Path(key))
         with self._mutex:
             self._hashes[key] = [st.st_size, st.st_mtime_ns, sha]
             self._hashes_dirty = True

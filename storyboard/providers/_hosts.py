@@ -20,8 +20,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-import httpx
-
 ALLOW_ENV = "STORYBOARD_ALLOW_BASE_URL"
 
 
@@ -44,6 +42,8 @@ class Destination:
     @property
     def where(self) -> str:
         """host[:port] the key goes to, as `storyboard plan` shows it."""
+        import httpx  # lazily: a plan without a provider's host never needs it
+
         try:
             url = httpx.URL(self.url)
         except httpx.InvalidURL:
@@ -53,6 +53,8 @@ class Destination:
     @property
     def note(self) -> str:
         """Why a host that is not the service's own may get the key ('' for the service's own)."""
+        import httpx  # lazily: a plan without a provider's host never needs it
+
         try:
             host = httpx.URL(self.url).host
         except httpx.InvalidURL:
@@ -83,6 +85,8 @@ def matches(host: str, pattern: str) -> bool:
 
 def allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
     """The hosts the user allowed outside the storyboard (STORYBOARD_ALLOW_BASE_URL, comma-separated)."""
+    import httpx  # lazily: a plan without a provider's host never needs it
+
     hosts = set()
     for entry in (e.strip() for e in env.get(ALLOW_ENV, "").split(",")):
         if "://" in entry:  # a whole URL given: its host is what is meant
@@ -97,6 +101,8 @@ def allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
 
 def refusal(dest: Destination, provider: str, allowed: Iterable[str]) -> str | None:
     """Why `dest` may not receive `provider`'s key, or None when it may."""
+    import httpx  # lazily: a plan without a provider's host never needs it
+
     if dest.source == "env":
         return None
     try:
