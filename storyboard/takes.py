@@ -155,6 +155,13 @@ def pinned(entry: dict[str, Any]) -> set[str]:
     return found
 
 
+def locked_keys(entry: dict[str, Any]) -> list[str]:
+    """The cache keys a shot's lock entry names: the picked candidate's, then every other candidate's
+    (push and pull share them all: a teammate must not pay again for a take someone kept)."""
+    candidates = entry.get("candidates")
+    return list(dict.fromkeys([entry["key"], *(candidates if isinstance(candidates, dict) else ())]))
+
+
 # ---- listing -----------------------------------------------------------------------------------
 
 
