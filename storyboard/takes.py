@@ -118,7 +118,7 @@ def lock_entry(previous: dict[str, Any] | None, key: str, job: RenderJob, entry:
             and family(previous["components"]) == family(components):
         candidates.update({k: v for k, v in old.items() if isinstance(v, dict)})
     elif isinstance((previous or {}).get("components"), dict) and family(previous["components"]) == \
-            family(components) and isinstance(previous.get("clip"), str):
+            family(components) and isinstance(previous.get("clip"), str) and isinstance(previous.get("key"), str):
         # a lock written before takes: its one clip is candidate 1 of its take
         before = previous["components"]
         candidates[previous["key"]] = {k: v for k, v in {
