@@ -353,7 +353,9 @@ def _sync(file: Path, cache_dir: Optional[Path], remote: Optional[str], directio
     project = _open(file, cache_dir, remote=remote, require_remote=True, allow_outside=allow_outside)
     if project.remote is None:
         raise StoryboardError(f"{file}: no remote cache: set [cache] remote, STORYBOARD_REMOTE or --remote")
-    keys = [entry["key"] for entry in project.lock.shots.values()]
+    from storyboard.takes import locked_keys
+
+    keys = [key for entry in project.lock.shots.values() for key in locked_keys(entry)]
     if project.lock.film.get("key"):
         keys.append(project.lock.film["key"])
     if not keys:

@@ -118,7 +118,7 @@ def lock_entry(previous: dict[str, Any] | None, key: str, job: RenderJob, entry:
             and family(previous["components"]) == family(components):
         candidates.update({k: v for k, v in old.items() if isinstance(v, dict)})
     elif isinstance((previous or {}).get("components"), dict) and family(previous["components"]) == \
-            family(components) and isinstance(previous.get("clip"), str):
+            family(components) and isinstance(previous.get("clip"), str) and isinstance(previous.get("key"), str):
         # a lock written before takes: its one clip is candidate 1 of its take
         before = previous["components"]
         candidates[previous["key"]] = {k: v for k, v in {
@@ -153,6 +153,13 @@ def pinned(entry: dict[str, Any]) -> set[str]:
             if isinstance(record, dict):
                 found |= {v for k in ("clip", "first", "last") if isinstance(v := record.get(k), str)}
     return found
+
+
+def locked_keys(entry: dict[str, Any]) -> list[str]:
+    """The cache keys a shot's lock entry names: the picked candidate's, then every other candidate's
+    (push and pull share them all: a teammate must not pay again for a take someone kept)."""
+    candidates = entry.get("candidates")
+    return list(dict.fromkeys([entry["key"], *(candidates if isinstance(candidates, dict) else ())]))
 
 
 # ---- listing -----------------------------------------------------------------------------------

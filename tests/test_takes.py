@@ -71,7 +71,9 @@ def test_candidate_one_keeps_the_key_a_shot_had_before_takes(write_board, fake_p
     build(open_project(path))
     before = lock_of(path)["shots"]["a"]
     # the key is the job's JSON without candidate and batch: the very material a pre-takes build hashed
-    assert "candidate" not in before["components"] and "batch" not in before["components"]
+    assert set(before["components"]) == {"provider", "model", "prompt", "negative_prompt", "duration", "resolution",
+                                         "aspect_ratio", "seed", "audio", "take", "first_frame", "last_frame",
+                                         "references", "extends", "label"}
     assert before["key"] == cache_key(before["components"])
 
     fake_provider.reset()
@@ -332,3 +334,16 @@ def test_azerion_asks_for_n_videos_in_one_request(write_board, azerion_fake, mon
     assert azerion_fake.count("generate") == 1 and azerion_fake.bodies("generate")[0]["n"] == 2
     found = list_candidates(open_project(path), "a")
     assert all(c.sha for c in found) and len({c.sha for c in found}) == 2
+
+
+def test_push_shares_every_candidate_with_the_team(board, fake_provider, capsys, monkeypatch, tmp_path):
+    from tests.test_cli import run_main
+
+    remote = tmp_path / "team-cache"
+    remote.mkdir()
+    code, out, err = run_main(["push", str(board), "--remote", str(remote)], capsys, monkeypatch)
+    assert code == 0, err
+    keys = {c.key for c in list_candidates(open_project(board), "a")}
+    assert len(keys) == 3 and "push: 5 actions" in out  # a's three takes, b and the film
+    pushed = {p.stem for p in remote.rglob("*.json")}
+    assert keys <= pushed
