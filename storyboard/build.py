@@ -194,6 +194,8 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
             report.film = make_film(project.board, project.cache, resolver.outputs, on_step=on_film_step,
                                     remote=project.remote, previous=lock.film.get("sha"))
             film_entry = {"key": report.film.key, "sha": report.film.sha, "output": project.board.film.output}
+            if report.film.subtitles is not None:
+                film_entry["subtitles"] = report.film.subtitles
     finally:
         keep = set(project.board.shots)
         if lock.log.exists() or lock.log.is_symlink() or film_entry not in (None, lock.film) \

@@ -1,7 +1,7 @@
 """collect(): remove what no given lock needs from a cache, and say how much it freed.
 
 What a lock pins is kept: every shot's clip, first and last frame, every candidate of it
-(storyboard.takes: each was paid for), the input digests its key was made of, and the film. What is removed, in this order, so no entry ever names a missing
+(storyboard.takes: each was paid for), the input digests its key was made of, the film and its subtitles. What is removed, in this order, so no entry ever names a missing
 object:
 
     memo/      derived files (conformed clips, transition windows, frames at a time). Kept
@@ -108,6 +108,7 @@ def pins(lock: Path) -> set[str]:
         found |= set(components.get("references") or ())
         found |= candidate_pins(entry)  # every paid take of a live shot (storyboard.takes)
     found.add(film.get("sha"))
+    found.add(film.get("subtitles"))  # the soft subtitles beside the film
     return {sha for sha in found if isinstance(sha, str) and _SHA.fullmatch(sha)}
 
 

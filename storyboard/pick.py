@@ -156,7 +156,7 @@ def _set_pick(table: Any, number: int) -> None:
 def follow_up(project: Any) -> FollowUp:
     """What a build of `project` (storyboard.build.open_project) would do now: shots to run, the film."""
     from storyboard.build import plan_project
-    from storyboard.edit.film import film_key
+    from storyboard.edit.film import film_key, film_timeline
     from storyboard.plan import CACHED
 
     steps, resolver = plan_project(project)
@@ -168,7 +168,7 @@ def follow_up(project: Any) -> FollowUp:
         out.film = "re-stitches"
         out.film_reason = f"after {', '.join(pending)}"
         return out
-    key = film_key(board, [resolver.outputs[s]["outputs"]["clip"] for s in board.sequence])
+    key = film_key(board, film_timeline(board, project.cache, resolver.outputs))
     if key == project.lock.film.get("key"):
         out.film, out.film_reason = "unchanged", "the same clips as the last build"
     elif project.cache.get_action(key) is not None:

@@ -379,11 +379,14 @@ def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: Bui
 def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
     """Where each clip of the sequence starts in the film, in seconds; None after an unbuilt one.
 
-    As the stitcher lays them out: clips whole, in whole frames, each transition overlapping
-    the clips it joins by its length in frames.
+    When every clip is built, as the timeline places them (trims, holds, titles, each join's
+    overlap); before that, clips whole with `[edit]`'s one transition, in whole frames.
     """
     from storyboard.edit.timeline import Join
     from storyboard.job import FPS
+
+    if (found_in_timeline := _timeline_starts(project, resolver)) is not None:
+        return found_in_timeline
 
     t = project.board.edit.transition
     edge = Join(t.kind, 0.0 if t.kind == "cut" else t.duration).frames(FPS)
@@ -395,6 +398,26 @@ def locate_in_film(project: Project, resolver: Resolver) -> list[float | None]:
         frames = meta.get("frames") or (round(meta["duration"] * FPS) if "duration" in meta else None)
         frame = None if frame is None or frames is None else frame + frames - edge
     return found
+
+
+def _timeline_starts(project: Project, resolver: Resolver) -> list[float | None] | None:
+    """Each clip's start in the film as the stitcher lays out the timeline, or None when a clip is
+    not built (or not in the cache)."""
+    from storyboard.edit.film import film_timeline
+    from storyboard.edit.timeline import ClipPiece
+    from storyboard.errors import CacheError
+    from storyboard.job import FPS
+
+    board = project.board
+    if not all(s in resolver.outputs for s in board.sequence):
+        return None
+    try:
+        timeline = film_timeline(board, project.cache, resolver.outputs)
+    except CacheError:
+        return None
+    starts = [start / FPS for piece, start in zip(timeline.pieces, timeline.starts(FPS))
+              if isinstance(piece, ClipPiece)]
+    return starts if len(starts) == len(board.sequence) else None
 
 
 def _place(card: ShotCard, number: int, start: float | None) -> ShotCard:

@@ -351,3 +351,32 @@ def test_a_storyboard_timeline_builds_into_the_film_with_its_subtitles(write_boa
     # only b's body: its head (the wipe's second half) is the same, so the wipe is reused too
     assert (stats.conforms_encoded, stats.parts_encoded, stats.titles_reused) == (1, 1, 1)
     assert (stats.windows_encoded, stats.windows_reused) == (0, 1)
+
+
+def test_a_subtitle_file_storyboard_did_not_write_is_never_replaced_and_gc_keeps_the_sidecar(
+        write_board, fake_provider):
+    from storyboard.build import build, open_project
+    from storyboard.edit.film import OutputTakenError
+    from storyboard.gc import collect
+    from storyboard.lockfile import lock_path
+
+    board = write_board(BOARD.replace("OUT", "2.0"))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=f=330:r=48000:d=6", str(board.parent / "assets" / "score.wav")], check=True)
+    (board.parent / "subs").mkdir()
+    (board.parent / "subs" / "en.srt").write_text("1\n00:00:00,500 --> 00:00:01,000\nOne\n")
+    mine = board.parent / "build" / "short.srt"
+    mine.parent.mkdir()
+    mine.write_text("my own notes, not subtitles\n")
+    with pytest.raises(OutputTakenError, match=r"short\.srt exists and storyboard did not write it"):
+        build(open_project(board))
+    assert mine.read_text() == "my own notes, not subtitles\n"
+    assert not (board.parent / "build" / "short.mp4").exists()  # refused before any work
+
+    mine.unlink()
+    project = open_project(board)
+    report = build(project)
+    assert mine.read_text().count("-->") == 1 and project.lock.film["subtitles"] == report.film.subtitles
+    collect(project.cache, [lock_path(board)])
+    assert project.cache.has_object(report.film.subtitles)
+    build(open_project(board))  # the sidecar it wrote is its own: replaced without a complaint

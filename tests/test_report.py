@@ -314,3 +314,41 @@ def test_shots_not_in_the_film_keep_the_numbering_and_starts_follow_the_transiti
     others = text.split("<h2>Shots not in the film</h2>")[1]
     assert 'id="shot-b"' in others and "<h3>b</h3>" in others and 'class="num"' not in others
     assert "not in the film: 'c' extends it" in html.unescape(others)
+
+
+def test_starts_follow_the_timeline_trims_titles_and_holds(write_board, fake_provider):
+    board = write_board("""
+        [film]
+        provider = "fake"
+        duration = 4
+
+        [[shot]]
+        id = "a"
+        prompt = "a lighthouse at dusk"
+
+        [[shot]]
+        id = "b"
+        prompt = "the stairs"
+
+        [[edit.clip]]
+        shot = "a"
+        in = 1.0
+        hold = 0.5
+        transition = { kind = "crossfade", duration = 0.5 }
+
+        [[edit.clip]]
+        shot = "b"
+        out = 3.0
+
+        [[edit.title]]
+        text = "The Keeper"
+        before = "a"
+        duration = 2.0
+    """)
+    project = open_project(board)
+    report = build(project)
+    text = make_report(project).read_text()
+    film = re.findall(r'<h3>([a-z]+)</h3><a class="start" href="#film" data-seek="([\d.]+)"', text)
+    # the title (2 s) comes first; a plays 1-4 s then holds 0.5 s; the crossfade pulls b 0.5 s earlier
+    assert [(s, float(t)) for s, t in film] == [("a", pytest.approx(2.0)), ("b", pytest.approx(2.0 + 3.5 - 0.5))]
+    assert float(film[-1][1]) + 3.0 == pytest.approx(report.film.duration, abs=0.05)

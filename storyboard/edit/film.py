@@ -29,6 +29,8 @@ class FilmReport:
     stitched: bool
     duration: float
     stats: Any = None
+    subtitles: str | None = None
+    """sha256 of the soft subtitles placed beside the film (the lock pins it, so gc keeps it)."""
 
 
 def film_key(board: Board, timeline: Timeline) -> str:
@@ -105,9 +107,10 @@ def _make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]], o
     sha = entry["outputs"]["film"]
     output = check_output(board, cache, previous)  # again: the stitch took a while
     _place(cache, sha, output)
+    subtitles = None
     if timeline.subtitles is not None and not timeline.subtitles.burn:
-        place_sidecar(timeline, output)
-    return FilmReport(output, sha, key, stitched, entry["meta"]["duration"], stats)
+        subtitles = place_sidecar(cache, timeline, output)
+    return FilmReport(output, sha, key, stitched, entry["meta"]["duration"], stats, subtitles)
 
 
 def _in_words(on_step: Any, timeline: Timeline, board: Board) -> Any:
@@ -127,34 +130,58 @@ def sidecar_path(output: Path) -> Path:
     return output.with_suffix(".srt")
 
 
-def place_sidecar(timeline: Timeline, output: Path) -> Path:
-    """Write the timeline's subtitles as SRT beside the film, atomically (a temp file in the
-    film's folder, renamed over the sidecar: a symlink there is replaced, never followed).
+def place_sidecar(cache: Cache, timeline: Timeline, output: Path) -> str:
+    """Write the timeline's subtitles as SRT beside the film, through the cache like the film;
+    returns the SRT's sha256.
+
+    The SRT becomes a cache object first, so a sidecar storyboard wrote is always one the cache
+    knows (``check_sidecar``); it is then copied in place atomically (``_place``).
 
     Raises:
+        OutputTakenError: a file storyboard did not write is where the sidecar goes.
         CacheError: the sidecar cannot be written.
     """
-    import tempfile
-
     from storyboard.edit.subtitles import write_srt
 
     assert timeline.subtitles is not None
     target = sidecar_path(output)
-    if target.is_dir() and not target.is_symlink():
-        raise CacheError(f"cannot write the subtitles to {target}: it is a folder")
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = cache.tmp_path(".srt")
     try:
         write_srt(timeline.subtitles.cues, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        sha = cache.adopt(tmp)
     except OSError as exc:
-        raise CacheError(f"cannot write the subtitles to {target}: {exc.strerror}") from exc
+        raise CacheError(f"cannot write the subtitles for {target}: {exc.strerror}") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
-    return target
+    check_sidecar(cache, output, None)
+    _place(cache, sha, target)
+    return sha
+
+
+def check_sidecar(cache: Cache, output: Path, where: str | None) -> None:
+    """Refuse to replace a subtitle file beside the film that storyboard did not write.
+
+    "Ours" means its bytes are a cache object (every sidecar is adopted before it is placed).
+
+    Raises:
+        OutputTakenError: something else is there.
+    """
+    target = sidecar_path(output)
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return
+    ours = False
+    if stat.S_ISREG(info.st_mode):
+        try:
+            ours = cache.has_object(cache.digest(target))
+        except OSError:
+            ours = False
+    if not ours:
+        raise OutputTakenError(f"{where or target}: {target} exists and storyboard did not write it; the "
+                               "film's soft subtitles go there: move it away, choose another output or "
+                               "set `burn = true`; nothing was run")
 
 
 class OutputTakenError(StoryboardError):
@@ -174,6 +201,9 @@ def check_output(board: Board, cache: Cache, previous: str | None) -> Path:
     """
     output = board.output
     where = f"{board.path}: [film] output '{board.film.output}'"
+    subtitles = board.edit.subtitles
+    if subtitles is not None and not subtitles.burn:
+        check_sidecar(cache, output, f"{board.path}: [edit.subtitles]")
     try:
         info = os.lstat(output)
     except FileNotFoundError:
