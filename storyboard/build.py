@@ -237,7 +237,7 @@ def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str 
 
     usd = pv.totals.usd()
     if budget is not None and usd > budget:
-        raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.to_generate} shot(s) exceeds "
+        raise StoryboardError(f"the estimated cost {format_price(Price(usd))} of {pv.counted()} exceeds "
                               f"--budget {format_price(Price(budget))}; nothing was run (see `storyboard plan`)")
     costs = {unit: amount for unit, amount in pv.totals.by_unit.items() if amount > 0}
     unpriced = len(pv.totals.unpriced)
@@ -248,9 +248,9 @@ def consent(pv: Any, *, budget: float | None, yes: bool, terminal: bool) -> str 
         cost += f"{' and ' if costs else ''}{unpriced} shot(s) with no known price"
     maybe = f" (and up to {pv.may_rerun} that may rerun)" if getattr(pv, "may_rerun", 0) else ""
     if terminal:
-        return f"Generate {pv.to_generate} shot(s){maybe} for an estimated {cost}?"
+        return f"Generate {pv.counted()}{maybe} for an estimated {cost}?"
     if budget is None:
-        raise StoryboardError(f"{pv.to_generate} shot(s){maybe} to generate for an estimated {cost}, and no terminal to "
+        raise StoryboardError(f"{pv.counted()}{maybe} to generate for an estimated {cost}, and no terminal to "
                               "ask: pass --yes to go ahead, or --budget USD to go ahead within a limit; "
                               "nothing was run")
     if unpriced or set(costs) - {"USD"}:

@@ -286,7 +286,10 @@ def build(
                                "duration": report.film.duration if report.film else None,
                                **({"no_film": no_film} if no_film else {})}))
     else:
-        typer.echo("summary: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to do"))
+        videos = sum(r.generated for r in report.shots.values())
+        more = f" ({videos} candidates)" if videos > counts.get("rendered", 0) else ""
+        typer.echo("summary: " + (", ".join(f"{n} {o}" + (more if o == "rendered" else "") for o, n in counts.items())
+                                  or "nothing to do"))
         for failure in report.failed:
             typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
         for shot in report.shots.values():

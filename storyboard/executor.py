@@ -18,6 +18,7 @@ from typing import Any
 
 from storyboard.errors import ProviderError, StoryboardError
 from storyboard.job import EXTENSION_SECONDS, RenderContext, RenderJob
+from storyboard.batching import NotingJournal, extra_candidates, forced_batch_noter, group_requests
 from storyboard.landing import commit_clip
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
@@ -40,6 +41,8 @@ class ShotReport:
     seconds: float = 0.0
     warning: str | None = None
     """Why the clip differs from the request (kept all the same: it was paid for)."""
+    generated: int = 0
+    """Videos landed by this build (a shot's candidates: several where it has takes)."""
 
 
 @dataclass
@@ -278,9 +281,13 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str,
     provider = resolver.providers[shot.provider]
     forced = shot_id in resolver.force
     outcome = Outcome.CACHED
+    picked = next(c for c in candidates if c[0] == shot.pick)
+    generated = 0
     try:
+        # candidates a journaled request asked for beyond `takes` (lowered since): paid, so landed too
+        extra = extra_candidates(resolver, candidates)
         with cache.in_use(), ExitStack() as held:
-            for _k, _job, k_key in sorted(candidates, key=lambda c: c[2]):  # one order: no two builds deadlock
+            for _k, _job, k_key in sorted([*candidates, *extra], key=lambda c: c[2]):  # one order: no deadlock
                 held.enter_context(cache.key_lock(k_key, on_wait=lambda who: notify(shot_id, "waiting",
                                                                                     {"holder": who})))
             entries: dict[int, dict[str, Any] | None] = {}
@@ -297,31 +304,35 @@ def _render_one(board: Board, resolver: Resolver, lock: LockFile, shot_id: str,
                 entries[number] = entry
             todo = [c for c in candidates if entries[c[0]] is None]
             size = max(1, int(getattr(provider, "max_samples", 1))) if hasattr(provider, "render_batch") else 1
-            for group in (todo[i:i + size] for i in range(0, len(todo), size)):
+            paid = forced_batch_noter(lock, shot_id, picked[1].batch)
+            for group in group_requests(resolver, todo, [*candidates, *extra], size):
                 with slot:
                     if cancel.is_set():
                         raise Cancelled("interrupted")
-                    made = _generate(board, resolver, shot_id, group, inputs, provider, notify, cancel)
+                    made = _generate(board, resolver, shot_id, group, inputs, provider, notify, cancel, paid)
                 outcome = Outcome.RENDERED
+                generated += len(made)
                 for (number, _job, k_key), entry in zip(group, made, strict=True):
                     entries[number] = entry
                     if remote is not None:
                         remote.publish(k_key, entry, cache)
-        built = {k_key: (job, entries[number]) for number, job, k_key in candidates}
-        picked = next(c for c in candidates if c[0] == shot.pick)
+        built = {k_key: (job, entries[number]) for number, job, k_key in [*candidates, *extra]
+                 if entries.get(number) is not None}
         entry = entries[shot.pick]
         resolver.outputs[shot_id] = entry
         _record(lock, shot_id, key, picked[1], entry, built, paid=outcome is Outcome.RENDERED)
         notify(shot_id, "done" if outcome is Outcome.RENDERED else "cached", {"seconds": time.monotonic() - started})
         warning = "; ".join(dict.fromkeys(m for e in entries.values() if (m := e.get("mismatch")))) or None
-        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started, warning=warning)
+        return ShotReport(shot_id, outcome, key, seconds=time.monotonic() - started, warning=warning,
+                          generated=generated)
     except StoryboardError as exc:
         notify(shot_id, "failed", {"error": exc.message})
         return ShotReport(shot_id, Outcome.FAILED, key, error=exc.message, seconds=time.monotonic() - started)
 
 
 def _generate(board: Board, resolver: Resolver, shot_id: str, group: list[tuple[int, RenderJob, str]],
-              inputs: dict[str, Any], provider: Any, notify: EventFn, cancel: threading.Event) -> list[dict[str, Any]]:
+              inputs: dict[str, Any], provider: Any, notify: EventFn, cancel: threading.Event,
+              paid: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
     """Render one request's candidates (one, or several where the provider batches: Vertex `sampleCount`),
     verify each, extract the frames and commit every action: nothing partial enters the cache.
 
@@ -342,12 +353,13 @@ def _generate(board: Board, resolver: Resolver, shot_id: str, group: list[tuple[
     ctx = RenderContext(
         shot_id=shot_id,
         inputs=inputs,
-        journal=cache.journal(group[0][2]),
+        journal=NotingJournal(cache.journal(group[0][2]), paid),
         progress=lambda state, fraction=None: notify(shot_id, state, {"fraction": fraction}),
         sleep=sleep,
         handles=handles,
         settings=board.providers.get(job.provider),
         samples=len(group),
+        candidates=tuple(number for number, _job, _key in group) if len(group) > 1 else (),
     )
     _refuse_uncertain(shot_id, ctx, resolver.resubmit)
     clips = [cache.tmp_path(".mp4") for _ in group]

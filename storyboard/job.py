@@ -188,6 +188,9 @@ class RenderContext:
     """The provider's validated settings table (`[providers.NAME]`)."""
     samples: int = 1
     """Videos asked of one request (Vertex `sampleCount`, Azerion `n`): a batch of a shot's candidates."""
+    candidates: tuple[int, ...] = ()
+    """The candidate numbers (storyboard.takes) the request asks for, in the order of its videos: the
+    journal keeps them, so a resumed request lands every paid video even after `takes` was lowered."""
 
     def __post_init__(self) -> None:
         import time

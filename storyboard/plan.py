@@ -18,7 +18,7 @@ from storyboard.estimate import pseudo_job
 from storyboard.frames import frame_digests
 from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
-from storyboard.takes import candidate_jobs, lost_answer, missing_reason
+from storyboard.takes import candidate_jobs, lost_answer, missing_reason, resumed_request
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
 WAITS = MAY_RERUN
@@ -254,7 +254,8 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
             resolver.outputs[shot_id] = entry
             mismatch = f"up to date; warning: {entry['mismatch']}" if entry.get("mismatch") else "up to date"
             if missing:  # the picked clip is there (dependants can plan); the other candidates are not
-                status, reason = lost_answer(resolver, shot, job, missing) or (RUN, missing_reason(missing))
+                status, reason = lost_answer(resolver, shot, job, missing) or (
+                    RUN, resumed_request(resolver, shot, job, missing) or missing_reason(missing))
                 steps.append(Step(shot_id, status, reason, key, job, missing=missing))
             else:
                 steps.append(Step(shot_id, CACHED, mismatch, key, job))
@@ -279,7 +280,9 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         if lost is not None:
             steps.append(Step(shot_id, *lost, key, job, missing=missing))
             continue
-        steps.append(Step(shot_id, RUN, explain(board, shot, job, locked.get(shot_id)), key, job, missing=missing))
+        why = explain(board, shot, job, locked.get(shot_id))
+        resumed = resumed_request(resolver, shot, job, missing)
+        steps.append(Step(shot_id, RUN, f"{why}; {resumed}" if resumed else why, key, job, missing=missing))
     return steps
 
 

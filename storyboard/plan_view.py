@@ -53,6 +53,16 @@ class PlanView:
         return sum(1 for r in self.rows if r.status not in (CACHED, REMOTE, MAY_RERUN))
 
     @property
+    def candidates_to_generate(self) -> int:
+        """Videos those shots pay for: more than the shots where a shot has several takes."""
+        return sum(r.generate for r in self.rows if r.status not in (CACHED, REMOTE, MAY_RERUN))
+
+    def counted(self) -> str:
+        """The shots to generate in words, with their candidates where takes make them more."""
+        more = self.candidates_to_generate
+        return f"{self.to_generate} shot(s)" + (f" ({more} candidates)" if more > self.to_generate else "")
+
+    @property
     def may_rerun(self) -> int:
         """Shots whose key waits on an upstream's new output: generated unless that output is unchanged."""
         return sum(1 for r in self.rows if r.status == MAY_RERUN)
@@ -242,7 +252,8 @@ def _render_totals(pv: PlanView, console: Any) -> None:
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
     maybe = f", {pv.may_rerun} may rerun" if pv.may_rerun else ""
     counting = f", counting the {pv.may_rerun} that may rerun" if pv.may_rerun else ""
-    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{maybe}; estimated cost {cost}"
+    more = f" ({pv.candidates_to_generate} candidates)" if pv.candidates_to_generate > pv.to_generate else ""
+    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{more}{maybe}; estimated cost {cost}"
                   + (counting if pv.totals.by_unit else "")
                   + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
     if pv.to_generate or pv.may_rerun:

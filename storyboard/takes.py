@@ -92,6 +92,19 @@ def lost_answer(resolver: Any, shot: Any, job: RenderJob, missing: tuple[int, ..
     return None
 
 
+def resumed_request(resolver: Any, shot: Any, job: RenderJob, missing: tuple[int, ...]) -> str | None:
+    """Words for `plan` when a request for missing candidates is journaled: the build resumes it (it
+    was paid for when it was sent) instead of sending another; None when none is."""
+    for number, _job, key in resolver.candidates(shot, job):
+        sent = (resolver.cache.journal(key).read() or {}) if number in missing else {}
+        if sent.get("operation"):
+            asked = sent.get("candidates")
+            videos = len(asked) if isinstance(asked, list) and asked else 1
+            return (f"resumes the {sent.get('provider')} request sent at {sent.get('submitted', '?')} "
+                    f"({videos} video{'s' if videos > 1 else ''}, already paid)")
+    return None
+
+
 def candidate_record(number: int, job: RenderJob, entry: dict[str, Any]) -> dict[str, Any]:
     """What the lock keeps of one candidate: enough to list it and for gc to keep its files."""
     meta = entry.get("meta") or {}

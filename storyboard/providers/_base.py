@@ -317,7 +317,7 @@ class HttpProvider:
         finally:
             _CREATING.on = False
         ctx.journal.write({"operation": operation, "provider": self.name, "model": job.model,
-                           "submitted": utc_iso()})
+                           "submitted": utc_iso(), **({"candidates": list(ctx.candidates)} if ctx.candidates else {})})
         ctx.progress("submitted", None)
         return operation
 
