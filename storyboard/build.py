@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storyboard.cache import Cache, default_cache_dir
 from storyboard.errors import StoryboardError
-from storyboard.executor import BuildReport, EventFn, run
-from storyboard.edit.film import check_output, make_film
 from storyboard.lockfile import LockFile, lock_path
 from storyboard.model import Board
 from storyboard.plan import CACHED, Resolver, Step, plan
+
+if TYPE_CHECKING:  # the executor and the film are imported by build() only: plan needs neither
+    from storyboard.executor import BuildReport, EventFn
 
 
 @dataclass
@@ -157,6 +159,9 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     the cost and the budget): the board is then planned once, and every action it found is
     looked up once.
     """
+    from storyboard.edit.film import check_output, make_film
+    from storyboard.executor import run
+
     order = select(project, only) if only else project.order
     lock = project.lock
     if lock.log.exists() or lock.log.is_symlink():
@@ -177,6 +182,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     resolver.resubmit = set(resubmit or ())
     resolver.force = planned_resolver.force
     resolver.actions, resolver.keys = planned_resolver.actions, planned_resolver.keys
+    resolver.jobs, resolver.former = planned_resolver.jobs, planned_resolver.former
     if on_event is not None:
         on_event = _with_reasons(on_event, {s.shot: s.reason for s in steps if s.status != CACHED})
     film_entry = None
@@ -278,11 +284,13 @@ def _stamp(project: Project, report: BuildReport, provider: str | None) -> None:
     from storyboard.stamp import write_stamp
 
     board, cache = project.board, project.cache
-    files = [a.path for a in board.assets.values() if a.path is not None]
-    files += [img.path for s in board.shots.values() for img in (s.first_frame, s.last_frame, *s.references)
+    # strings, not Paths: a Path per object and sorting Paths were most of a no-op build's stamp
+    files = [str(a.path) for a in board.assets.values() if a.path is not None]
+    files += [str(img.path) for s in board.shots.values() for img in (s.first_frame, s.last_frame, *s.references)
               if getattr(img, "path", None) is not None]
-    files += [project.lock.path, report.film.path, cache.object_path(report.film.sha)]
+    files += [str(project.lock.path), str(report.film.path), str(cache.object_path(report.film.sha))]
+    objects = str(cache.root / "objects")  # as Cache.object_path names an object
     for entry in project.lock.shots.values():
-        files += [cache.object_path(entry[k]) for k in ("clip", "first", "last")]
+        files += [f"{objects}{os.sep}{entry[k][:2]}{os.sep}{entry[k]}" for k in ("clip", "first", "last")]
     summary = {"shots": len(board.shots), "film": str(report.film.path), "duration": report.film.duration}
-    write_stamp(cache.root, board.path, provider, sorted(set(files)), summary, __version__)
+    write_stamp(cache.root, board.path, provider, sorted(set(files)), summary, __version__)  # type: ignore[arg-type]

@@ -324,14 +324,18 @@ class Shot:
     """The candidate the film and every dependant use."""
 
     def upstream(self) -> list[str]:
-        """Shots whose outputs this shot needs, in a stable order."""
-        ups = [self.extends] if self.extends else []
-        if isinstance(self.edits, str):
-            ups.append(self.edits)
-        for image in (self.first_frame, self.last_frame, *self.references):
-            if isinstance(image, FrameInput):
-                ups.append(image.shot)
-        return list(dict.fromkeys(ups))
+        """Shots whose outputs this shot needs, in a stable order (found once: plan asks often)."""
+        found = self.__dict__.get("_upstream")
+        if found is None:
+            ups = [self.extends] if self.extends else []
+            if isinstance(self.edits, str):
+                ups.append(self.edits)
+            for image in (self.first_frame, self.last_frame, *self.references):
+                if isinstance(image, FrameInput):
+                    ups.append(image.shot)
+            found = tuple(dict.fromkeys(ups))
+            object.__setattr__(self, "_upstream", found)  # not a field: equality and hash ignore it
+        return list(found)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class Resolver:
     """Pixel digest of a handed-off frame -> its PNG's bytes digest, which keyed requests before."""
     batches: dict[str, int] = field(default_factory=dict)
     """shot id -> its batch (storyboard.takes.batches): what `build --force` bumps."""
+    jobs: dict[str, tuple[tuple[Any, ...], RenderJob, dict[str, Path]]] = field(default_factory=dict)
+    """shot id -> (what its job was made from, the job, its inputs): each shot's job is made once per
+    run (plan's is the build's) while its upstream entries, batch and asset digests are the same."""
 
     def candidates(self, shot: Shot, job: RenderJob) -> list[tuple[int, RenderJob, str]]:
         """(number, job, key) of each of the shot's `takes` candidates; `job` is any one of them."""
@@ -112,7 +115,25 @@ class Resolver:
         return all(up in self.outputs for up in shot.upstream())
 
     def job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path]]:
-        """The job and, for each input digest, a file with its bytes."""
+        """The job and, for each input digest, a file with its bytes; made once while its sources hold."""
+        made_from = self._sources(shot)
+        known = self.jobs.get(shot.id)
+        if known is not None and len(known[0]) == len(made_from) and all(
+                a is b or a == b for a, b in zip(known[0], made_from)):
+            return known[1], dict(known[2])
+        job, inputs = self._make_job(shot)
+        self.jobs[shot.id] = (made_from, job, dict(inputs))
+        return job, inputs
+
+    def _sources(self, shot: Shot) -> tuple[Any, ...]:
+        """What shapes the shot's job besides the shot: its batch, each upstream's action entry (the
+        same object while it is not made again) and the digest of each asset it reads."""
+        assets = [a for a in (shot.first_frame, shot.last_frame, *shot.references, shot.edits,
+                              shot.extends_clip) if isinstance(a, Asset) and a.path is not None]
+        return (self.batches.get(shot.id, 0), *(self.outputs.get(up) for up in shot.upstream()),
+                *(self.cache.digest(a.path) for a in assets))
+
+    def _make_job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path]]:
         inputs: dict[str, Path] = {}
 
         def digest(image: ImageInput | None) -> str | None:
@@ -132,7 +153,8 @@ class Resolver:
             inputs[extends] = path
             duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
-        job = RenderJob(
+        # every value comes from the shot, validated at load (the same types): not validated again
+        job = RenderJob.model_construct(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,
@@ -148,7 +170,7 @@ class Resolver:
             references=tuple(d for r in shot.references if (d := digest(r))),
             extends=extends,
             edits=edits,
-            options=impl.job_options(shot) if hasattr(impl, "job_options") else (),
+            options=tuple(map(tuple, impl.job_options(shot))) if hasattr(impl, "job_options") else (),
             label=shot.id if getattr(impl, "labels_output", False) else "",
             candidate=shot.pick,
             batch=self.batches.get(shot.id, 0),

@@ -6,12 +6,15 @@ hold, volume and text, the profile, the H.264 setting and the ffmpeg build. A pi
 parts are made by one ffmpeg run; a window joins the tail part of one piece to the head part of
 the next and is keyed by those two parts. So changing one clip's out point re-encodes that clip's
 body and tail and the window after it; its head, the window before it and everything else are
-found in the memo.
+found in the memo. The pieces that need x264 are encoded ahead, two at a time, while the copies go
+on; the progress lines still come in film order and the bytes do not change.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +34,7 @@ from storyboard.edit.pieces import Part, Setting, plan_parts
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
 from storyboard.edit.transition import build_window_command, window_key
-from storyboard.errors import MediaError
+from storyboard.errors import MediaError, StitchError
 
 TITLES_VERSION = 1
 """Bump when a title card or overlay is drawn differently in a way its key does not show."""
@@ -52,6 +55,11 @@ class Mismatch(Exception):
 
 
 Runner = Callable[[list[str], str], None]
+
+Ahead = tuple[list[Part], dict[str, str], dict[str, str], dict[str, "Path | None"], list[Part],
+              "Future[dict[str, Path]]"]
+"""A piece encoded ahead: its parts, their keys, memo names and memo finds, the missing parts and
+the encode making them."""
 
 
 @dataclass
@@ -83,7 +91,12 @@ class Render:
     def segments(self) -> list[Path]:
         """The film's segments in order: every piece's parts, and a window at each join."""
         pieces = self.timeline.pieces
-        parts = [self.piece(index) for index in range(len(pieces))]
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            ahead = self.encode_ahead(pool)
+            parts = [self.piece(index, ahead.get(index)) for index in range(len(pieces))]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         segments: list[Path] = []
         for index, made in enumerate(parts):
             left = index > 0 and self.timeline.joins[index - 1].kind != "cut"
@@ -96,22 +109,61 @@ class Render:
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def piece(self, index: int) -> dict[str, tuple[Path, str]]:
+    def encode_ahead(self, pool: ThreadPoolExecutor) -> dict[int, Ahead]:
+        """Start encoding the missing parts of every piece that needs x264, two at a time.
+
+        One x264 encode keeps about one core busy, so the copies go on in film order meanwhile.
+        A piece whose parts an earlier one already makes, or that cannot be planned (its error
+        comes at its turn), waits for its turn. Nothing ahead on a single core.
+        """
+        if (os.cpu_count() or 1) < 2:
+            return {}
+        ahead: dict[int, Ahead] = {}
+        claimed: set[str] = set()
+        for index, mode in enumerate(self.modes):
+            if mode == "copy":
+                continue
+            try:
+                plan, keys, names, found = self.look_up(index)
+            except StitchError:
+                continue
+            missing = [part for part in plan if found[part.name] is None]
+            making = {names[part.name] for part in missing}
+            if making and not making & claimed:
+                claimed |= making
+                ahead[index] = (plan, keys, names, found, missing,
+                                pool.submit(self.make, index, plan, missing, announce=False))
+        return ahead
+
+    def look_up(self, index: int) -> tuple[list[Part], dict[str, str], dict[str, str],
+                                           dict[str, Path | None]]:
+        """Piece ``index``'s parts, their keys and memo names, and what the memo holds of them."""
+        piece = self.timeline.pieces[index]
+        plan = plan_parts(self.timeline, index, self.profile,
+                          self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None,
+                          copy=self.modes[index] == "copy", where=self.where(index))
+        keys = {part.name: self.part_key(index, part) for part in plan}
+        names = {part.name: self.memo_name(index, keys[part.name]) for part in plan}
+        return plan, keys, names, {name: self.memo.memo_get(names[name]) for name in names}
+
+    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str]]:
         """Piece ``index``'s parts in order (name -> (memoised file, key)), making what is missing."""
         piece = self.timeline.pieces[index]
         mode = self.modes[index]
-        plan = plan_parts(self.timeline, index, self.profile,
-                          self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None,
-                          copy=mode == "copy", where=self.where(index))
-        keys = {part.name: self.part_key(index, part) for part in plan}
-        names = {part.name: self.memo_name(index, keys[part.name]) for part in plan}
-        found = {name: self.memo.memo_get(names[name]) for name in names}
-        missing = [part for part in plan if found[part.name] is None]
+        if ahead is None:
+            plan, keys, names, found = self.look_up(index)
+            missing = [part for part in plan if found[part.name] is None]
+        else:
+            plan, keys, names, found, missing, _ = ahead
         if mode != "copy":
             self.parts_reused += len(plan) - len(missing)
             self.parts_encoded += len(missing)
         if missing:
-            made = self.make(index, plan, missing)
+            if ahead is None:
+                made = self.make(index, plan, missing)
+            else:
+                self.report(self.step(index, len(missing), len(plan)))
+                made = ahead[-1].result()
             for part in missing:
                 found[part.name] = self.memo.memo_put(names[part.name], made[part.name])
         counts = ("titles_encoded", "titles_reused") if isinstance(piece, TitlePiece) else (
@@ -151,12 +203,17 @@ class Render:
         kind = "title" if mode is None else f"conform-{mode}"
         return f"{kind}-{key}{SEGMENT_SUFFIX}"
 
-    def make(self, index: int, plan: list[Part], missing: list[Part]) -> dict[str, Path]:
-        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run."""
+    def make(self, index: int, plan: list[Part], missing: list[Part],
+             announce: bool = True) -> dict[str, Path]:
+        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run.
+
+        Encoded ahead (``announce`` false), its progress line comes at its turn in film order.
+        """
         piece, profile = self.timeline.pieces[index], self.profile
         outs = {part.name: self.work / f"{index}-{part.name}{SEGMENT_SUFFIX}" for part in missing}
         bounds = {part.name: (part.start, part.end) for part in plan}
-        self.report(self.step(index, len(missing), len(plan)))
+        if announce:
+            self.report(self.step(index, len(missing), len(plan)))
         if isinstance(piece, TitlePiece):
             text = write_text(piece.text, self.work, f"title-{index}.txt")
             argv = build_title_command(piece, outs, profile=profile, bounds=bounds, text_file=text,

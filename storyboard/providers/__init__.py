@@ -7,6 +7,7 @@ it so a killed build resumes polling instead of paying twice.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,10 +82,10 @@ class Provider(Protocol):
 
 def available() -> dict[str, str]:
     """Every provider name -> "module:Class", built-ins first, then entry points."""
-    found = dict(BUILTIN)
-    from importlib.metadata import entry_points
+    import sys
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    found = dict(BUILTIN)
+    for ep in _entry_points(tuple(sys.path)):
         if ep.name in found and found[ep.name] != ep.value:
             raise StoryboardError(
                 f"provider '{ep.name}' is registered twice ({found[ep.name]} and {ep.value}); "
@@ -92,6 +93,15 @@ def available() -> dict[str, str]:
             )
         found[ep.name] = ep.value
     return found
+
+
+@functools.lru_cache(maxsize=4)
+def _entry_points(search_path: tuple[str, ...]) -> tuple[Any, ...]:
+    """The plugins' entry points, read once per search path: reading every installed package's
+    metadata costs a plan tens of milliseconds, and loading and opening a project both ask."""
+    from importlib.metadata import entry_points
+
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
 
 
 def provider_class(name: str, registry: dict[str, str] | None = None) -> Any:
