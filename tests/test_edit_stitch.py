@@ -4,7 +4,6 @@ subtitles and the memo, all checked on the decoded film."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -24,29 +23,11 @@ from storyboard.edit.timeline import (
     Timeline,
     TitlePiece,
 )
+from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
 BACKGROUND = (0x20, 0x30, 0x40)
 
-
-class DirMemo:
-    """A Memo in a folder, files named by the digest of their memo name (as the cache does)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, name: str) -> Path:
-        return self.root / hashlib.sha256(name.encode()).hexdigest()
-
-    def memo_get(self, name: str) -> Path | None:
-        path = self._path(name)
-        return path if path.is_file() else None
-
-    def memo_put(self, name: str, produced: Path) -> Path:
-        path = self._path(name)
-        os.replace(produced, path)
-        return path
 
 
 def render(path: Path, video: str, hz: int) -> tuple[str, Path]:

@@ -7,7 +7,6 @@ others (here two clips from a second setting) to that setting, and encodes its s
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from storyboard.edit.film_setting import match_args, plan_video
 from storyboard.media import run_ffmpeg
 from storyboard.edit.soundtrack import AAC_FRAME, SPAN_FRAMES, encode_soundtrack, plan_spans
 from storyboard.edit.stitch import StitchStats, Transition, stitch
+from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
 RATE = PROFILE.sample_rate
@@ -34,26 +34,6 @@ SECONDS = {"m0": 2.0, "m1": 1.5, "o0": 1.0, "m2": 2.0, "m3": 1.0, "o1": 1.5, "m4
 ORDER = list(SECONDS)
 ODD = ("o0", "o1")
 
-
-class DirMemo:
-    """A Memo in a folder, files named by the hash of their memo name."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.puts: list[str] = []
-
-    def _path(self, name: str) -> Path:
-        return self.root / hashlib.sha256(name.encode()).hexdigest()
-
-    def memo_get(self, name: str) -> Path | None:
-        path = self._path(name)
-        return path if path.is_file() else None
-
-    def memo_put(self, name: str, produced: Path) -> Path:
-        self.puts.append(name)
-        os.replace(produced, self._path(name))
-        return self._path(name)
 
 
 def render(path: Path, index: int, seconds: float, video_args: tuple[str, ...],

@@ -13,6 +13,7 @@ on; the progress lines still come in film order and the bytes do not change.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,7 @@ class Mismatch(Exception):
 Runner = Callable[[list[str], str], None]
 
 Ahead = tuple[list[Part], dict[str, str], dict[str, str], dict[str, "Path | None"], list[Part],
-              "Future[dict[str, Path]]"]
+              Future[dict[str, Path]]]
 """A piece encoded ahead: its parts, their keys, memo names and memo finds, the missing parts and
 the encode making them."""
 
@@ -78,15 +79,8 @@ class Render:
     facts: dict[str, ClipFacts | MediaError]
     encoder: str
     checked: dict[Path, bytes] = field(default_factory=dict)
-    conforms_encoded: int = 0
-    conforms_copied: int = 0
-    conforms_reused: int = 0
-    windows_encoded: int = 0
-    windows_reused: int = 0
-    titles_encoded: int = 0
-    titles_reused: int = 0
-    parts_encoded: int = 0
-    parts_reused: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    """What was encoded, copied and reused, by StitchStats' field names (``conforms_encoded``, ...)."""
 
     def segments(self) -> list[Path]:
         """The film's segments in order: every piece's parts, and a window at each join."""
@@ -156,8 +150,8 @@ class Render:
         else:
             plan, keys, names, found, missing, _ = ahead
         if mode != "copy":
-            self.parts_reused += len(plan) - len(missing)
-            self.parts_encoded += len(missing)
+            self.counts["parts_reused"] += len(plan) - len(missing)
+            self.counts["parts_encoded"] += len(missing)
         if missing:
             if ahead is None:
                 made = self.make(index, plan, missing)
@@ -168,8 +162,7 @@ class Render:
                 found[part.name] = self.memo.memo_put(names[part.name], made[part.name])
         counts = ("titles_encoded", "titles_reused") if isinstance(piece, TitlePiece) else (
             "conforms_copied" if mode == "copy" else "conforms_encoded", "conforms_reused")
-        counter = counts[0] if missing else counts[1]
-        setattr(self, counter, getattr(self, counter) + 1)
+        self.counts[counts[0] if missing else counts[1]] += 1
         result = {part.name: (found[part.name], keys[part.name]) for part in plan}
         if mode != "copy" and self.setting.record:
             for path, _ in result.values():
@@ -254,7 +247,7 @@ class Render:
         name = f"window-{window_key(tail[1], head[1], join.kind, color)}{SEGMENT_SUFFIX}"
         found = self.memo.memo_get(name)
         if found is not None:
-            self.windows_reused += 1
+            self.counts["windows_reused"] += 1
         else:
             count = len(self.timeline.joins)
             kinds = ["title" if self.modes[i] is None else "clip" for i in (index, index + 1)]
@@ -268,7 +261,7 @@ class Render:
             self.run(argv, f"encoding the {join.kind} from {self.what(index)} "
                            f"to {self.what(index + 1)}")
             found = self.memo.memo_put(name, produced)
-            self.windows_encoded += 1
+            self.counts["windows_encoded"] += 1
         if self.setting.record:
             self.check(found, f"the {join.kind} window after {self.what(index)}")
         return found

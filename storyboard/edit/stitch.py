@@ -219,10 +219,7 @@ def stitch(
         _ffmpeg(build_concat_command(concat_list, audio, film, soft),
                 f"joining {len(segments)} segments into {out}")
         _move_into_place(film, out)
-    return StitchStats(render.conforms_encoded, render.conforms_reused, render.windows_encoded,
-                       render.windows_reused, len(segments), render.conforms_copied,
-                       tuple(plan.reasons), render.titles_encoded, render.titles_reused,
-                       render.parts_encoded, render.parts_reused)
+    return StitchStats(**render.counts, segments=len(segments), conformed=tuple(plan.reasons))
 
 
 def _short_form(clips: list[tuple[str, Path]], profile: Profile, transition: Transition,
