@@ -82,3 +82,26 @@ def test_binary_missing_and_huge_files_are_refused(tmp_path):
 def test_cues_past_the_film_end_are_found():
     cues = (Cue(1.0, 2.0, "in"), Cue(3.0, 6.0, "ends at the end"), Cue(5.5, 6.5, "runs over"), Cue(7.0, 8.0, "after"))
     assert cues_past(cues, 6.0) == cues[2:]
+
+
+def test_the_sidecar_goes_when_the_subtitles_go_but_a_file_of_ours_never(write_board, fake_provider):
+    """Dropping [edit.subtitles] (or burning them) removes the .srt storyboard placed beside the film,
+    which a player would otherwise still load; a file storyboard did not write is left alone."""
+    from storyboard.build import build, open_project
+
+    text = ('[film]\nprovider = "fake"\noutput = "build/short.mp4"\n'
+            '[[shot]]\nid = "a"\nprompt = "a fox wakes"\nduration = 4\n')
+    board = write_board(text + '[edit.subtitles]\npath = "en.srt"\n')
+    (board.parent / "en.srt").write_text(SRT.replace("00:00:03,250 --> 00:00:05,000", "00:00:01,600 --> 00:00:01,900"))
+    sidecar = board.parent / "build" / "short.srt"
+    build(open_project(board))
+    assert sidecar.read_text(encoding="utf-8").count("-->") == 2
+
+    board.write_text(text + '[edit.subtitles]\npath = "en.srt"\nburn = true\n')
+    build(open_project(board))
+    assert not sidecar.exists() and (board.parent / "build" / "short.mp4").exists()
+
+    sidecar.write_text("my own notes\n", encoding="utf-8")
+    board.write_text(text)
+    build(open_project(board))
+    assert sidecar.read_text(encoding="utf-8") == "my own notes\n"

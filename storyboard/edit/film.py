@@ -110,6 +110,8 @@ def _make_film(board: Board, cache: Cache, outputs: dict[str, dict[str, Any]], o
     subtitles = None
     if timeline.subtitles is not None and not timeline.subtitles.burn:
         subtitles = place_sidecar(cache, timeline, output)
+    else:
+        remove_sidecar(cache, output)
     return FilmReport(output, sha, key, stitched, entry["meta"]["duration"], stats, subtitles)
 
 
@@ -157,6 +159,17 @@ def place_sidecar(cache: Cache, timeline: Timeline, output: Path) -> str:
     check_sidecar(cache, output, None)
     _place(cache, sha, target)
     return sha
+
+
+def remove_sidecar(cache: Cache, output: Path) -> None:
+    """Take away the subtitles storyboard placed beside the film once the film has none (or burns
+    them): a player would still show the old cues. A file storyboard did not write stays."""
+    target = sidecar_path(output)
+    try:
+        if stat.S_ISREG(os.lstat(target).st_mode) and cache.has_object(cache.digest(target)):
+            target.unlink()
+    except OSError:
+        pass  # gone already, or unreadable: not ours to judge
 
 
 def check_sidecar(cache: Cache, output: Path, where: str | None) -> None:
