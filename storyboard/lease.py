@@ -3,7 +3,9 @@
     leases/<key>/<generation>      {"host", "pid", "since", "token", "beat"}
 
 Before submitting a shot, a machine creates `leases/<key>/0` with the store's own "create only
-if absent" (S3 `If-None-Match: *`, `O_EXCL` on a shared folder): exactly one machine succeeds.
+if absent" (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`, `O_EXCL` on a shared folder):
+exactly one machine succeeds. A create whose answer was lost (the client retried and heard "it
+exists") is recognised by reading the lease back: the body carries this lease's own token.
 The others wait, polling for the action entry, and download it once it is published. The holder
 rewrites its lease (a heartbeat) while it renders and deletes it after publishing, or on failure.
 
@@ -14,8 +16,7 @@ over. Judging expiry by the waiter's clock, not a time written by the holder, ma
 skewed clocks. The highest generation is the lease; lower ones are debris, deleted by the next
 holder.
 
-A store that cannot create conditionally (GCS, Azure and memory backends here; a read-only
-remote) is warned about once and the build behaves as before leases: each machine renders its
+A store that cannot create conditionally (Azure and memory backends here; a read-only remote) is warned about once and the build behaves as before leases: each machine renders its
 own misses and publishes the result.
 """
 
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
     from storyboard.remote import Remote
 
 DEFAULT_SECONDS = 60.0
-_CONDITIONAL = {"s3", "s3a", "file", "local"}
-"""Backends whose "create only if absent" is atomic: S3 (If-None-Match) and a folder (O_EXCL)."""
+_CONDITIONAL = {"s3", "s3a", "gs", "gcs", "file", "local"}
+"""Backends whose "create only if absent" is atomic: S3 (If-None-Match), GCS (ifGenerationMatch=0)
+and a folder (O_EXCL)."""
 
 
 def lease_seconds() -> float:
@@ -79,7 +81,7 @@ class Leases:
         if not self.conditional:
             self._say_once(f"the remote cache {remote.url} cannot create a file only if it is absent, so "
                            "machines that miss the same shot at once may each render it (leases need "
-                           "s3:// or a shared folder)")
+                           "s3://, gs:// or a shared folder)")
         return self.conditional
 
     @contextmanager
@@ -182,8 +184,8 @@ class _Store:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                     with os.fdopen(fd, "wb") as out:  # a reader may see it empty for a moment: still live
                         out.write(data)
-                else:
-                    self.remote.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
+                else:  # S3: If-None-Match: *; GCS: ifGenerationMatch=0 (its 412 is FileExistsError)
+                    self.remote.fs.pipe_file(path, data, mode="create")
             except FileExistsError:
                 return False
             except OSError as exc:  # S3's 409 ConditionalRequestConflict: another create is in flight
@@ -234,7 +236,10 @@ class _Lease:
                            "token": self.token, "beat": self.beat}).encode()
 
     def create(self) -> bool:
-        return self.store.create(self.path, self.body())
+        """Create this generation; True if this process holds it, even when the store's answer to
+        the create was lost and the client's retry was refused because the first try had won."""
+        body = self.body()
+        return self.store.create(self.path, body) or self.leases.remote._read(self.path) == body
 
     def start(self, below: list[int]) -> None:
         """Delete the dead holders' generations, then renew every quarter of the lease."""

@@ -455,6 +455,13 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
         options["client_kwargs"] = client
         options.setdefault("skip_instance_cache", True)
         options.setdefault("use_listings_cache", False)
+    elif protocol in ("gs", "gcs"):
+        options.setdefault("skip_instance_cache", True)
+        options.setdefault("use_listings_cache", False)  # leases poll listings: a cached one never changes
+        if os.environ.get("STORAGE_EMULATOR_HOST", "default") != "default":
+            # An emulator checks no credentials, and looking for them may ask the GCE metadata server.
+            options.setdefault("token", "anon")
+            return _open_gcs_emulated(url, options)
     elif protocol in ("file", "local") and "://" not in url:
         url = os.path.expanduser(url)
     try:
@@ -472,6 +479,18 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
         # but never answers would stall the build for minutes. Twice keeps a flaky download alive.
         fs.retries = 2
     return fs, str(root).rstrip("/")
+
+
+def _open_gcs_emulated(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """gcsfs's plain JSON-API filesystem: emulators speak no gRPC, and gcsfs's default class asks a
+    gRPC service about each bucket's layout (for zonal buckets), retrying for a minute per call."""
+    try:
+        from gcsfs.core import GCSFileSystem
+    except ImportError as exc:
+        raise RemoteError(f"remote cache {url}: gs:// needs a package that is not installed; "
+                          "pip install 'storyboard[gcs]'") from exc
+    fs = GCSFileSystem(**options)
+    return fs, str(fs._strip_protocol(url)).rstrip("/")
 
 
 def _write_local(path: Path, source: Path | bytes) -> None:

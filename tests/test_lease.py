@@ -1,8 +1,9 @@
 """Leases on the remote cache: three machines missing the same keys at once pay for each key once.
 
 The machines are `storyboard build` processes with their own checkout and local cache, sharing
-one remote (S3 on the loopback moto server, or a shared folder), and one counting fake provider
-whose submissions from every process land in one file.
+one remote (S3 on the loopback moto server, GCS on the loopback fake of its JSON API, or a shared
+folder), and one counting fake provider whose submissions from every process land in one file.
+Every test of the protocol runs on each of the three stores.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from storyboard.cache import Cache, cache_key
 from storyboard.lease import _Store, describe_holder
 from storyboard.remote import Remote
+from tests.fakes.gcs_server import GcsBucket, gcs, gcs_server  # noqa: F401 - the loopback GCS fake's fixtures
 from tests.fakes.s3_server import S3Bucket, s3  # noqa: F401 - the loopback S3 server's fixture
 
 BOARD = """\
@@ -68,8 +70,18 @@ class Meeting:
         self.url, self.env, self.leases = url, env, leases
 
 
-@pytest.fixture(params=["s3", "folder"])
+STORES = ["s3", "gcs", "folder"]
+
+
+@pytest.fixture(params=STORES)
 def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Meeting:
+    if request.param == "gcs":
+        bucket: GcsBucket = request.getfixturevalue("gcs")
+
+        def gcs_leases() -> dict[str, bytes]:
+            return {name.split("/leases/", 1)[1]: data for name, data in bucket.objects("cache/leases/").items()}
+
+        return Meeting(bucket.url("cache"), bucket.fake.env(), gcs_leases)
     if request.param == "s3":
         bucket: S3Bucket = request.getfixturevalue("s3")
         from tests.fakes.s3_server import s3_env
@@ -197,8 +209,10 @@ def entry_in(cache: Cache, name: str) -> tuple[str, dict]:
     return key, entry
 
 
-@pytest.fixture(params=["s3", "folder"])
+@pytest.fixture(params=STORES)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "gcs":
+        return request.getfixturevalue("gcs").url("cache")
     if request.param == "s3":
         return request.getfixturevalue("s3").upload_url("cache")
     (tmp_path / "share").mkdir()
