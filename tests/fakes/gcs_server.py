@@ -386,7 +386,7 @@ def gcs(gcs_server: GcsFake, monkeypatch: pytest.MonkeyPatch) -> GcsBucket:
     """A fresh bucket on the fake GCS, STORAGE_EMULATOR_HOST pointing at it for this test."""
     for name, value in gcs_server.env().items():
         monkeypatch.setenv(name, value)
-    gcs_server.faults.clear()
+    gcs_server.reset()  # counts, faults and knobs are the server's: each test starts from none
     return GcsBucket(gcs_server, gcs_server.make_bucket())
 
 
