@@ -75,7 +75,8 @@ class Remote(RemoteStore):
             the endpoint defaults to AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; connecting times out
             after 3 s and an unanswered request after 10 s (`config_kwargs` overrides both), with
             one retry. A refused connection costs a build about a second, a silent server about
-            40 s, and only once: the remote is then marked down.
+            40 s, and only once: the remote is then marked down. On GCS, connecting times out after
+            3 s and a silent read after 10 s (`requests_timeout`), and gcsfs retries 5 times.
 
     Raises:
         RemoteError: the URL's protocol is unknown or its fsspec backend is not installed.

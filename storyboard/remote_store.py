@@ -166,6 +166,12 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
     elif protocol in ("gs", "gcs"):
         options.setdefault("skip_instance_cache", True)
         options.setdefault("use_listings_cache", False)  # leases poll listings: a cached one never changes
+        try:  # gcsfs sets no timeout at all: a server that never answers would stall the build for good
+            from aiohttp import ClientTimeout
+
+            options.setdefault("requests_timeout", ClientTimeout(sock_connect=3, sock_read=10))
+        except ImportError:  # gcsfs is not installed either: url_to_fs says so below
+            pass
         if os.environ.get("STORAGE_EMULATOR_HOST", "default") != "default":
             # An emulator checks no credentials, and looking for them may ask the GCE metadata server.
             options.setdefault("token", "anon")

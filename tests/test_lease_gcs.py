@@ -141,3 +141,11 @@ def test_a_gcs_remote_that_fails_stops_leasing_with_one_warning(gcs, tmp_path): 
         with remote.lease("cd" * 32, Cache(tmp_path / "a")) as fetched:
             assert fetched is None
     assert len(warned) == 1 and "cannot take leases" in warned[0] and "Forbidden" in warned[0]
+
+
+def test_a_gcs_remote_times_out_a_silent_server_instead_of_waiting_for_ever(gcs):  # noqa: F811
+    """gcsfs's own default is no timeout at all; a silent read costs 10 s per try, then the remote is down."""
+    timeout = Remote(gcs.url("cache")).fs.requests_timeout
+    assert (timeout.sock_connect, timeout.sock_read) == (3, 10)
+    timeout = Remote(gcs.url("cache"), storage_options={"requests_timeout": 60}).fs.requests_timeout
+    assert timeout == 60, "the caller's storage_options win"
