@@ -4,10 +4,10 @@
 
 Before submitting a shot, a machine creates `leases/<key>/0` with the store's own "create only
 if absent" (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`, `O_EXCL` on a shared folder):
-exactly one machine succeeds. A create whose answer was lost (the client retried and heard "it
-exists") is recognised by reading the lease back: the body carries this lease's own token.
-The others wait, polling for the action entry, and download it once it is published. The holder
-rewrites its lease (a heartbeat) while it renders and deletes it after publishing, or on failure.
+exactly one machine succeeds. The others wait, polling for the action entry, and download it
+once it is published. The holder rewrites its lease (a heartbeat) while it renders and deletes
+it after publishing, or on failure. A create whose answer was lost (the client retried and heard
+"it exists") is recognised by reading the lease back: its body holds this lease's own token.
 
 A lease whose contents have not changed for `STORYBOARD_LEASE_SECONDS` (60 by default) of the
 waiter's own clock belongs to a dead machine: the waiter takes over by creating the next
@@ -16,8 +16,9 @@ over. Judging expiry by the waiter's clock, not a time written by the holder, ma
 skewed clocks. The highest generation is the lease; lower ones are debris, deleted by the next
 holder.
 
-A store that cannot create conditionally (Azure and memory backends here; a read-only remote) is warned about once and the build behaves as before leases: each machine renders its
-own misses and publishes the result.
+A store that cannot create conditionally (Azure and memory backends here; a read-only remote)
+is warned about once and the build behaves as before leases: each machine renders its own
+misses and publishes the result.
 """
 
 from __future__ import annotations
