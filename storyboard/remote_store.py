@@ -172,7 +172,7 @@ def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str
             options.setdefault("requests_timeout", ClientTimeout(sock_connect=3, sock_read=10))
         except ImportError:  # gcsfs is not installed either: url_to_fs says so below
             pass
-        if os.environ.get("STORAGE_EMULATOR_HOST", "default") != "default":
+        if os.environ.get("STORAGE_EMULATOR_HOST") not in (None, "", "default"):  # as gcsfs reads it
             # An emulator checks no credentials, and looking for them may ask the GCE metadata server.
             options.setdefault("token", "anon")
             return _open_gcs_emulated(url, options)

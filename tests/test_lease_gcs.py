@@ -149,3 +149,12 @@ def test_a_gcs_remote_times_out_a_silent_server_instead_of_waiting_for_ever(gcs)
     assert (timeout.sock_connect, timeout.sock_read) == (3, 10)
     timeout = Remote(gcs.url("cache"), storage_options={"requests_timeout": 60}).fs.requests_timeout
     assert timeout == 60, "the caller's storage_options win"
+
+
+def test_a_busy_gcs_is_retried_by_gcsfs_and_the_lease_still_taken_once(gcs, tmp_path):  # noqa: F811
+    gcs.fake.fail("upload", 503)
+    warned: list[str] = []
+    remote = Remote(gcs.url("cache"), warn=warned.append)
+    with remote.lease("ef" * 32, Cache(tmp_path / "a")) as fetched:
+        assert fetched is None and _Store(remote).generations("ef" * 32) == [0]
+    assert gcs.fake.count("upload") == 2 and warned == []
