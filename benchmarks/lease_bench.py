@@ -1,17 +1,19 @@
 """Three machines building one board against one remote, with leases, against one machine alone.
 
-    python benchmarks/lease_bench.py [--shots 6] [--latency 3] [--remote s3|folder] [--runs 1]
+    python benchmarks/lease_bench.py [--shots 6] [--latency 3] [--remote s3|gcs|folder] [--runs 1]
 
 Each "machine" is a `storyboard build` process with its own checkout and local cache; all share
-one remote (S3 on a loopback moto server, or a shared folder) and one fake provider that takes
-`--latency` seconds per shot and logs every submission. The three machines start together, so
-they miss every key at the same moment: with leases each key is paid for once and the
-machines that lose a race wait and download. Prints wall times, CPU and the submission counts.
+one remote (S3 on a loopback moto server, GCS on the loopback fake of its JSON API, or a shared
+folder) and one fake provider that takes `--latency` seconds per shot and logs every submission.
+The three machines start together, so they miss every key at the same moment: with leases each
+key is paid for once and the machines that lose a race wait and download. Prints wall times, CPU
+and the submission counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,10 +52,21 @@ def new_remote(kind: str, work: Path, name: str) -> tuple[str, dict[str, str]]:
         share = work / f"share-{name}"
         share.mkdir()
         return str(share), {}
+    if kind == "gcs":
+        fake = gcs_fake()
+        return f"gs://{fake.make_bucket()}/cache", fake.env()
     from tests.fakes.s3_server import make_bucket, moto_endpoint, s3_env
 
     endpoint = moto_endpoint()
     return make_bucket(endpoint).upload_url("cache"), s3_env(endpoint)
+
+
+@functools.lru_cache(maxsize=1)
+def gcs_fake() -> Any:
+    """The GCS fake, serving from this process's threads while the builds run."""
+    from tests.fakes.gcs_server import GcsFake
+
+    return GcsFake().start()
 
 
 def build_together(count: int, work: Path, text: str, remote: str, env: dict[str, str]) -> tuple[float, float]:
@@ -78,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shots", type=int, default=6)
     parser.add_argument("--latency", type=float, default=3.0, help="seconds the fake provider takes per shot")
-    parser.add_argument("--remote", choices=["s3", "folder"], default="s3")
+    parser.add_argument("--remote", choices=["s3", "gcs", "folder"], default="s3")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     text = board(args.shots)

@@ -3,9 +3,11 @@
     leases/<key>/<generation>      {"host", "pid", "since", "token", "beat"}
 
 Before submitting a shot, a machine creates `leases/<key>/0` with the store's own "create only
-if absent" (S3 `If-None-Match: *`, `O_EXCL` on a shared folder): exactly one machine succeeds.
-The others wait, polling for the action entry, and download it once it is published. The holder
-rewrites its lease (a heartbeat) while it renders and deletes it after publishing, or on failure.
+if absent" (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`, `O_EXCL` on a shared folder):
+exactly one machine succeeds. The others wait, polling for the action entry, and download it
+once it is published. The holder rewrites its lease (a heartbeat) while it renders and deletes
+it after publishing, or on failure. A create whose answer was lost (the client retried and heard
+"it exists") is recognised by reading the lease back: its body holds this lease's own token.
 
 A lease whose contents have not changed for `STORYBOARD_LEASE_SECONDS` (60 by default) of the
 waiter's own clock belongs to a dead machine: the waiter takes over by creating the next
@@ -14,9 +16,9 @@ over. Judging expiry by the waiter's clock, not a time written by the holder, ma
 skewed clocks. The highest generation is the lease; lower ones are debris, deleted by the next
 holder.
 
-A store that cannot create conditionally (GCS, Azure and memory backends here; a read-only
-remote) is warned about once and the build behaves as before leases: each machine renders its
-own misses and publishes the result.
+A store that cannot create conditionally (Azure and memory backends here; a read-only remote)
+is warned about once and the build behaves as before leases: each machine renders its own
+misses and publishes the result.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ if TYPE_CHECKING:
     from storyboard.remote import Remote
 
 DEFAULT_SECONDS = 60.0
-_CONDITIONAL = {"s3", "s3a", "file", "local"}
-"""Backends whose "create only if absent" is atomic: S3 (If-None-Match) and a folder (O_EXCL)."""
+_CONDITIONAL = {"s3", "s3a", "gs", "gcs", "file", "local"}
+"""Backends whose "create only if absent" is atomic: S3 (If-None-Match), GCS (ifGenerationMatch=0)
+and a folder (O_EXCL)."""
 
 
 def lease_seconds() -> float:
@@ -79,7 +82,7 @@ class Leases:
         if not self.conditional:
             self._say_once(f"the remote cache {remote.url} cannot create a file only if it is absent, so "
                            "machines that miss the same shot at once may each render it (leases need "
-                           "s3:// or a shared folder)")
+                           "s3://, gs:// or a shared folder)")
         return self.conditional
 
     @contextmanager
@@ -182,8 +185,8 @@ class _Store:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                     with os.fdopen(fd, "wb") as out:  # a reader may see it empty for a moment: still live
                         out.write(data)
-                else:
-                    self.remote.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
+                else:  # S3: If-None-Match: *; GCS: ifGenerationMatch=0 (its 412 is FileExistsError)
+                    self.remote.fs.pipe_file(path, data, mode="create")
             except FileExistsError:
                 return False
             except OSError as exc:  # S3's 409 ConditionalRequestConflict: another create is in flight
@@ -234,7 +237,10 @@ class _Lease:
                            "token": self.token, "beat": self.beat}).encode()
 
     def create(self) -> bool:
-        return self.store.create(self.path, self.body())
+        """Create this generation; True if this process holds it, even when the store's answer to
+        the create was lost and the client's retry was refused because the first try had won."""
+        body = self.body()
+        return self.store.create(self.path, body) or self.leases.remote._read(self.path) == body
 
     def start(self, below: list[int]) -> None:
         """Delete the dead holders' generations, then renew every quarter of the lease."""
