@@ -31,6 +31,14 @@ from storyboard.edit.conform import (
     conform_key,
     digest,
 )
+from storyboard.edit.gops import (
+    Span,
+    build_span_command,
+    cut_points,
+    smart_line,
+    split_parts,
+    write_packets,
+)
 from storyboard.edit.pieces import Part, Setting, plan_parts
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
@@ -78,6 +86,8 @@ class Render:
     setting: Setting
     facts: dict[str, ClipFacts | MediaError]
     encoder: str
+    smart: frozenset[int] = frozenset()
+    """Pieces whose whole GOPs may be copied (``gops.py``)."""
     checked: dict[Path, bytes] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     """What was encoded, copied and reused, by StitchStats' field names (``conforms_encoded``, ...)."""
@@ -95,10 +105,14 @@ class Render:
         for index, made in enumerate(parts):
             left = index > 0 and self.timeline.joins[index - 1].kind != "cut"
             right = index + 1 < len(pieces) and self.timeline.joins[index].kind != "cut"
-            segments += [path for name, (path, _) in made.items()
-                         if not (left and name == "head") and not (right and name == "tail")]
+            for name, (path, _, part) in made.items():
+                if not (left and name == "head") and not (right and name == "tail"):
+                    segments.append(path)
+                    copied = self.modes[index] == "copy" or part.first is not None
+                    self.counts["frames_copied" if copied else "frames_encoded"] += part.frames
             if right:
-                segments.append(self.window(index, made["tail"], parts[index + 1]["head"]))
+                segments.append(self.window(index, made["tail"][:2], parts[index + 1]["head"][:2]))
+                self.counts["frames_encoded"] += self.timeline.joins[index].frames(self.profile.fps)
         return segments
 
     # -- pieces ------------------------------------------------------------------------------
@@ -136,12 +150,26 @@ class Render:
         plan = plan_parts(self.timeline, index, self.profile,
                           self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None,
                           copy=self.modes[index] == "copy", where=self.where(index))
+        if index in self.smart:
+            plan = self.smart_parts(index, plan)
         keys = {part.name: self.part_key(index, part) for part in plan}
-        names = {part.name: self.memo_name(index, keys[part.name]) for part in plan}
+        names = {part.name: self.memo_name(index, part, keys[part.name]) for part in plan}
         return plan, keys, names, {name: self.memo.memo_get(names[name]) for name in names}
 
-    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str]]:
-        """Piece ``index``'s parts in order (name -> (memoised file, key)), making what is missing."""
+    def smart_parts(self, index: int, plan: list[Part]) -> list[Part]:
+        """``plan`` with its whole GOPs copied where the clip has clean cut points (else as is)."""
+        piece = self.timeline.pieces[index]
+        info = self.facts[piece.sha]
+        assert isinstance(piece, ClipPiece) and isinstance(info, ClipFacts)
+        try:
+            cuts = cut_points(piece.path, piece.sha)
+        except MediaError:
+            return plan  # encoded as before; its conform says what is wrong with it
+        return split_parts(plan, cuts, info.frames)
+
+    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
+        """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
+        missing."""
         piece = self.timeline.pieces[index]
         mode = self.modes[index]
         if ahead is None:
@@ -150,8 +178,13 @@ class Render:
         else:
             plan, keys, names, found, missing, _ = ahead
         if mode != "copy":
-            self.counts["parts_reused"] += len(plan) - len(missing)
-            self.counts["parts_encoded"] += len(missing)
+            making = {part.name for part in missing}
+            for part in plan:
+                copied, made = part.first is not None, part.name in making
+                self.counts[("spans_copied" if made else "spans_reused") if copied
+                            else "parts_encoded" if made else "parts_reused"] += 1
+        if index in self.smart:
+            self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
         if missing:
             if ahead is None:
                 made = self.make(index, plan, missing)
@@ -163,9 +196,9 @@ class Render:
         counts = ("titles_encoded", "titles_reused") if isinstance(piece, TitlePiece) else (
             "conforms_copied" if mode == "copy" else "conforms_encoded", "conforms_reused")
         self.counts[counts[0] if missing else counts[1]] += 1
-        result = {part.name: (found[part.name], keys[part.name]) for part in plan}
+        result = {part.name: (found[part.name], keys[part.name], part) for part in plan}
         if mode != "copy" and self.setting.record:
-            for path, _ in result.values():
+            for path, _, _ in result.values():
                 self.check(path, self.what(index))
         return result  # type: ignore[return-value]
 
@@ -184,16 +217,25 @@ class Render:
                            colour=self.setting.colour_of(self.facts.get(piece.sha)))
         if mode == "copy":
             return base if piece.volume == 1 else digest({"copy": base, "volume": piece.volume})
+        if part.first is not None:  # a copied run: the clip's own packets and sound
+            return digest({"v": CONFORM_VERSION, "step": "gops", "clip": piece.sha,
+                           "from": part.first, "to": part.first + part.frames,
+                           "volume": piece.volume, "profile": asdict(profile),
+                           "audio": "pcm_s16le", "encoder": self.encoder})
+        at = part.trim.start  # a part is keyed by its clip frames, so moving the in point
+        # re-makes only the parts whose frames change (the sound too, when a frame is whole samples)
         return digest({
-            "v": CONFORM_VERSION, "step": "part", "conform": base, "in": part.trim.start,
-            "from": part.start, "to": part.end, "stop": min(part.trim.used, part.end),
+            "v": CONFORM_VERSION, "step": "part", "conform": base,
+            "in": at if profile.sample_rate % profile.fps else None, "from": at + part.start,
+            "to": at + part.end, "stop": at + min(part.trim.used, part.end),
             "volume": piece.volume, "titles": TITLES_VERSION if part.texts else 0,
             "text": [[o.text, o.position, o.style, a, b] for o, a, b in part.texts],
         })
 
-    def memo_name(self, index: int, key: str) -> str:
+    def memo_name(self, index: int, part: Part, key: str) -> str:
         mode = self.modes[index]
-        kind = "title" if mode is None else f"conform-{mode}"
+        kind = ("title" if mode is None else "gops" if part.first is not None
+                else f"conform-{mode}")
         return f"{kind}-{key}{SEGMENT_SUFFIX}"
 
     def make(self, index: int, plan: list[Part], missing: list[Part],
@@ -223,6 +265,16 @@ class Render:
                                       volume=piece.volume)
             self.run(argv, f"conforming {where}")
             return outs
+        for part in [p for p in missing if p.first is not None]:
+            packets = self.work / f"{index}-{part.name}-packets{SEGMENT_SUFFIX}"
+            write_packets(piece.path, packets, part.first, part.first + part.frames)
+            self.run(build_span_command(packets, piece.path, outs[part.name], profile=profile,
+                                        span=Span(part.start, part.end, True, part.first),
+                                        clip=info, volume=piece.volume),
+                     f"copying frames {part.first}-{part.first + part.frames} of {where}")
+        missing = [p for p in missing if p.first is None]
+        if not missing:
+            return outs
         drawn = {}
         for part in missing:
             filters = [overlay_text(o, write_text(o.text, self.work, f"text-{index}-{part.name}-{n}"
@@ -232,7 +284,7 @@ class Render:
             if filters:
                 drawn[part.name] = ",".join(filters)
         argv = build_conform_command(
-            piece.path, outs, profile=profile, frames=plan[-1].end, has_audio=info.has_audio,
+            piece.path, {part.name: outs[part.name] for part in missing}, profile=profile, frames=plan[-1].end, has_audio=info.has_audio,
             video_args=self.setting.video_args, colour=self.setting.colour_of(info),
             trim=missing[0].trim, bounds=bounds, drawn=drawn)
         self.run(argv, f"conforming {where}")

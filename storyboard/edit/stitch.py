@@ -71,7 +71,10 @@ class StitchStats:
     A conform is counted once: encoded (video re-encoded), copied (video stream-copied, audio
     converted) or reused (found in the memo, whichever way it was made): a conform counts as
     encoded when any of its parts was. ``parts_*`` count the parts themselves (a clip's head,
-    body pieces and tail), ``titles_*`` the title cards. ``conformed`` says, for each whole clip
+    body pieces and tail), ``spans_*`` the runs of whole GOPs a smart cut copied out of a trimmed
+    clip (``gops.py``), ``titles_*`` the title cards. ``frames_copied`` and ``frames_encoded``
+    say where the film's frames came from (its source clips' packets, or x264), memo or not:
+    they add up to the film's frames. ``conformed`` says, for each whole clip
     in a film of cuts whose video was not copied, why (``"clip 4 (odd.mp4): it is 25 frames a
     second ..."``).
     """
@@ -87,6 +90,10 @@ class StitchStats:
     titles_reused: int = 0
     parts_encoded: int = 0
     parts_reused: int = 0
+    spans_copied: int = 0
+    spans_reused: int = 0
+    frames_copied: int = 0
+    frames_encoded: int = 0
 
 
 def build_concat_list(segments: Sequence[Path]) -> str:
@@ -244,7 +251,7 @@ def _render(timeline: Timeline, plan: FilmPlan, profile: Profile, memo: Memo, wo
         report(line)
     return Render(timeline=timeline, profile=profile, memo=memo, work=work, report=report,
                   run=_ffmpeg, modes=list(plan.modes), setting=plan.setting, facts=facts,
-                  encoder=encoder)
+                  encoder=encoder, smart=plan.smart)
 
 
 def _mix_step(timeline: Timeline) -> Callable[..., Path] | None:
