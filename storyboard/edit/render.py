@@ -183,7 +183,7 @@ class Render:
                 copied, made = part.first is not None, part.name in making
                 self.counts[("spans_copied" if made else "spans_reused") if copied
                             else "parts_encoded" if made else "parts_reused"] += 1
-        if index in self.smart:
+        if missing and index in self.smart:  # said with the encode, as every progress line
             self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
         if missing:
             if ahead is None:
