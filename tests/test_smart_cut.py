@@ -259,3 +259,17 @@ def test_forced_encode_smart_cuts_nothing(clips):
     facts = {p.sha: read_clip(p.path) for p in timeline.pieces}
     assert plan_film(timeline, facts, PROFILE).smart == frozenset({0, 1, 2})
     assert plan_film(timeline, facts, PROFILE, encode="asked").smart == frozenset()
+
+
+def test_a_part_is_split_at_its_first_and_last_clean_cut():
+    from storyboard.edit.conform import Trim
+    from storyboard.edit.gops import Span, split_span
+
+    cuts = tuple(range(0, 72, KEYINT))
+    assert split_span(0, 46, Trim(0, 46), cuts, 72) == [Span(0, 36, True, 0), Span(36, 46)]
+    assert split_span(0, 24, Trim(12, 24), cuts, 72) == [Span(0, 24, True, 12)]  # on keyframes
+    assert split_span(0, 30, Trim(12, 24, 6), cuts, 72) == [Span(0, 24, True, 12), Span(24, 30)]
+    assert split_span(0, 30, Trim(48, 30), cuts, 72) == [Span(0, 24, True, 48), Span(24, 30)]
+    assert split_span(0, 8, Trim(2, 8), cuts, 72) == [Span(0, 8)]  # no whole GOP
+    # a body after a 5-frame head: clip frames 12 .. 47 of it, so 12 .. 36 copied
+    assert split_span(5, 40, Trim(7, 60), cuts, 72) == [Span(5, 29, True, 12), Span(29, 40)]

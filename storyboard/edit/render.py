@@ -6,7 +6,10 @@ hold, volume and text, the profile, the H.264 setting and the ffmpeg build. A pi
 parts are made by one ffmpeg run; a window joins the tail part of one piece to the head part of
 the next and is keyed by those two parts. So changing one clip's out point re-encodes that clip's
 body and tail and the window after it; its head, the window before it and everything else are
-found in the memo. The pieces that need x264 are encoded ahead, two at a time, while the copies go
+found in the memo. A part is keyed by the clip frames it shows, not by where the piece starts, so
+moving an in point re-makes only the parts whose frames change. A smart-cut piece (``gops.py``)
+has its runs of whole GOPs as parts of their own, copied and keyed by their clip frames and
+volume. The pieces that need x264 are encoded ahead, two at a time, while the copies go
 on; the progress lines still come in film order and the bytes do not change.
 """
 
@@ -240,7 +243,8 @@ class Render:
 
     def make(self, index: int, plan: list[Part], missing: list[Part],
              announce: bool = True) -> dict[str, Path]:
-        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run.
+        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run (and one
+        remux and one ffmpeg run per copied run of GOPs).
 
         Encoded ahead (``announce`` false), its progress line comes at its turn in film order.
         """
@@ -284,7 +288,8 @@ class Render:
             if filters:
                 drawn[part.name] = ",".join(filters)
         argv = build_conform_command(
-            piece.path, {part.name: outs[part.name] for part in missing}, profile=profile, frames=plan[-1].end, has_audio=info.has_audio,
+            piece.path, {part.name: outs[part.name] for part in missing}, profile=profile,
+            frames=plan[-1].end, has_audio=info.has_audio,
             video_args=self.setting.video_args, colour=self.setting.colour_of(info),
             trim=missing[0].trim, bounds=bounds, drawn=drawn)
         self.run(argv, f"conforming {where}")

@@ -21,7 +21,9 @@ copied: its packets go into the film untouched and only its audio becomes PCM. E
 is encoded with x264 set to give the same parameter sets (``film_setting.py``), so one odd clip
 costs one encode, and the film still holds one set. A trimmed, held or titled clip, or one with a
 transition beside it, needs exact frame cuts inside it, which copying cannot make between
-keyframes, so it is encoded (to the copied clips' setting when there are any). The sound is PCM
+keyframes: when its clip has the film's setting it is smart-cut (``gops.py``: the whole closed
+GOPs inside each part copied, the partial GOPs at the edges encoded), else it is encoded (to the
+copied clips' setting when there are any). The sound is PCM
 until the end: music and voice-over are mixed into it (``mix.py``) and it is encoded once; soft
 subtitles become a ``mov_text`` stream.
 """
