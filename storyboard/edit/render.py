@@ -19,7 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -287,13 +287,31 @@ class Render:
                        for n, (o, a, b) in enumerate(part.texts)]
             if filters:
                 drawn[part.name] = ",".join(filters)
-        argv = build_conform_command(
-            piece.path, {part.name: outs[part.name] for part in missing}, profile=profile,
-            frames=plan[-1].end, has_audio=info.has_audio,
-            video_args=self.setting.video_args, colour=self.setting.colour_of(info),
-            trim=missing[0].trim, bounds=bounds, drawn=drawn)
-        self.run(argv, f"conforming {where}")
+        if index not in self.smart:  # one run decodes the clip once for every part
+            self.run(build_conform_command(
+                piece.path, {part.name: outs[part.name] for part in missing}, profile=profile,
+                frames=plan[-1].end, has_audio=info.has_audio,
+                video_args=self.setting.video_args, colour=self.setting.colour_of(info),
+                trim=missing[0].trim, bounds=bounds, drawn=drawn), f"conforming {where}")
+            return outs
+        for part in missing:  # one run per part, decoding from the GOP it starts in
+            trim = part.trim
+            seek = self.seek_point(index, min(trim.start + part.start, trim.start + trim.used - 1))
+            skip = max(0, seek - trim.start)  # the piece's frames before the seek, not decoded
+            self.run(build_conform_command(
+                piece.path, {part.name: outs[part.name]}, profile=profile,
+                frames=part.end - skip, has_audio=info.has_audio,
+                video_args=self.setting.video_args, colour=self.setting.colour_of(info),
+                trim=replace(trim, start=trim.start + skip, used=trim.used - skip),
+                bounds={part.name: (part.start - skip, part.end - skip)}, drawn=drawn,
+                seek=seek), f"conforming {where}")
         return outs
+
+    def seek_point(self, index: int, frame: int) -> int:
+        """The last clean cut point of piece ``index``'s clip at or before ``frame``."""
+        piece = self.timeline.pieces[index]
+        assert isinstance(piece, ClipPiece)
+        return max((at for at in cut_points(piece.path, piece.sha) if at <= frame), default=0)
 
     # -- windows -----------------------------------------------------------------------------
 
