@@ -218,4 +218,28 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
                     lines, reasons, frozenset(smart))
 
 
-__all__ = ["FilmPlan", "Part", "Setting", "edges", "plan_film", "plan_parts", "untouched"]
+def step_line(timeline: Timeline, index: int, mode: VideoMode | None,
+              info: ClipFacts | MediaError | None, fps: int, label: str, missing: int,
+              parts: int) -> str:
+    """The progress line naming what is about to be made of piece ``index`` (``label``)."""
+    piece, count = timeline.pieces[index], len(timeline.pieces)
+    some = f" ({missing} of {parts} parts)" if missing < parts else ""
+    if isinstance(piece, TitlePiece):
+        return f"title {piece.text!r}{some}"
+    if mode == "copy":
+        return f"copy clip {index + 1}/{count} ({label})"
+    whole = (isinstance(info, ClipFacts) and round(piece.in_ * fps) == 0
+             and not piece.hold and not piece.overlays
+             and round(piece.out * fps) == round(info.duration * fps))
+    if whole:
+        return f"conform clip {index + 1}/{count} ({label}){some}"
+    line = f"trim clip {index + 1} ({label}) {piece.in_:.2f}-{piece.out:.2f} s"
+    if piece.hold:
+        line += f", hold {piece.hold:.2f} s"
+    if piece.overlays:
+        line += ", text " + ", ".join(repr(o.text) for o in piece.overlays)
+    return line + some
+
+
+__all__ = ["FilmPlan", "Part", "Setting", "edges", "plan_film", "plan_parts", "step_line",
+           "untouched"]

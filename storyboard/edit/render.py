@@ -42,7 +42,7 @@ from storyboard.edit.gops import (
     split_parts,
     write_packets,
 )
-from storyboard.edit.pieces import Part, Setting, plan_parts
+from storyboard.edit.pieces import Part, Setting, plan_parts, step_line
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
 from storyboard.edit.transition import build_window_command, window_key
@@ -200,9 +200,10 @@ class Render:
             "conforms_copied" if mode == "copy" else "conforms_encoded", "conforms_reused")
         self.counts[counts[0] if missing else counts[1]] += 1
         result = {part.name: (found[part.name], keys[part.name], part) for part in plan}
-        if mode != "copy" and self.setting.record:
-            for path, _, _ in result.values():
-                self.check(path, self.what(index))
+        if mode != "copy" and self.setting.record:  # a copied run has its clip's, the film's
+            for path, _, part in result.values():
+                if part.first is None:
+                    self.check(path, self.what(index))
         return result  # type: ignore[return-value]
 
     def part_key(self, index: int, part: Part) -> str:
@@ -358,25 +359,10 @@ class Render:
 
     def step(self, index: int, missing: int, parts: int) -> str:
         """The progress line naming what is about to be encoded for piece ``index``."""
-        piece, count = self.timeline.pieces[index], len(self.timeline.pieces)
-        some = f" ({missing} of {parts} parts)" if missing < parts else ""
-        if isinstance(piece, TitlePiece):
-            return f"title {piece.text!r}{some}"
-        if self.modes[index] == "copy":
-            return f"copy clip {index + 1}/{count} ({self.label(index)})"
-        info = self.facts[piece.sha]
-        fps = self.profile.fps
-        whole = (isinstance(info, ClipFacts) and round(piece.in_ * fps) == 0
-                 and not piece.hold and not piece.overlays
-                 and round(piece.out * fps) == round(info.duration * fps))
-        if whole:
-            return f"conform clip {index + 1}/{count} ({self.label(index)}){some}"
-        line = f"trim clip {index + 1} ({self.label(index)}) {piece.in_:.2f}-{piece.out:.2f} s"
-        if piece.hold:
-            line += f", hold {piece.hold:.2f} s"
-        if piece.overlays:
-            line += ", text " + ", ".join(repr(o.text) for o in piece.overlays)
-        return line + some
+        piece = self.timeline.pieces[index]
+        info = self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None
+        return step_line(self.timeline, index, self.modes[index], info, self.profile.fps,
+                         self.label(index), missing, parts)
 
     def check(self, path: Path, what: str) -> None:
         """Raise ``Mismatch`` when a segment's parameter sets are not the film's."""
