@@ -170,7 +170,10 @@ def stitch(
             7.00-12.50 s"``, ``"conform clip 2/5 (b)"``, ``"copy clip 2/5 (b)"``, ``"title
             'The Keeper'"``, ``"wipeleft window 2/4 (clip 2 -> clip 3)"``; first ``"re-encode
             clip 2 (b.mp4): <why>"`` for each whole clip whose video is not copied, or once
-            ``"re-encode the video: <why>"`` when none is.
+            ``"re-encode the video: <why>"`` when none is; before a smart-cut clip's parts are
+            made, ``"smart cut clip 3 (storm): 6.2 s copied, 0.8 s re-encoded (trim in at 1.30 s
+            is mid-GOP)"``, and ``"clip 4 (odd.mp4): no smart cut: <why>"`` for a clip that
+            could have been.
         jobs: ffmpeg processes run at once where the work splits (the sound's spans); default
             the core count. The film's bytes never depend on it.
 
