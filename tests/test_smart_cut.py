@@ -297,3 +297,34 @@ def test_an_edge_decoded_from_its_own_gop_has_the_same_bytes(clips, tmp_path):
                                          bounds={name: bounds}, seek=seek))
         made.append(out.read_bytes())
     assert made[0] == made[1]
+
+
+def test_text_and_hold_are_encoded_and_the_gops_between_copied(clips, tmp_path):
+    from storyboard.edit.timeline import Overlay
+
+    # a from frame 7 (62 frames: 2.6 s), text over piece frames 24-36, then 12 held frames:
+    # the bodies before and after the text copy clip frames 12-24 and 48-60
+    piece = replace(clips["a"], in_=0.3, out=2.9, hold=0.5,
+                    overlays=(Overlay("Cape Wrath", 1.0, 1.5),))
+    timeline = Timeline((piece,))
+    out = tmp_path / "film.mp4"
+    steps: list[str] = []
+    stats = stitch(timeline, out, profile=PROFILE, memo=DirMemo(tmp_path / "memo"),
+                   on_step=steps.append)
+    assert (stats.frames_copied, stats.frames_encoded, stats.spans_copied) == (24, 74 - 24, 2)
+    assert steps[0] == ("smart cut clip 1 (a): 1.0 s copied, 2.1 s re-encoded (text 'Cape "
+                        "Wrath'; a 0.50 s hold; trim in at 0.30 s is mid-GOP; the cut at 1.00 s "
+                        "into it is mid-GOP; the cut at 1.50 s into it is mid-GOP; trim out at "
+                        "2.90 s is mid-GOP)")
+    frames, source = pictures(out), pictures(clips["a"].path)
+    assert len(frames) == 74
+    for frame, picture in enumerate(frames):
+        at = min(7 + frame, 68)  # the held frames show the last used one
+        if 5 <= frame < 17 or 41 <= frame < 53:
+            assert np.array_equal(picture, source[at]), frame
+        elif not 24 <= frame < 36:
+            assert psnr(picture, source[at]) >= 30, frame
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert float(video.duration * video.time_base) == pytest.approx(74 / 24, abs=1e-6)
+        assert abs(float(audio.duration * audio.time_base) - 74 / 24) <= AAC_FRAME / RATE

@@ -50,7 +50,7 @@ class Span:
 def _scan(path: str, sha: str) -> tuple[int, ...]:
     import av  # slow to import; only stitching needs it
 
-    packets: list[tuple[int, bool, bytes]] = []  # (pts, keyframe, bytes of keyframes) in decode order
+    packets: list[tuple[int, bool, bytes]] = []  # (pts, keyframe, a keyframe's bytes), decode order
     with av.open(path) as container:
         video = container.streams.video[0]
         avcc = bytes(video.codec_context.extradata or b"")
