@@ -21,6 +21,7 @@ import pytest
 from storyboard.edit.conform import Profile, read_clip
 from storyboard.edit.gops import cut_points
 from storyboard.edit.pieces import plan_film
+from storyboard.edit.render import extradata
 from storyboard.edit.stitch import stitch
 from storyboard.edit.timeline import ClipPiece, Join, Timeline
 from tests.test_stitch import DirMemo
@@ -131,6 +132,7 @@ def test_the_film_has_exactly_the_timelines_frames_and_length(film, clips):
         assert abs(float(audio.duration * audio.time_base) - 166 / 24) <= AAC_FRAME / RATE
     assert stats.frames_copied == sum(end - first for _, first, end, _ in COPIED)
     assert stats.frames_copied + stats.frames_encoded == 166
+    assert extradata(out) == read_clip(clips["a"].path).extradata  # one set of parameter sets
     assert stats.spans_copied == 3 and stats.parts_encoded == 5  # a: in, out, tail; b: head; a: out
 
 

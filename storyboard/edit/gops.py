@@ -26,8 +26,7 @@ from storyboard.edit.pieces import Part, edges
 from storyboard.edit.timeline import ClipPiece, Timeline, frames_of
 from storyboard.errors import MediaError
 
-__all__ = ["Span", "build_span_command", "cut_points", "smart_line", "split_parts",
-           "split_span",
+__all__ = ["Span", "build_span_command", "cut_points", "smart_line", "split_parts", "split_span",
            "write_packets"]
 
 
