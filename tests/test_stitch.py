@@ -154,7 +154,7 @@ def test_cut_film_is_exactly_the_clips_back_to_back(clips, tmp_path):
     assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
     assert (facts["size"], facts["pix_fmt"]) == ((320, 180), "yuv420p")
     assert stats == StitchStats(conforms_encoded=3, conforms_copied=1, segments=4, parts_encoded=3,
-                                conformed=(
+                                frames_copied=48, frames_encoded=180, conformed=(
         "clip 2 (tall.mp4): it is 180x320, not 320x180",
         "clip 3 (mute.mp4): it is not exactly 24 frames a second from time 0",
         "clip 4 (b.mp4): it is 256x144, not 320x180",
@@ -188,7 +188,7 @@ def test_crossfade_film_is_shorter_by_each_overlap(clips, tmp_path):
     assert facts["audio_seconds"] == pytest.approx(facts["video_seconds"], abs=FRAME)
     # the first clip has no head and the last no tail: body, then a window and a body per join
     assert stats == StitchStats(conforms_encoded=4, windows_encoded=3, segments=1 + 2 * 3,
-                                parts_encoded=2 + 3 + 3 + 2)
+                                parts_encoded=2 + 3 + 3 + 2, frames_encoded=expected)
 
 
 def test_every_segment_has_the_same_h264_parameter_sets(clips, tmp_path):
@@ -225,11 +225,16 @@ def test_replacing_one_clip_reencodes_only_what_touches_it(clips, tmp_path):
                     transition=fade, memo=memo, on_step=steps.append)
     again = stitch([clips[n] for n in ORDER], tmp_path / "three.mp4", profile=PROFILE,
                    transition=fade, memo=memo)
-    assert first == StitchStats(conforms_encoded=4, windows_encoded=3, segments=7, parts_encoded=10)
+    assert first == StitchStats(conforms_encoded=4, windows_encoded=3, segments=7, parts_encoded=10,
+                                frames_encoded=192)
     assert second == StitchStats(conforms_encoded=1, conforms_reused=3, windows_encoded=2,
-                                 windows_reused=1, segments=7, parts_encoded=3, parts_reused=7)
-    assert again == StitchStats(conforms_reused=4, windows_reused=3, segments=7, parts_reused=10)
-    assert steps == ["conform clip 2/4 (new.mp4)", "crossfade window 1/3 (clip 1 -> clip 2)",
+                                 windows_reused=1, segments=7, parts_encoded=3, parts_reused=7,
+                                 frames_encoded=180)
+    assert again == StitchStats(conforms_reused=4, windows_reused=3, segments=7, parts_reused=10,
+                                frames_encoded=192)
+    # a (the one clip of the profile's format) sets the film's H.264 setting, which new lacks
+    assert steps == ["clip 2 (new.mp4): no smart cut: its H.264 parameter sets differ from clip "
+                     "1's", "conform clip 2/4 (new.mp4)", "crossfade window 1/3 (clip 1 -> clip 2)",
                      "crossfade window 2/3 (clip 2 -> clip 3)", "join 7 segments into two.mp4"]
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "three.mp4").read_bytes()
 
@@ -239,7 +244,7 @@ def test_a_clip_used_twice_is_conformed_once(clips, tmp_path):
                    transition=Transition(), memo=DirMemo(tmp_path / "memo"))
     assert stats == StitchStats(conforms_encoded=1, conforms_copied=1, conforms_reused=1, segments=3,
                                 conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",),
-                                parts_encoded=1)
+                                parts_encoded=1, frames_copied=96, frames_encoded=72)
 
 
 def test_two_clean_stitches_give_identical_bytes(clips, tmp_path):
@@ -398,7 +403,7 @@ def test_cut_film_of_clips_from_one_encoder_copies_their_video(same, tmp_path):
     steps: list[str] = []
     stats = stitch([same[n] for n in SAME], out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
-    assert stats == StitchStats(conforms_copied=3, segments=3)
+    assert stats == StitchStats(conforms_copied=3, segments=3, frames_copied=144)
     assert steps == ["copy clip 1/3 (one.mp4)", "copy clip 2/3 (two.mp4)",
                      "copy clip 3/3 (three.mp4)", "join 3 segments into film.mp4"]
     assert video_packets(out) == [p for n in SAME for p in video_packets(same[n][1])]
@@ -448,7 +453,8 @@ def test_one_clip_unlike_the_others_is_conformed_to_their_setting(clips, same, o
     stats = stitch(sequence, out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
     assert stats == StitchStats(conforms_encoded=1, conforms_copied=3, segments=4, conformed=(why,),
-                                parts_encoded=1)
+                                parts_encoded=1, frames_copied=144,
+                                frames_encoded=72 if odd == "b" else 48)
     assert steps[0] == f"re-encode {why}"
     assert extradata(out) == extradata(same["one"][1])
     facts = film_facts(out)
@@ -463,15 +469,18 @@ def test_copied_matched_and_encoded_conforms_are_memoised_apart(clips, same, tmp
                     memo=memo)
     matched = stitch([same["one"], clips["b"]], tmp_path / "two.mp4", profile=PROFILE,
                      transition=Transition(), memo=memo)
-    encoded = stitch([same["one"], clips["b"]], tmp_path / "fade.mp4", profile=PROFILE,
+    # no clip of the profile's format beside a transition: encoded with the stitcher's setting
+    # (with one beside it, that clip's setting is matched, for the smart cut: test_smart_cut)
+    encoded = stitch([clips["b"], clips["tall"]], tmp_path / "fade.mp4", profile=PROFILE,
                      transition=Transition("fade", 0.25), memo=memo)
     again = stitch([same["one"]], tmp_path / "three.mp4", profile=PROFILE, transition=Transition(),
                    memo=memo)
     assert (copied, matched, again) == (
-        StitchStats(conforms_copied=1, segments=1),
-        StitchStats(conforms_encoded=1, conforms_reused=1, segments=2,
+        StitchStats(conforms_copied=1, segments=1, frames_copied=48),
+        StitchStats(conforms_encoded=1, conforms_reused=1, segments=2, frames_copied=48,
+                    frames_encoded=72,
                     conformed=("clip 2 (b.mp4): it is 256x144, not 320x180",), parts_encoded=1),
-        StitchStats(conforms_reused=1, segments=1))
+        StitchStats(conforms_reused=1, segments=1, frames_copied=48))
     assert encoded.conforms_encoded == 2
     modes = [name.split("-")[:2] if name.startswith("conform") else ["window"] for name in memo.puts]
     assert modes == [["conform", "copy"], ["conform", "match"]] + [["conform", "encode"]] * 4 + [["window"]]
@@ -482,8 +491,9 @@ def test_transitions_encode_even_clips_that_could_be_copied(same, tmp_path):
     out = tmp_path / "film.mp4"
     stats = stitch([same[n] for n in SAME], out, profile=PROFILE,
                    transition=Transition("crossfade", 0.25), memo=DirMemo(tmp_path / "memo"))
+    # one keyframe per clip: no whole GOP to copy beside a transition (smart cut: test_smart_cut)
     assert stats == StitchStats(conforms_encoded=3, windows_encoded=2, segments=1 + 2 * 2,
-                                parts_encoded=2 + 3 + 2)
+                                parts_encoded=2 + 3 + 2, frames_encoded=132)
     assert film_facts(out)["frames"] == sum(frames_for(SAME_SECONDS[n], 24) for n in SAME) - 2 * 6
 
 
@@ -500,7 +510,7 @@ def test_animatic_clips_are_copied(tmp_path):
     out = tmp_path / "film.mp4"
     stats = stitch(rendered, out, profile=Profile(width=1280, height=720, fps=24),
                    transition=Transition(), memo=DirMemo(tmp_path / "memo"))
-    assert stats == StitchStats(conforms_copied=2, segments=2)
+    assert stats == StitchStats(conforms_copied=2, segments=2, frames_copied=192)
     assert video_packets(out) == video_packets(rendered[0][1]) + video_packets(rendered[1][1])
     facts = film_facts(out)
     assert facts["frames"] == 2 * 4 * 24

@@ -115,7 +115,8 @@ def film(clips, tmp_path_factory):
 def test_clips_of_the_main_setting_are_copied_and_the_odd_ones_conformed(clips, film):
     out, stats, steps, _ = film
     assert stats == StitchStats(
-        conforms_encoded=2, conforms_copied=5, segments=7, parts_encoded=2,
+        conforms_encoded=2, conforms_copied=5, segments=7, parts_encoded=2, frames_copied=180,
+        frames_encoded=60,
         conformed=("clip 3 (o0.mp4): it is not exactly 24 frames a second from time 0",
                    "clip 6 (o1.mp4): it is not exactly 24 frames a second from time 0"),
     )

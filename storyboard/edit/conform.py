@@ -206,6 +206,7 @@ def build_conform_command(
     trim: Trim | None = None,
     bounds: dict[str, tuple[int, int]] | None = None,
     drawn: dict[str, str] | None = None,
+    seek: int = 0,
 ) -> list[str]:
     """ffmpeg arguments (without the executable) that conform ``src`` into ``outs``.
 
@@ -221,6 +222,11 @@ def build_conform_command(
         trim: the frames used and held; default the first ``frames`` frames.
         bounds: each part's frame range (default ``piece_bounds(frames, edge)``).
         drawn: per part, filters drawing text over it (``titles.drawtext``).
+        seek: a frame of ``src`` starting a closed GOP, at or before the first frame any part
+            takes: the picture is decoded from there (the sound, cheap to decode, from the
+            start, as an AAC decode started mid-stream lacks its first frame's overlap). The
+            decoded pictures, and so the bytes, are the same; a smart cut's edges decode a GOP
+            or two instead of the whole clip.
 
     Raises:
         ValueError: a part would be empty, or ``outs`` names a part ``bounds`` lacks.
@@ -235,24 +241,32 @@ def build_conform_command(
     if not outs or not set(outs) <= set(bounds):
         raise ValueError(f"outs must name parts of {sorted(bounds)}, got {sorted(outs)}")
     p = profile
+    start = trim.start - seek
+    if start < 0:
+        raise ValueError(f"cannot seek to frame {seek} for a trim from frame {trim.start}")
     video = (
         "[0:v:0]setpts=PTS-STARTPTS,"
         f"fps={p.fps},"
         f"scale={p.width}:{p.height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
         f":{colour[0]}:flags=bicubic,"
         f"pad={p.width}:{p.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format={p.pix_fmt},"
-        + (f"trim=start_frame={trim.start},setpts=PTS-STARTPTS," if trim.start else "")
+        + (f"trim=start_frame={start},setpts=PTS-STARTPTS," if start else "")
         + f"tpad=stop_mode=clone:stop=-1,trim=end_frame={trim.used}"
         + (f",tpad=stop_mode=clone:stop={trim.hold}" if trim.hold else "")
         + (f",{colour[1]}" if colour[1] else "")
     )
     audio = _audio_chain(profile, trim, has_audio)
+    if seek:
+        audio = audio.replace("[0:a:0]", "[1:a:0]")
     names = list(outs)
     graph = [
         f"{video},split={len(names)}" + "".join(f"[vs_{n}]" for n in names),
         f"{audio},asplit={len(names)}" + "".join(f"[as_{n}]" for n in names),
     ]
     argv = ["-y", "-i", str(src)]
+    if seek:  # to the keyframe at or before half a frame past it, every frame kept from there
+        argv = ["-y", "-noaccurate_seek", "-ss", f"{(seek + 0.5) / p.fps:.6f}", "-i", str(src),
+                "-i", str(src)]
     for name in names:
         start, end = bounds[name]
         text = (drawn or {}).get(name)

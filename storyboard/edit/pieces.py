@@ -19,6 +19,7 @@ from storyboard.edit.conform import (
     Profile,
     Trim,
     VideoMode,
+    copy_blocker,
 )
 from storyboard.edit.film_setting import match_args, match_colour, plan_video
 from storyboard.edit.timeline import ClipPiece, Overlay, Timeline, TitlePiece, frames_of
@@ -28,13 +29,15 @@ from storyboard.errors import MediaError, StitchError
 @dataclass(frozen=True)
 class Part:
     """Frames ``[start, end)`` of a piece, the piece's trim, and the text drawn over the part:
-    ``(overlay, first, end)`` in frames of the part."""
+    ``(overlay, first, end)`` in frames of the part; or a run of the clip's whole GOPs, copied."""
 
     name: str
     start: int
     end: int
     trim: Trim
     texts: tuple[tuple[Overlay, int, int], ...] = ()
+    first: int | None = None
+    """The clip frame a copied run of whole GOPs starts at (``gops.split_parts``); None: encoded."""
 
     @property
     def frames(self) -> int:
@@ -141,11 +144,17 @@ class FilmPlan:
     setting: Setting
     lines: list[str]
     reasons: list[str]
+    smart: frozenset[int] = frozenset()
+    """The matched clip pieces whose clips have the film's setting: their whole GOPs may be copied
+    (``gops.py``)."""
 
 
 def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], profile: Profile,
               *, encode: str | None = None) -> FilmPlan:
     """Choose which clips are copied and the setting everything else is encoded with.
+
+    Whole clips and the other clip pieces whose clips could be copied choose the setting
+    together (``plan_video``); a piece of the setting's clip is smart-cut (``FilmPlan.smart``).
 
     ``encode``, when given, is why every clip must be encoded with the stitcher's own setting.
     """
@@ -154,25 +163,29 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
                                      for p in pieces]
     eligible = [i for i, p in enumerate(pieces) if isinstance(p, ClipPiece)
                 and untouched(timeline, i, facts.get(p.sha), fps)]
+    partial = [i for i, p in enumerate(pieces) if isinstance(p, ClipPiece) and i not in eligible
+               and isinstance(facts.get(p.sha), ClipFacts)
+               and copy_blocker(facts[p.sha], profile) is None]  # type: ignore[arg-type]
+    candidates = sorted(eligible + partial)
     cut_film = all(j.kind == "cut" for j in timeline.joins) and all(
         isinstance(p, ClipPiece) for p in pieces)
     lines: list[str] = []
     reasons: list[str] = []
     if encode is not None:
         return FilmPlan(modes, Setting(), [f"re-encode the video: {encode}"], [])
-    if not eligible:
+    if not candidates:
         return FilmPlan(modes, Setting(), lines, reasons)
-    named = [(pieces[i].path.name, facts[pieces[i].sha]) for i in eligible]  # type: ignore[union-attr]
+    named = [(pieces[i].path.name, facts[pieces[i].sha]) for i in candidates]  # type: ignore[union-attr]
     plan = plan_video(named, profile)
 
-    def renumber(text: str) -> str:  # plan_video counts the whole clips only; the film counts pieces
-        return re.sub(r"\bclip (\d+)\b", lambda m: f"clip {eligible[int(m[1]) - 1] + 1}", text)
+    def renumber(text: str) -> str:  # plan_video counts its clips only; the film counts pieces
+        return re.sub(r"\bclip (\d+)\b", lambda m: f"clip {candidates[int(m[1]) - 1] + 1}", text)
 
     if plan.why_encode is not None:
         if len(eligible) == len(pieces):
             lines.append(f"re-encode the video: {renumber(plan.why_encode)}")
         return FilmPlan(modes, Setting(), lines, reasons)
-    owner = next(facts[pieces[i].sha] for i, mode in zip(eligible, plan.modes)  # type: ignore[union-attr]
+    owner = next(facts[pieces[i].sha] for i, mode in zip(candidates, plan.modes)  # type: ignore[union-attr]
                  if mode == "copy")
     assert isinstance(owner, ClipFacts)
     need_match = "match" in plan.modes or len(eligible) < len(pieces) or not cut_film
@@ -182,18 +195,51 @@ def plan_film(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], prof
         if unmatchable:
             why = f"the copied clips' encoder cannot be matched: {unmatchable}"
             return plan_film(timeline, facts, profile, encode=why)
-    for i, mode, why in zip(eligible, plan.modes, plan.reasons, strict=True):
+    smart = set()
+    for i, mode, why in zip(candidates, plan.modes, plan.reasons, strict=True):
+        if i in partial:
+            modes[i] = "match"
+            if mode == "copy":
+                smart.add(i)
+            else:
+                lines.append(f"clip {i + 1} ({pieces[i].path.name}): no smart cut: "  # type: ignore[union-attr]
+                             f"{renumber(why or '')}")
+            continue
         modes[i] = mode
         if why is not None:
             line = f"clip {i + 1} ({pieces[i].path.name}): {renumber(why)}"  # type: ignore[union-attr]
             lines.append(f"re-encode {line}")
             reasons.append(line)
     for i, p in enumerate(pieces):
-        if isinstance(p, ClipPiece) and i not in eligible:
+        if isinstance(p, ClipPiece) and i not in candidates:
             modes[i] = "match"
     matrix, tags = match_colour(owner, owner)
     return FilmPlan(modes, Setting(args, matrix.split(":", 2)[2], tags, plan.setting, owner),
-                    lines, reasons)
+                    lines, reasons, frozenset(smart))
 
 
-__all__ = ["FilmPlan", "Part", "Setting", "edges", "plan_film", "plan_parts", "untouched"]
+def step_line(timeline: Timeline, index: int, mode: VideoMode | None,
+              info: ClipFacts | MediaError | None, fps: int, label: str, missing: int,
+              parts: int) -> str:
+    """The progress line naming what is about to be made of piece ``index`` (``label``)."""
+    piece, count = timeline.pieces[index], len(timeline.pieces)
+    some = f" ({missing} of {parts} parts)" if missing < parts else ""
+    if isinstance(piece, TitlePiece):
+        return f"title {piece.text!r}{some}"
+    if mode == "copy":
+        return f"copy clip {index + 1}/{count} ({label})"
+    whole = (isinstance(info, ClipFacts) and round(piece.in_ * fps) == 0
+             and not piece.hold and not piece.overlays
+             and round(piece.out * fps) == round(info.duration * fps))
+    if whole:
+        return f"conform clip {index + 1}/{count} ({label}){some}"
+    line = f"trim clip {index + 1} ({label}) {piece.in_:.2f}-{piece.out:.2f} s"
+    if piece.hold:
+        line += f", hold {piece.hold:.2f} s"
+    if piece.overlays:
+        line += ", text " + ", ".join(repr(o.text) for o in piece.overlays)
+    return line + some
+
+
+__all__ = ["FilmPlan", "Part", "Setting", "edges", "plan_film", "plan_parts", "step_line",
+           "untouched"]

@@ -6,7 +6,10 @@ hold, volume and text, the profile, the H.264 setting and the ffmpeg build. A pi
 parts are made by one ffmpeg run; a window joins the tail part of one piece to the head part of
 the next and is keyed by those two parts. So changing one clip's out point re-encodes that clip's
 body and tail and the window after it; its head, the window before it and everything else are
-found in the memo. The pieces that need x264 are encoded ahead, two at a time, while the copies go
+found in the memo. A part is keyed by the clip frames it shows, not by where the piece starts, so
+moving an in point re-makes only the parts whose frames change. A smart-cut piece (``gops.py``)
+has its runs of whole GOPs as parts of their own, copied and keyed by their clip frames and
+volume. The pieces that need x264 are encoded ahead, two at a time, while the copies go
 on; the progress lines still come in film order and the bytes do not change.
 """
 
@@ -16,7 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +34,15 @@ from storyboard.edit.conform import (
     conform_key,
     digest,
 )
-from storyboard.edit.pieces import Part, Setting, plan_parts
+from storyboard.edit.gops import (
+    Span,
+    build_span_command,
+    cut_points,
+    smart_line,
+    split_parts,
+    write_packets,
+)
+from storyboard.edit.pieces import Part, Setting, plan_parts, step_line
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
 from storyboard.edit.transition import build_window_command, window_key
@@ -78,6 +89,8 @@ class Render:
     setting: Setting
     facts: dict[str, ClipFacts | MediaError]
     encoder: str
+    smart: frozenset[int] = frozenset()
+    """Pieces whose whole GOPs may be copied (``gops.py``)."""
     checked: dict[Path, bytes] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     """What was encoded, copied and reused, by StitchStats' field names (``conforms_encoded``, ...)."""
@@ -95,10 +108,14 @@ class Render:
         for index, made in enumerate(parts):
             left = index > 0 and self.timeline.joins[index - 1].kind != "cut"
             right = index + 1 < len(pieces) and self.timeline.joins[index].kind != "cut"
-            segments += [path for name, (path, _) in made.items()
-                         if not (left and name == "head") and not (right and name == "tail")]
+            for name, (path, _, part) in made.items():
+                if not (left and name == "head") and not (right and name == "tail"):
+                    segments.append(path)
+                    copied = self.modes[index] == "copy" or part.first is not None
+                    self.counts["frames_copied" if copied else "frames_encoded"] += part.frames
             if right:
-                segments.append(self.window(index, made["tail"], parts[index + 1]["head"]))
+                segments.append(self.window(index, made["tail"][:2], parts[index + 1]["head"][:2]))
+                self.counts["frames_encoded"] += self.timeline.joins[index].frames(self.profile.fps)
         return segments
 
     # -- pieces ------------------------------------------------------------------------------
@@ -136,12 +153,26 @@ class Render:
         plan = plan_parts(self.timeline, index, self.profile,
                           self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None,
                           copy=self.modes[index] == "copy", where=self.where(index))
+        if index in self.smart:
+            plan = self.smart_parts(index, plan)
         keys = {part.name: self.part_key(index, part) for part in plan}
-        names = {part.name: self.memo_name(index, keys[part.name]) for part in plan}
+        names = {part.name: self.memo_name(index, part, keys[part.name]) for part in plan}
         return plan, keys, names, {name: self.memo.memo_get(names[name]) for name in names}
 
-    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str]]:
-        """Piece ``index``'s parts in order (name -> (memoised file, key)), making what is missing."""
+    def smart_parts(self, index: int, plan: list[Part]) -> list[Part]:
+        """``plan`` with its whole GOPs copied where the clip has clean cut points (else as is)."""
+        piece = self.timeline.pieces[index]
+        info = self.facts[piece.sha]
+        assert isinstance(piece, ClipPiece) and isinstance(info, ClipFacts)
+        try:
+            cuts = cut_points(piece.path, piece.sha)
+        except MediaError:
+            return plan  # encoded as before; its conform says what is wrong with it
+        return split_parts(plan, cuts, info.frames)
+
+    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
+        """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
+        missing."""
         piece = self.timeline.pieces[index]
         mode = self.modes[index]
         if ahead is None:
@@ -150,8 +181,13 @@ class Render:
         else:
             plan, keys, names, found, missing, _ = ahead
         if mode != "copy":
-            self.counts["parts_reused"] += len(plan) - len(missing)
-            self.counts["parts_encoded"] += len(missing)
+            making = {part.name for part in missing}
+            for part in plan:
+                copied, made = part.first is not None, part.name in making
+                self.counts[("spans_copied" if made else "spans_reused") if copied
+                            else "parts_encoded" if made else "parts_reused"] += 1
+        if missing and index in self.smart:  # said with the encode, as every progress line
+            self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
         if missing:
             if ahead is None:
                 made = self.make(index, plan, missing)
@@ -163,10 +199,11 @@ class Render:
         counts = ("titles_encoded", "titles_reused") if isinstance(piece, TitlePiece) else (
             "conforms_copied" if mode == "copy" else "conforms_encoded", "conforms_reused")
         self.counts[counts[0] if missing else counts[1]] += 1
-        result = {part.name: (found[part.name], keys[part.name]) for part in plan}
-        if mode != "copy" and self.setting.record:
-            for path, _ in result.values():
-                self.check(path, self.what(index))
+        result = {part.name: (found[part.name], keys[part.name], part) for part in plan}
+        if mode != "copy" and self.setting.record:  # a copied run has its clip's, the film's
+            for path, _, part in result.values():
+                if part.first is None:
+                    self.check(path, self.what(index))
         return result  # type: ignore[return-value]
 
     def part_key(self, index: int, part: Part) -> str:
@@ -184,21 +221,31 @@ class Render:
                            colour=self.setting.colour_of(self.facts.get(piece.sha)))
         if mode == "copy":
             return base if piece.volume == 1 else digest({"copy": base, "volume": piece.volume})
+        if part.first is not None:  # a copied run: the clip's own packets and sound
+            return digest({"v": CONFORM_VERSION, "step": "gops", "clip": piece.sha,
+                           "from": part.first, "to": part.first + part.frames,
+                           "volume": piece.volume, "profile": asdict(profile),
+                           "audio": "pcm_s16le", "encoder": self.encoder})
+        at = part.trim.start  # a part is keyed by its clip frames, so moving the in point
+        # re-makes only the parts whose frames change (the sound too, when a frame is whole samples)
         return digest({
-            "v": CONFORM_VERSION, "step": "part", "conform": base, "in": part.trim.start,
-            "from": part.start, "to": part.end, "stop": min(part.trim.used, part.end),
+            "v": CONFORM_VERSION, "step": "part", "conform": base,
+            "in": at if profile.sample_rate % profile.fps else None, "from": at + part.start,
+            "to": at + part.end, "stop": at + min(part.trim.used, part.end),
             "volume": piece.volume, "titles": TITLES_VERSION if part.texts else 0,
             "text": [[o.text, o.position, o.style, a, b] for o, a, b in part.texts],
         })
 
-    def memo_name(self, index: int, key: str) -> str:
+    def memo_name(self, index: int, part: Part, key: str) -> str:
         mode = self.modes[index]
-        kind = "title" if mode is None else f"conform-{mode}"
+        kind = ("title" if mode is None else "gops" if part.first is not None
+                else f"conform-{mode}")
         return f"{kind}-{key}{SEGMENT_SUFFIX}"
 
     def make(self, index: int, plan: list[Part], missing: list[Part],
              announce: bool = True) -> dict[str, Path]:
-        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run.
+        """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run (and one
+        remux and one ffmpeg run per copied run of GOPs).
 
         Encoded ahead (``announce`` false), its progress line comes at its turn in film order.
         """
@@ -223,6 +270,16 @@ class Render:
                                       volume=piece.volume)
             self.run(argv, f"conforming {where}")
             return outs
+        for part in [p for p in missing if p.first is not None]:
+            packets = self.work / f"{index}-{part.name}-packets{SEGMENT_SUFFIX}"
+            write_packets(piece.path, packets, part.first, part.first + part.frames)
+            self.run(build_span_command(packets, piece.path, outs[part.name], profile=profile,
+                                        span=Span(part.start, part.end, True, part.first),
+                                        clip=info, volume=piece.volume),
+                     f"copying frames {part.first}-{part.first + part.frames} of {where}")
+        missing = [p for p in missing if p.first is None]
+        if not missing:
+            return outs
         drawn = {}
         for part in missing:
             filters = [overlay_text(o, write_text(o.text, self.work, f"text-{index}-{part.name}-{n}"
@@ -231,12 +288,31 @@ class Render:
                        for n, (o, a, b) in enumerate(part.texts)]
             if filters:
                 drawn[part.name] = ",".join(filters)
-        argv = build_conform_command(
-            piece.path, outs, profile=profile, frames=plan[-1].end, has_audio=info.has_audio,
-            video_args=self.setting.video_args, colour=self.setting.colour_of(info),
-            trim=missing[0].trim, bounds=bounds, drawn=drawn)
-        self.run(argv, f"conforming {where}")
+        if index not in self.smart:  # one run decodes the clip once for every part
+            self.run(build_conform_command(
+                piece.path, {part.name: outs[part.name] for part in missing}, profile=profile,
+                frames=plan[-1].end, has_audio=info.has_audio,
+                video_args=self.setting.video_args, colour=self.setting.colour_of(info),
+                trim=missing[0].trim, bounds=bounds, drawn=drawn), f"conforming {where}")
+            return outs
+        for part in missing:  # one run per part, decoding from the GOP it starts in
+            trim = part.trim
+            seek = self.seek_point(index, min(trim.start + part.start, trim.start + trim.used - 1))
+            skip = max(0, seek - trim.start)  # the piece's frames before the seek, not decoded
+            self.run(build_conform_command(
+                piece.path, {part.name: outs[part.name]}, profile=profile,
+                frames=part.end - skip, has_audio=info.has_audio,
+                video_args=self.setting.video_args, colour=self.setting.colour_of(info),
+                trim=replace(trim, start=trim.start + skip, used=trim.used - skip),
+                bounds={part.name: (part.start - skip, part.end - skip)}, drawn=drawn,
+                seek=seek), f"conforming {where}")
         return outs
+
+    def seek_point(self, index: int, frame: int) -> int:
+        """The last clean cut point of piece ``index``'s clip at or before ``frame``."""
+        piece = self.timeline.pieces[index]
+        assert isinstance(piece, ClipPiece)
+        return max((at for at in cut_points(piece.path, piece.sha) if at <= frame), default=0)
 
     # -- windows -----------------------------------------------------------------------------
 
@@ -283,25 +359,10 @@ class Render:
 
     def step(self, index: int, missing: int, parts: int) -> str:
         """The progress line naming what is about to be encoded for piece ``index``."""
-        piece, count = self.timeline.pieces[index], len(self.timeline.pieces)
-        some = f" ({missing} of {parts} parts)" if missing < parts else ""
-        if isinstance(piece, TitlePiece):
-            return f"title {piece.text!r}{some}"
-        if self.modes[index] == "copy":
-            return f"copy clip {index + 1}/{count} ({self.label(index)})"
-        info = self.facts[piece.sha]
-        fps = self.profile.fps
-        whole = (isinstance(info, ClipFacts) and round(piece.in_ * fps) == 0
-                 and not piece.hold and not piece.overlays
-                 and round(piece.out * fps) == round(info.duration * fps))
-        if whole:
-            return f"conform clip {index + 1}/{count} ({self.label(index)}){some}"
-        line = f"trim clip {index + 1} ({self.label(index)}) {piece.in_:.2f}-{piece.out:.2f} s"
-        if piece.hold:
-            line += f", hold {piece.hold:.2f} s"
-        if piece.overlays:
-            line += ", text " + ", ".join(repr(o.text) for o in piece.overlays)
-        return line + some
+        piece = self.timeline.pieces[index]
+        info = self.facts.get(piece.sha) if isinstance(piece, ClipPiece) else None
+        return step_line(self.timeline, index, self.modes[index], info, self.profile.fps,
+                         self.label(index), missing, parts)
 
     def check(self, path: Path, what: str) -> None:
         """Raise ``Mismatch`` when a segment's parameter sets are not the film's."""

@@ -21,7 +21,9 @@ copied: its packets go into the film untouched and only its audio becomes PCM. E
 is encoded with x264 set to give the same parameter sets (``film_setting.py``), so one odd clip
 costs one encode, and the film still holds one set. A trimmed, held or titled clip, or one with a
 transition beside it, needs exact frame cuts inside it, which copying cannot make between
-keyframes, so it is encoded (to the copied clips' setting when there are any). The sound is PCM
+keyframes: when its clip has the film's setting it is smart-cut (``gops.py``: the whole closed
+GOPs inside each part copied, the partial GOPs at the edges encoded), else it is encoded (to the
+copied clips' setting when there are any). The sound is PCM
 until the end: music and voice-over are mixed into it (``mix.py``) and it is encoded once; soft
 subtitles become a ``mov_text`` stream.
 """
@@ -71,7 +73,10 @@ class StitchStats:
     A conform is counted once: encoded (video re-encoded), copied (video stream-copied, audio
     converted) or reused (found in the memo, whichever way it was made): a conform counts as
     encoded when any of its parts was. ``parts_*`` count the parts themselves (a clip's head,
-    body pieces and tail), ``titles_*`` the title cards. ``conformed`` says, for each whole clip
+    body pieces and tail), ``spans_*`` the runs of whole GOPs a smart cut copied out of a trimmed
+    clip (``gops.py``), ``titles_*`` the title cards. ``frames_copied`` and ``frames_encoded``
+    say where the film's frames came from (its source clips' packets, or x264), memo or not:
+    they add up to the film's frames. ``conformed`` says, for each whole clip
     in a film of cuts whose video was not copied, why (``"clip 4 (odd.mp4): it is 25 frames a
     second ..."``).
     """
@@ -87,6 +92,10 @@ class StitchStats:
     titles_reused: int = 0
     parts_encoded: int = 0
     parts_reused: int = 0
+    spans_copied: int = 0
+    spans_reused: int = 0
+    frames_copied: int = 0
+    frames_encoded: int = 0
 
 
 def build_concat_list(segments: Sequence[Path]) -> str:
@@ -161,7 +170,10 @@ def stitch(
             7.00-12.50 s"``, ``"conform clip 2/5 (b)"``, ``"copy clip 2/5 (b)"``, ``"title
             'The Keeper'"``, ``"wipeleft window 2/4 (clip 2 -> clip 3)"``; first ``"re-encode
             clip 2 (b.mp4): <why>"`` for each whole clip whose video is not copied, or once
-            ``"re-encode the video: <why>"`` when none is.
+            ``"re-encode the video: <why>"`` when none is; before a smart-cut clip's parts are
+            made, ``"smart cut clip 3 (storm): 6.2 s copied, 0.8 s re-encoded (trim in at 1.30 s
+            is mid-GOP)"``, and ``"clip 4 (odd.mp4): no smart cut: <why>"`` for a clip that
+            could have been.
         jobs: ffmpeg processes run at once where the work splits (the sound's spans); default
             the core count. The film's bytes never depend on it.
 
@@ -244,7 +256,7 @@ def _render(timeline: Timeline, plan: FilmPlan, profile: Profile, memo: Memo, wo
         report(line)
     return Render(timeline=timeline, profile=profile, memo=memo, work=work, report=report,
                   run=_ffmpeg, modes=list(plan.modes), setting=plan.setting, facts=facts,
-                  encoder=encoder)
+                  encoder=encoder, smart=plan.smart)
 
 
 def _mix_step(timeline: Timeline) -> Callable[..., Path] | None:
