@@ -113,8 +113,7 @@ def _plan(args: _PlanArgs) -> None:
 
         print(json.dumps(pv.as_json(), indent=2), flush=True)
         return
-    from rich.console import Console
+    from storyboard.plan_view import PlainConsole
 
     # as cli._console: in a pipe or a log, lines are not wrapped at 80 columns
-    render_table(pv, Console(highlight=False, width=None if sys.stdout.isatty() else 200),
-                 all_rows=args.all_rows)
+    render_table(pv, PlainConsole(sys.stdout, None if sys.stdout.isatty() else 200), all_rows=args.all_rows)

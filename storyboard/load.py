@@ -248,7 +248,10 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     board = Board(path=path, film=spec.film, shots=shots, assets=assets.resolved(), edit=spec.edit,
                   sequence=_sequence(spec, shots), providers=providers, cache=spec.cache)
     check_board(board, error, instances)  # the rules across shots: cycles, extension lengths
-    return replace(board, warnings=check_edit(board, where, raw))  # trims, joins, text, sound, subtitles
+    checked = replace(board, warnings=check_edit(board, where, raw))  # trims, joins, text, sound, subtitles
+    if "_graph" in board.__dict__:  # the graph check_board built (same shots, same sequence)
+        object.__setattr__(checked, "_graph", board.__dict__["_graph"])
+    return checked
 
 
 def _provider_settings(where: Where, name: str, table: Any, registry: Any, provider_class: Any) -> Any:

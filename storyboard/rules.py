@@ -27,9 +27,7 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
         upload = getattr(getattr(impl, "settings", None), "upload", None)
         if isinstance(upload, str) and (why := local_target_refusal(upload, board.root)) is not None:
             raise error(f"[providers.{name}] field 'upload': {why}")
-    for shot in board.shots.values():
-        caps = providers[shot.provider].capabilities(shot.model)
-        check_shot(shot, caps, error)
+    # each shot's own rules (check_shot) were checked by load, every problem listed
     build_graph(board)  # cycles first: lengths below follow 'extends' chains
     for shot in board.shots.values():
         source = board.shots[shot.extends] if shot.extends else None
