@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -317,6 +316,7 @@ class Cache:
         The kernel drops a flock when its process dies, so a killed build leaves no stale lock.
         """
         import fcntl
+        import socket  # here: only a render names its host (≈ 5 ms to import)
 
         path = self.root / "locks" / f"{key}.lock"
         try:
