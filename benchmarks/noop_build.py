@@ -145,12 +145,15 @@ def populated(root: Path, shots: int) -> tuple[Path, Path]:
     return board, site
 
 
-def alternating(envs: list[dict[str, str]], cmd: list[str], runs: int, **kwargs: object) -> list[Timings]:
+def alternating(envs: list[dict[str, str]], cmd: list[str], runs: int, cwd: Path,
+                **kwargs: object) -> list[Timings]:
     """`cmd` timed under each env in turn, run after run: both sides see the same load."""
     out = [Timings() for _ in envs]
     for _ in range(runs):
         for timings, env in zip(out, envs):
-            one = run_timed(cmd, env=env, runs=1, **kwargs)  # type: ignore[arg-type]
+            # from the board's folder: `python -m` puts the current folder first on sys.path, so a run
+            # from a checkout would import that checkout's storyboard whatever PYTHONPATH says
+            one = run_timed(cmd, env=env, runs=1, cwd=str(cwd), **kwargs)  # type: ignore[arg-type]
             timings.wall += one.wall
             timings.cpu += one.cpu
     return out
@@ -206,11 +209,11 @@ def compare(args: argparse.Namespace, board: Path, env: dict[str, str], exe: lis
             {**env, "PYTHONPATH": f"{here}{os.pathsep}{env['PYTHONPATH']}"}]
     stamps = board.parent / ".storyboard" / "stamps"
     runs = max(3, args.runs)
-    rows = [("storyboard plan", alternating(envs, [*exe, "plan", str(board)], runs)),
-            ("build, no-op (full check)", alternating(envs, [*exe, "build", str(board)], runs,
+    rows = [("storyboard plan", alternating(envs, [*exe, "plan", str(board)], runs, board.parent)),
+            ("build, no-op (full check)", alternating(envs, [*exe, "build", str(board)], runs, board.parent,
                                                       before=lambda: shutil.rmtree(stamps, ignore_errors=True),
                                                       check_output=renders_nothing)),
-            ("build, no-op (stamp)", alternating(envs, [*exe, "build", str(board)], runs,
+            ("build, no-op (stamp)", alternating(envs, [*exe, "build", str(board)], runs, board.parent,
                                                  check_output=renders_nothing))]
     print(f"\n{args.shots} shots, alternating runs; {load()}")
     for name, (before, after) in rows:
