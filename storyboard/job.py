@@ -108,6 +108,18 @@ class RenderJob(BaseModel):
 
 
 _FIELDS = tuple(RenderJob.model_fields)
+_BLANK: list[RenderJob] = []
+
+
+def construct_job(**values: Any) -> RenderJob:
+    """``RenderJob.model_construct(**values)``, not validated (the values come from a shot validated
+    at load). When `values` names every field, a copy of a made job takes them: a plan makes a job a
+    shot, and pydantic's field-by-field construction was its largest single cost."""
+    if len(values) != len(_FIELDS) or values.keys() != set(_FIELDS):
+        return RenderJob.model_construct(**values)
+    if not _BLANK:
+        _BLANK.append(RenderJob.model_construct(provider="", model="", prompt=""))
+    return _BLANK[0].model_copy(update=values)
 _SCALARS = (str, int, float, bool, type(None))
 
 

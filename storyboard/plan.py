@@ -15,7 +15,7 @@ from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.frames import frame_digests
-from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration, key_components
+from storyboard.job import EXTENSION_SECONDS, RenderJob, construct_job, job_duration, key_components
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 from storyboard.plan_reasons import explain, waiting
 from storyboard.takes import candidate_jobs, lost_answer, missing_reason, resumed_request
@@ -155,7 +155,7 @@ class Resolver:
             duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         # every value comes from the shot, validated at load (the same types): not validated again
-        job = RenderJob.model_construct(
+        job = construct_job(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,

@@ -58,3 +58,17 @@ def test_a_value_json_cannot_hold_plainly_takes_pydantics_way() -> None:
                                        "duration": float("inf"), "options": (("strength", float("nan")),)})
     assert key_components(job) == job.model_dump(mode="json")
     assert key_components(job)["duration"] is None  # pydantic's JSON mode: inf is null
+
+
+def test_a_job_constructed_from_every_field_is_pydantics_model_construct() -> None:
+    from storyboard.job import construct_job
+
+    for job in list(jobs())[:300]:
+        values = dict(job.__dict__)
+        made, theirs = construct_job(**values), RenderJob.model_construct(**values)
+        assert made == theirs and hash(made) == hash(theirs)
+        assert list(made.__dict__.items()) == list(theirs.__dict__.items())
+        assert made.model_fields_set == theirs.model_fields_set
+        assert made.model_dump(mode="json") == theirs.model_dump(mode="json") == key_components(made)
+    partial = construct_job(provider="p", model="m", prompt="x")  # not every field: pydantic's way
+    assert partial.model_fields_set == {"provider", "model", "prompt"} and partial.duration == 8
