@@ -70,7 +70,7 @@ def load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def compile_package() -> None:
+def compile_package(package: str | None = None) -> None:
     """Write storyboard's bytecode first, as installing a package does.
 
     With ``PYTHONDONTWRITEBYTECODE`` set (as in some sandboxes) an editable install never keeps
@@ -82,5 +82,5 @@ def compile_package() -> None:
     import storyboard
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(storyboard.__file__)],
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package or os.path.dirname(storyboard.__file__))],
                    env=env, check=True, stdout=subprocess.DEVNULL)

@@ -1,6 +1,7 @@
 """No-op build of a generated 1,000-shot board, all cached, including process start-up.
 
     python benchmarks/noop_build.py [--shots 1000] [--runs 10] [--snakemake PATH]
+                                    [--work DIR] [--baseline CHECKOUT]
 
 Populates the cache the fastest honest way: a plugin provider (registered through a real
 `storyboard.providers` entry point in a temporary site folder) that copies one pre-rendered tiny
@@ -13,6 +14,11 @@ edges (one wildcard rule for the shots, one for the film): the workflow is first
 (each job touches its output), so every output exists, is newer than its inputs and has
 Snakemake's own metadata, and the dry run has nothing to do. `--snakemake` defaults to
 `snakemake` on PATH; without one that row is skipped.
+
+`--work DIR` keeps the board, its cache and the provider in DIR and reuses them (populated only
+once: 10,000 shots take minutes). `--baseline CHECKOUT` times another checkout of storyboard
+(e.g. `git worktree add /tmp/base COMMIT`; its package first on PYTHONPATH, its bytecode compiled)
+on the same board, alternating run by run with this one, so both see the same load.
 """
 
 from __future__ import annotations
@@ -121,27 +127,59 @@ def snakemake_noop(snakemake: str, root: Path, shots: int, runs: int) -> Timings
                      check_output=lambda text: "Nothing to be done" in text)
 
 
+def populated(root: Path, shots: int) -> tuple[Path, Path]:
+    """(board, provider site) in `root`, every shot built once (skipped when a build finished before)."""
+    clip, board = root / "clip.mp4", root / "board" / "storyboard.toml"
+    if not clip.exists():
+        make_clip(clip)
+    site = root / "site" if (root / "site").exists() else make_site(root, clip)
+    if not board.exists():
+        board.parent.mkdir(parents=True, exist_ok=True)
+        make_board(board, shots)
+    if not (board.parent / ".storyboard" / "stamps").exists():
+        env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "storyboard", "build", str(board), "--jobs", "2"], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        print(f"populate: {shots} shots built in {time.perf_counter() - start:.1f} s")
+    return board, site
+
+
+def alternating(envs: list[dict[str, str]], cmd: list[str], runs: int, cwd: Path,
+                **kwargs: object) -> list[Timings]:
+    """`cmd` timed under each env in turn, run after run: both sides see the same load."""
+    out = [Timings() for _ in envs]
+    for _ in range(runs):
+        for timings, env in zip(out, envs):
+            # from the board's folder: `python -m` puts the current folder first on sys.path, so a run
+            # from a checkout would import that checkout's storyboard whatever PYTHONPATH says
+            one = run_timed(cmd, env=env, runs=1, cwd=str(cwd), **kwargs)  # type: ignore[arg-type]
+            timings.wall += one.wall
+            timings.cpu += one.cpu
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--snakemake", default=shutil.which("snakemake"),
                         help="snakemake executable to compare with (default: snakemake on PATH)")
+    parser.add_argument("--work", type=Path, help="keep the board and its cache here (and reuse them)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time alternately on the same board")
     args = parser.parse_args()
     compile_package()  # timed runs load bytecode, as an installed storyboard does
+    if args.baseline:
+        compile_package(args.baseline / "storyboard")
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        clip = root / "clip.mp4"
-        make_clip(clip)
-        site = make_site(root, clip)
-        board = root / "board" / "storyboard.toml"
-        board.parent.mkdir()
-        make_board(board, args.shots)
+        root = args.work or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        board, site = populated(root, args.shots)
         env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         exe = [sys.executable, "-m", "storyboard"]
-        start = time.perf_counter()
-        subprocess.run([*exe, "build", str(board), "--jobs", "2"], env=env, check=True, stdout=subprocess.DEVNULL)
-        print(f"populate: {args.shots} shots built in {time.perf_counter() - start:.1f} s")
+        if args.baseline:
+            compare(args, board, env, exe)
+            return
         fast = run_timed([*exe, "build", str(board)], env=env, runs=args.runs, check_output=renders_nothing)
         stamps = board.parent / ".storyboard" / "stamps"
         full = run_timed([*exe, "build", str(board)], env=env, runs=max(3, args.runs // 3),
@@ -162,6 +200,26 @@ def main() -> None:
             snake = rows[-1][1].median
             print(f"\nsnakemake -n / storyboard no-op: {snake / fast.median:.1f}x (stamp), "
                   f"{snake / full.median:.1f}x (full check)")
+
+
+def compare(args: argparse.Namespace, board: Path, env: dict[str, str], exe: list[str]) -> None:
+    """This checkout against `--baseline`, alternating: plan, the full check, the stamp path."""
+    here = str(Path(__file__).resolve().parent.parent)
+    envs = [{**env, "PYTHONPATH": f"{args.baseline}{os.pathsep}{env['PYTHONPATH']}"},
+            {**env, "PYTHONPATH": f"{here}{os.pathsep}{env['PYTHONPATH']}"}]
+    stamps = board.parent / ".storyboard" / "stamps"
+    runs = max(3, args.runs)
+    rows = [("storyboard plan", alternating(envs, [*exe, "plan", str(board)], runs, board.parent)),
+            ("build, no-op (full check)", alternating(envs, [*exe, "build", str(board)], runs, board.parent,
+                                                      before=lambda: shutil.rmtree(stamps, ignore_errors=True),
+                                                      check_output=renders_nothing)),
+            ("build, no-op (stamp)", alternating(envs, [*exe, "build", str(board)], runs, board.parent,
+                                                 check_output=renders_nothing))]
+    print(f"\n{args.shots} shots, alternating runs; {load()}")
+    for name, (before, after) in rows:
+        print(f"{name:<28} baseline {before.row()}\n{'':<28} this     {after.row()}\n"
+              f"{'':<28} CPU {before.cpu_median / after.cpu_median:.2f}x less, "
+              f"wall {before.median / after.median:.2f}x less")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from storyboard.atomic import atomic_write_bytes, atomic_write_json, quiet, read_bytes, retry_vanished_folder
 from storyboard.errors import CacheError
 
 CACHE_VERSION = 1
@@ -62,61 +62,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader sees the old file or the new one, never a part."""
-    fd, tmp = _retry_vanished_folder(
-        path.parent, lambda: tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a lock or report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with _quiet():
-            os.unlink(tmp)
-        raise
-
-
-_RETRIES = 5
-
-
-def _retry_vanished_folder(folder: Path, act: Any) -> Any:
-    """mkdir `folder`, then `act()`; again if a concurrent gc removed the (empty) folder in between."""
-    for attempt in range(_RETRIES):
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            return act()
-        except FileNotFoundError:
-            if attempt == _RETRIES - 1 or folder.is_dir():
-                raise
-    raise AssertionError("unreachable")
-
-
-def _read_umask() -> int:
-    """The process umask, read once at import (os.umask is process-wide, so never from threads)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Atomically write pretty, sorted JSON."""
-    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
-
-
 def _disk_error(exc: OSError, where: Path) -> CacheError:
     reason = {28: "the disk is full", 30: "the folder is read-only", 13: "permission denied"}.get(
         exc.errno or 0, exc.strerror or str(exc))
@@ -138,7 +83,11 @@ class Cache:
     # ---- objects --------------------------------------------------------------------------
 
     def object_path(self, sha: str) -> Path:
-        return Path(f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}")  # one parse, not three joins
+        return Path(self.object_file(sha))  # one parse, not three joins
+
+    def object_file(self, sha: str) -> str:
+        """``str(object_path(sha))`` without making a Path: a plan names an object a shot."""
+        return f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}"
 
     def has_object(self, sha: str) -> bool:
         return self.object_path(sha).is_file()
@@ -150,13 +99,13 @@ class Cache:
         a string (``str(object_path(sha))``): a no-op build checks thousands, and pathlib's joins
         were most of the time.
         """
-        path = f"{self._objects}{os.sep}{sha[:2]}{os.sep}{sha}"
+        path = self.object_file(sha)
         try:
             ok = self._digest_of(path) == sha
         except OSError:
             return False
         if not ok:
-            with _quiet():
+            with quiet():
                 os.unlink(path)
         return ok
 
@@ -166,7 +115,7 @@ class Cache:
         if not path.is_file():
             return None
         if file_sha256(path) != sha:
-            with _quiet():
+            with quiet():
                 path.unlink()
             return None
         return path
@@ -181,7 +130,7 @@ class Cache:
                 return sha
             with open(produced, "rb") as fh:
                 os.fsync(fh.fileno())
-            _retry_vanished_folder(dest.parent, lambda: os.replace(produced, dest))
+            retry_vanished_folder(dest.parent, lambda: os.replace(produced, dest))
             self._remember(dest, sha)
         except OSError as exc:
             raise _disk_error(exc, self.root) from exc
@@ -193,7 +142,7 @@ class Cache:
         try:
             shutil.copyfile(source, tmp)
         except OSError as exc:
-            with _quiet():
+            with quiet():
                 tmp.unlink()
             raise _disk_error(exc, self.root) from exc
         return self.adopt(tmp)
@@ -220,8 +169,7 @@ class Cache:
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action entry for `key` if every object it names is present."""
         try:
-            with open(f"{self._actions}{os.sep}{key}.json", encoding="utf-8") as fh:
-                entry = json.loads(fh.read())
+            entry = json.loads(read_bytes(f"{self._actions}{os.sep}{key}.json").decode("utf-8"))
         except (OSError, ValueError):
             return None
         if not all(self.intact(sha) for sha in entry.get("outputs", {}).values()):
@@ -235,7 +183,7 @@ class Cache:
             raise _disk_error(exc, self.root) from exc
 
     def forget_action(self, key: str) -> None:
-        with _quiet():
+        with quiet():
             (self.root / "actions" / f"{key}.json").unlink()
 
     # ---- memo (the stitcher's derived files) ---------------------------------------------
@@ -313,7 +261,7 @@ class Cache:
             on_disk = {}
         with self._mutex:
             on_disk.update(self._hashes)
-        with _quiet():
+        with quiet():
             atomic_write_json(self.root / "hashes.json", on_disk)
         self._hashes_dirty = False
 
@@ -368,6 +316,7 @@ class Cache:
         The kernel drops a flock when its process dies, so a killed build leaves no stale lock.
         """
         import fcntl
+        import socket  # here: only a render names its host (≈ 5 ms to import)
 
         path = self.root / "locks" / f"{key}.lock"
         try:
@@ -384,7 +333,7 @@ class Cache:
                 if on_wait:
                     on_wait(holder)
                 fcntl.flock(fh, fcntl.LOCK_EX)
-            with _quiet():  # who holds it is for messages only: a full disk must not stop the build here
+            with quiet():  # who holds it is for messages only: a full disk must not stop the build here
                 fh.seek(0)
                 fh.truncate()
                 fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since "
@@ -392,7 +341,7 @@ class Cache:
                 fh.flush()
             yield
         finally:
-            with _quiet():
+            with quiet():
                 fh.truncate(0)
             fh.close()
 
@@ -413,7 +362,7 @@ class FileJournal:
         atomic_write_json(self.path, entry)
 
     def clear(self) -> None:
-        with _quiet():
+        with quiet():
             self.path.unlink()
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from storyboard.errors import ProviderError, StoryboardError
@@ -143,6 +144,7 @@ def run(
                         continue
                     in_flight[key] = shot_id
                     notify(shot_id, "queued", {})
+                    inputs = {sha: Path(path) for sha, path in inputs.items()}  # files the provider reads
                     fut = pool.submit(_render_one, board, resolver, lock, shot_id, candidates, inputs, key,
                                       limiter(shot.provider), notify, cancel, remote)
                     running[fut] = shot_id
@@ -243,6 +245,10 @@ def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[
     from storyboard.takes import lock_entry
 
     previous = lock.shots.get(shot_id, {})
+    if (previous.get("key") == key and job.candidate == 1 and previous.get("candidates") is None
+            and built.keys() == {key} and previous.get("clip") == entry["outputs"]["clip"]
+            and previous.get("handle") == entry.get("handle") and previous.get("batch") == (job.batch or None)):
+        return  # what lock_entry would compare is the same: one candidate, the same key, clip and handle
     record = lock_entry(previous, key, job, entry, built)
     # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
     if all(previous.get(k) == record.get(k) for k in ("key", "clip", "handle", "candidates", "batch")):

@@ -97,7 +97,14 @@ class ShotGraph:
 
 
 def build_graph(board: Board) -> ShotGraph:
-    """Nodes are shot ids plus FILM; raises GraphError naming the cycle as `a -> b -> a`."""
+    """Nodes are shot ids plus FILM; raises GraphError naming the cycle as `a -> b -> a`.
+
+    Built once per board (loading checks the cycles, the project plans with it): a board is
+    frozen, and nothing changes a graph once built.
+    """
+    known = board.__dict__.get("_graph")
+    if known is not None:
+        return known
     graph = ShotGraph()
     for shot in board.shots.values():
         graph.add_node(shot.id, shot=shot)
@@ -109,6 +116,7 @@ def build_graph(board: Board) -> ShotGraph:
         graph.add_edge(shot_id, FILM)
     cycle = graph.cycle()
     if cycle is None:
+        object.__setattr__(board, "_graph", graph)  # not a field: equality and hash ignore it
         return graph
     nodes = [u for u, _ in cycle] + [cycle[0][0]]
     message = f"{board.path}: the shots form a cycle: {' -> '.join(nodes)}; break it by removing one of these references"

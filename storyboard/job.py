@@ -6,6 +6,7 @@ pixels, with every input named by the sha256 of its bytes. Its canonical JSON is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,51 @@ class RenderJob(BaseModel):
     def output_seconds(self) -> float:
         """Length of the returned clip: an extension returns source + 7 s, measured later."""
         return float(self.duration)
+
+
+_FIELDS = tuple(RenderJob.model_fields)
+_BLANK: list[RenderJob] = []
+
+
+def construct_job(**values: Any) -> RenderJob:
+    """``RenderJob.model_construct(**values)``, not validated (the values come from a shot validated
+    at load). When `values` names every field, a copy of a made job takes them: a plan makes a job a
+    shot, and pydantic's field-by-field construction was its largest single cost."""
+    if len(values) != len(_FIELDS) or values.keys() != set(_FIELDS):
+        return RenderJob.model_construct(**values)
+    if not _BLANK:
+        _BLANK.append(RenderJob.model_construct(provider="", model="", prompt=""))
+    return _BLANK[0].model_copy(update=values)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def key_components(job: RenderJob) -> dict[str, Any]:
+    """``job.model_dump(mode="json")``, the dict its cache key hashes, made straight from its values:
+    a plan keys every shot, and pydantic's serializer was a tenth of it. Any value that is not a
+    plain one (a non-finite float, which JSON mode writes as null; a subclass) takes pydantic's way."""
+    values = job.__dict__
+    data = {name: values[name] for name in _FIELDS}
+    refs, options = data["references"], data["options"]
+    if not (all(type(v) in _SCALARS and (type(v) is not float or math.isfinite(v))
+                for k, v in data.items() if k not in ("references", "options"))
+            and type(refs) is tuple and all(type(r) is str for r in refs)
+            and type(options) is tuple and all(type(o) is tuple and len(o) == 2 and type(o[0]) is str
+                                               and type(o[1]) in (str, int, float, bool)
+                                               and (type(o[1]) is not float or math.isfinite(o[1]))
+                                               for o in options)):
+        return job.model_dump(mode="json")
+    data["references"] = list(refs)
+    del data["options"]
+    keyed = {name: value for name, value in options if name not in UNKEYED_OPTIONS}
+    if keyed:
+        data["options"] = keyed
+    if data["edits"] is None:
+        del data["edits"]
+    if data["candidate"] == 1:
+        del data["candidate"]
+    if data["batch"] == 0:
+        del data["batch"]
+    return data
 
 
 @dataclass(frozen=True)

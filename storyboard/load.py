@@ -211,6 +211,14 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     if not ids:
         raise where.error("no shots: add a [[shot]] table with an id and a prompt")
 
+    known_caps: dict[tuple[str, str], Any] = {}
+
+    def capabilities(provider: str, model_name: str) -> Any:
+        """A provider's capabilities for a model, asked once per load (three rules ask, per shot)."""
+        if (provider, model_name) not in known_caps:
+            known_caps[provider, model_name] = instances[provider].capabilities(model_name)
+        return known_caps[provider, model_name]
+
     assets = AssetResolver(where, problems, path.resolve().parent, spec.assets, ids, allow_outside)
     render = PromptRenderer(spec.vars)
     instances: dict[str, Any] = {}
@@ -227,7 +235,8 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
         if provider not in instances:
             cls = provider_class(provider, registry)
             instances[provider] = cls(providers.get(provider) or cls.Settings())
-        shot = _shot(where, problems, spec, s, index, instances[provider], providers.get(provider), render, assets)
+        shot = _shot(where, problems, spec, s, index, instances[provider], providers.get(provider), render, assets,
+                     lambda model_name, provider=provider: capabilities(provider, model_name))
         if shot is not None:
             shots.setdefault(s.id, shot)
 
@@ -238,7 +247,7 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
 
     for shot in shots.values():
         with problems.collect():
-            check_shot(shot, instances[shot.provider].capabilities(shot.model), error)
+            check_shot(shot, capabilities(shot.provider, shot.model), error)
         with problems.collect():
             check_options(shot, instances[shot.provider], error)
     with problems.collect():
@@ -247,8 +256,11 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     problems.raise_any()
     board = Board(path=path, film=spec.film, shots=shots, assets=assets.resolved(), edit=spec.edit,
                   sequence=_sequence(spec, shots), providers=providers, cache=spec.cache)
-    check_board(board, error, instances)  # the rules across shots: cycles, extension lengths
-    return replace(board, warnings=check_edit(board, where, raw))  # trims, joins, text, sound, subtitles
+    check_board(board, error, instances, capabilities)  # the rules across shots: cycles, extension lengths
+    checked = replace(board, warnings=check_edit(board, where, raw))  # trims, joins, text, sound, subtitles
+    if "_graph" in board.__dict__:  # the graph check_board built (same shots, same sequence)
+        object.__setattr__(checked, "_graph", board.__dict__["_graph"])
+    return checked
 
 
 def _provider_settings(where: Where, name: str, table: Any, registry: Any, provider_class: Any) -> Any:
@@ -267,11 +279,11 @@ def _provider_settings(where: Where, name: str, table: Any, registry: Any, provi
 
 
 def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, index: int, impl: Any,
-          settings: Any, render: PromptRenderer, assets: AssetResolver) -> Shot | None:
+          settings: Any, render: PromptRenderer, assets: AssetResolver, capabilities: Any) -> Shot | None:
     """The resolved shot, or None after recording each of its problems."""
     film = spec.film
     model_name = s.model or (settings.model if settings and settings.model else None) or film.model or impl.default_model
-    caps = impl.capabilities(model_name)
+    caps = capabilities(model_name)
     limit = getattr(caps, "max_prompt_chars", None) or DEFAULT_PROMPT_LIMIT
     note = f"{s.provider or film.provider} ({model_name}) accepts at most {limit}"
     failed = False

@@ -14,10 +14,10 @@ from typing import Any
 from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
-from storyboard.estimate import pseudo_job
 from storyboard.frames import frame_digests
-from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration
+from storyboard.job import EXTENSION_SECONDS, RenderJob, construct_job, job_duration, key_components
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
+from storyboard.plan_reasons import explain, waiting
 from storyboard.takes import candidate_jobs, lost_answer, missing_reason, resumed_request
 
 CACHED, REMOTE, RUN, MAY_RERUN = "cached", "remote hit", "to run", "may rerun"
@@ -62,7 +62,7 @@ class Resolver:
     """Pixel digest of a handed-off frame -> its PNG's bytes digest, which keyed requests before."""
     batches: dict[str, int] = field(default_factory=dict)
     """shot id -> its batch (storyboard.takes.batches): what `build --force` bumps."""
-    jobs: dict[str, tuple[tuple[Any, ...], RenderJob, dict[str, Path]]] = field(default_factory=dict)
+    jobs: dict[str, tuple[tuple[Any, ...], RenderJob, dict[str, Path | str]]] = field(default_factory=dict)
     """shot id -> (what its job was made from, the job, its inputs): each shot's job is made once per
     run (plan's is the build's) while its upstream entries, batch and asset digests are the same."""
 
@@ -74,7 +74,7 @@ class Resolver:
         """The job's cache key, computed once per run."""
         key = self.keys.get(job)
         if key is None:
-            key = self.keys[job] = cache_key(job.model_dump(mode="json"))
+            key = self.keys[job] = cache_key(key_components(job))
         return key
 
     def action(self, key: str, job: RenderJob | None = None) -> dict[str, Any] | None:
@@ -114,8 +114,9 @@ class Resolver:
     def ready(self, shot: Shot) -> bool:
         return all(up in self.outputs for up in shot.upstream())
 
-    def job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path]]:
-        """The job and, for each input digest, a file with its bytes; made once while its sources hold."""
+    def job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path | str]]:
+        """The job and, for each input digest, a file with its bytes (a path or its string); made once
+        while its sources hold."""
         made_from = self._sources(shot)
         known = self.jobs.get(shot.id)
         if known is not None and len(known[0]) == len(made_from) and all(
@@ -133,8 +134,8 @@ class Resolver:
         return (self.batches.get(shot.id, 0), *(self.outputs.get(up) for up in shot.upstream()),
                 *(self.cache.digest(a.path) for a in assets))
 
-    def _make_job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path]]:
-        inputs: dict[str, Path] = {}
+    def _make_job(self, shot: Shot) -> tuple[RenderJob, dict[str, Path | str]]:
+        inputs: dict[str, Path | str] = {}
 
         def digest(image: ImageInput | None) -> str | None:
             if image is None:
@@ -154,7 +155,7 @@ class Resolver:
             duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         # every value comes from the shot, validated at load (the same types): not validated again
-        job = RenderJob.model_construct(
+        job = construct_job(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,
@@ -177,7 +178,7 @@ class Resolver:
         )
         return job, inputs
 
-    def _edit_source(self, shot: Shot, inputs: dict[str, Path]) -> tuple[str | None, int | float | None]:
+    def _edit_source(self, shot: Shot, inputs: dict[str, Path | str]) -> tuple[str | None, int | float | None]:
         """The digest of the clip `shot` edits (another shot's, or an MP4 asset) and its length."""
         if shot.edits is None:
             return None, None
@@ -189,7 +190,9 @@ class Resolver:
         inputs[sha] = path
         return sha, clip_seconds(path)
 
-    def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path]:
+    def _image(self, shot: Shot, image: ImageInput) -> tuple[str, Path | str]:
+        """The input's digest and its file (a frame's as a string: the executor makes Paths of the
+        inputs of the shots it runs, and a plan of cached shots needs none)."""
         if isinstance(image, Asset):
             if image.path is None:
                 raise StoryboardFileError(
@@ -206,7 +209,7 @@ class Resolver:
             else:  # cached before pixel keys: decoded once, then remembered
                 pixels = frame_digests(self.cache).of(png)
             self.former[pixels] = png
-            return pixels, self.cache.object_path(png)
+            return pixels, self.cache.object_file(png)
         return self._frame_at(entry["outputs"]["clip"], float(image.frame))
 
     def _frame_at(self, clip: str, seconds: float) -> tuple[str, Path]:
@@ -249,7 +252,7 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         blocked = next((up for up in shot.upstream() if up in rerun), None)
         if blocked is not None:
             rerun.add(shot_id)
-            steps.append(Step(shot_id, MAY_RERUN, _waiting(shot, blocked, locked.get(shot_id)),
+            steps.append(Step(shot_id, MAY_RERUN, waiting(shot, blocked, locked.get(shot_id)),
                               upstream_reruns=blocked))
             continue
         fetched = next((up for up in shot.upstream() if up in from_remote
@@ -342,94 +345,3 @@ def _stale_handle(entry: dict[str, Any], now: float) -> str | None:
         if when <= now:
             return f"its {entry.get('provider')} file handle expired at {expires}"
     return None
-
-
-def _waiting(shot: Shot, upstream: str, previous: dict[str, Any] | None) -> str:
-    """Why a shot whose key waits on `upstream` may rerun: its own edits, if any, then the upstream."""
-    if not isinstance(previous, dict) or not isinstance(previous.get("components"), dict):
-        return f"new shot; runs after upstream '{upstream}'"
-    now = pseudo_job(shot).model_dump(mode="json")
-    own = _changes(previous["components"], now, [k for k in now if k in _PARAMETERS])
-    if own:
-        return f"{'; '.join(own)}; upstream '{upstream}' reruns"
-    return f"upstream '{upstream}' reruns; cached if '{upstream}' comes out as before"
-
-
-_PARAMETERS = ("provider", "model", "prompt", "negative_prompt", "seed", "take", "duration", "resolution",
-               "aspect_ratio", "audio", "candidate", "batch")
-
-
-def _changes(before: dict[str, Any], now: dict[str, Any], names: list[str]) -> list[str]:
-    """The generation parameters among `names` that changed, in words."""
-    if "provider" in names and before.get("provider") != now["provider"]:
-        return [f"provider changed ({_show(before.get('provider'))} -> {_show(now['provider'])})"]
-    if "model" in names and before.get("model") != now["model"]:
-        return [f"model changed ({_show(before.get('model'))} -> {_show(now['model'])})"]
-    reasons = []
-    for name in names:
-        if before.get(name) == now[name]:
-            continue
-        if name in ("prompt", "negative_prompt"):
-            reasons.append(f"{name.replace('_', ' ')} changed")
-        else:
-            reasons.append(f"{name} changed ({_show(before.get(name))} -> {_show(now[name])})")
-    return reasons
-
-
-def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] | None) -> str:
-    """Why a shot runs, in words, from the key components the lock recorded last time."""
-    if previous is None or "components" not in previous:
-        return "new shot"
-    before = previous["components"]
-    now = job.model_dump(mode="json")
-    if before == now:
-        return "not in the cache"
-    changed = [k for k in now if before.get(k) != now[k] and k != "label"]
-    reasons = _changes(before, now, [k for k in changed if k in _PARAMETERS])
-    if reasons and reasons[0].startswith(("provider changed", "model changed")):
-        return reasons[0]
-    inputs = {"first_frame": shot.first_frame, "last_frame": shot.last_frame}
-    for name in changed:
-        if name in _PARAMETERS:
-            continue
-        if name in inputs:
-            reasons.append(f"input {_input_label(inputs[name], name)} changed")
-        elif name == "references":
-            reasons.append(_references_changed(shot, [str(d) for d in before.get(name) or []], list(now[name])))
-        elif name == "extends":
-            reasons.append(f"the clip of '{shot.extends}' changed" if shot.extends else "extension removed")
-        else:
-            reasons.append(f"parameter {name} changed")
-    return "; ".join(reasons) or "not in the cache"
-
-
-def _references_changed(shot: Shot, before: list[str], now: list[str]) -> str:
-    """Which reference images changed, by their digests: only those are named."""
-    if sorted(before) == sorted(now):
-        return "reference images reordered"
-    new = [_quote(r) for r, sha in zip(shot.references, now, strict=True) if sha not in before]
-    gone = sum(1 for sha in before if sha not in now)
-    said = []
-    if new:
-        verb = "added" if not gone else "changed" if len(new) == gone else "changed or added"
-        said.append(f"reference{'s' if len(new) > 1 else ''} {', '.join(new)} {verb}")
-    extra = gone - len(new)
-    if extra > 0:
-        said.append(f"{extra} reference image{'s' if extra > 1 else ''} removed")
-    return "; ".join(said) or "reference images changed"
-
-
-def _quote(image: ImageInput) -> str:
-    return f"'{image.label}'"
-
-
-def _input_label(image: ImageInput | None, field: str) -> str:
-    if image is None:
-        return f"{field} (removed)"
-    if isinstance(image, Asset):
-        return f"asset '{image.label}'"
-    return f"frame '{image.label}'"
-
-
-def _show(value: Any) -> str:
-    return "none" if value is None else str(value)

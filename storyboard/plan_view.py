@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -247,27 +248,71 @@ def _render_plain(pv: PlanView, console: Any, all_rows: bool) -> None:
 
 
 def _render_totals(pv: PlanView, console: Any) -> None:
+    lines = _totals(pv)
+    if _plain_output(console):  # a pipe or a log: what rich would write, without importing it
+        ready = [text for text, markup in lines if _unchanged_by_rich(text, console.width)]
+        if len(ready) == len(lines):
+            console.file.write("".join(text + "\n" for text in ready))
+            return
+    for text, markup in lines:
+        console.print(text, markup=markup)
+
+
+def _totals(pv: PlanView) -> list[tuple[str, bool]]:
+    """The lines under the table, each with whether it holds rich markup."""
     cost = ", ".join(f"{p}: " + " + ".join(format_price(Price(v, u)) for u, v in units.items())
                      for p, units in pv.totals.by_provider.items()) or "nothing to pay"
     fetched = f", {pv.remote_hits} from the remote" if pv.remote_hits else ""
     maybe = f", {pv.may_rerun} may rerun" if pv.may_rerun else ""
     counting = f", counting the {pv.may_rerun} that may rerun" if pv.may_rerun else ""
     more = f" ({pv.candidates_to_generate} candidates)" if pv.candidates_to_generate > pv.to_generate else ""
-    console.print(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{more}{maybe}; estimated cost {cost}"
-                  + (counting if pv.totals.by_unit else "")
-                  + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""))
+    lines = [(f"{pv.cached} cached{fetched}, {pv.to_generate} to generate{more}{maybe}; estimated cost {cost}"
+              + (counting if pv.totals.by_unit else "")
+              + (f"; {len(pv.totals.unpriced)} shot(s) without a price" if pv.totals.unpriced else ""), True)]
     if pv.to_generate or pv.may_rerun:
         stitch = f" ({_duration(pv.stitch_seconds)} of it stitching the film)" if pv.stitch_seconds else ""
         speeds = "".join(f"; {speed}" for speed in pv.speeds)
-        console.print(f"estimated wall time: {_duration(pv.wall_seconds)}{stitch}{counting}, at the configured "
-                      f"concurrency and rate limits{speeds}")
+        lines.append((f"estimated wall time: {_duration(pv.wall_seconds)}{stitch}{counting}, at the configured "
+                      f"concurrency and rate limits{speeds}", True))
     for name, hosts in pv.key_hosts.items():
-        console.print(f"{name}: key sent to {', '.join(hosts)}", markup=False)
+        lines.append((f"{name}: key sent to {', '.join(hosts)}", False))
     for problem in pv.problems:
         if problem.startswith("warning:"):
-            console.print(f"[yellow]warning:[/]{problem.removeprefix('warning:')}", markup=True)
+            lines.append((f"[yellow]warning:[/]{problem.removeprefix('warning:')}", True))
         else:
-            console.print(problem if problem.startswith("note:") else f"[red]problem:[/] {problem}")
+            lines.append((problem if problem.startswith("note:") else f"[red]problem:[/] {problem}", True))
+    return lines
+
+
+class PlainConsole:
+    """The console `storyboard plan` hands render_table: rich's Console is made (and rich imported,
+    ≈ 0.04 s) only when something needs it; a large plan written to a pipe never does."""
+
+    def __init__(self, file: Any, width: int | None) -> None:
+        self.file, self.width, self._rich = file, width, None
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(file=self.file, highlight=False, width=self.width)
+        self._rich.print(*args, **kwargs)
+
+
+def _plain_output(console: Any) -> bool:
+    """Whether the console writes to a pipe or a file (no colours, no terminal width)."""
+    isatty = getattr(console.file, "isatty", None)
+    return isinstance(console.width, int) and not (isatty is not None and isatty())
+
+
+def _unchanged_by_rich(text: str, width: int) -> bool:
+    """Whether rich would print `text` as it is: no markup, no :emoji: code, no control or wide
+    character, and short enough not to be wrapped."""
+    return (len(text) <= width and text.isascii() and text.isprintable() and "[" not in text
+            and _EMOJI_CODE.search(text) is None)
+
+
+_EMOJI_CODE = re.compile(r":\S*?:")
 
 
 def _duration(seconds: float) -> str:

@@ -12,8 +12,13 @@ from storyboard.model import Asset, Board, FrameInput, Shot
 ErrorFn = Callable[..., StoryboardFileError]
 
 
-def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None:
-    """Raise the first rule a shot breaks (the edit is checked next, by storyboard.edit.rules.check_edit)."""
+def check_board(board: Board, error: ErrorFn, providers: dict[str, Any],
+                capabilities: Callable[[str, str], Any] | None = None) -> None:
+    """Raise the first rule a shot breaks (the edit is checked next, by storyboard.edit.rules.check_edit).
+
+    `capabilities(provider, model)` answers as the provider's own method does (load asks it once
+    per provider and model)."""
+    capabilities = capabilities or (lambda provider, model: providers[provider].capabilities(model))
     from storyboard.graph import build_graph
     from storyboard.providers._hosts import refuse_foreign_hosts
 
@@ -27,9 +32,7 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
         upload = getattr(getattr(impl, "settings", None), "upload", None)
         if isinstance(upload, str) and (why := local_target_refusal(upload, board.root)) is not None:
             raise error(f"[providers.{name}] field 'upload': {why}")
-    for shot in board.shots.values():
-        caps = providers[shot.provider].capabilities(shot.model)
-        check_shot(shot, caps, error)
+    # each shot's own rules (check_shot) were checked by load, every problem listed
     build_graph(board)  # cycles first: lengths below follow 'extends' chains
     for shot in board.shots.values():
         source = board.shots[shot.extends] if shot.extends else None
@@ -40,7 +43,7 @@ def check_board(board: Board, error: ErrorFn, providers: dict[str, Any]) -> None
                         shot.id, "extends")
     lengths = clip_lengths(board)
     for shot in board.shots.values():
-        caps = providers[shot.provider].capabilities(shot.model)
+        caps = capabilities(shot.provider, shot.model)
         for field, footage in (("edits", shot.edits), ("extends", shot.extends_clip)):
             if isinstance(footage, Asset) and not edit_length(footage, lengths.get):
                 raise error(f"asset '{footage.label}' does not decode as a video clip", shot.id, field)

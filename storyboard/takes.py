@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storyboard.job import RenderJob
+from storyboard.job import RenderJob, key_components
 
 VARIANT_FIELDS = ("candidate", "batch", "take", "label")
 """What tells one candidate of a shot from another: two jobs equal but for these are the same shot's."""
@@ -124,7 +124,7 @@ def lock_entry(previous: dict[str, Any] | None, key: str, job: RenderJob, entry:
     batch and take): an older batch or take is still a paid take of it. A changed prompt or input
     makes a new shot, whose old clips gc may collect as it always could.
     """
-    components = job.model_dump(mode="json")
+    components = key_components(job)  # job.model_dump(mode="json"), made straight from its values
     candidates: dict[str, Any] = {}
     old = (previous or {}).get("candidates")
     if isinstance(old, dict) and isinstance((previous or {}).get("components"), dict) \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,73 @@ def test_other_arguments_go_to_the_cli(board, args):
     fast, full = run(VIA_ENTRY, *args, cwd=board.parent), run(VIA_CLI, *args, cwd=board.parent)
     assert fast.stderr.endswith("typer imported\n")
     assert (fast.returncode, fast.stdout) == (full.returncode, full.stdout)
+
+
+WARNED = """
+[film]
+duration = 4
+
+[[shot]]
+id = "one"
+prompt = "a boat leaves the harbour"
+
+[[shot]]
+id = "two"
+extends = "one"
+prompt = "the boat reaches open sea"
+
+[edit]
+sequence = ["one", "two"]
+"""
+
+
+def test_the_boards_warnings_are_said_as_the_cli_says_them(tmp_path):
+    (tmp_path / "storyboard.toml").write_text(WARNED)
+    fast, full = run(VIA_ENTRY, "plan", cwd=tmp_path), run(VIA_CLI, "plan", cwd=tmp_path)
+    assert "storyboard: warning: storyboard.toml: line 14: shot 'two' extends 'one'" in full.stderr
+    assert (fast.returncode, fast.stdout, fast.stderr) == (full.returncode, full.stdout, full.stderr + "no typer\n")
+
+
+def no_stamp(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder / ".storyboard" / "stamps", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's board, built once (two animatic shots of 4 s)."""
+    folder = tmp_path_factory.mktemp("built")
+    (folder / "storyboard.toml").write_text(BOARD)
+    first = run(VIA_CLI, "build", "--quiet", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    return folder
+
+
+@pytest.mark.parametrize("args", [("build",), ("build", "storyboard.toml", "--jobs", "2", "-k", "--yes"),
+                                  ("build", "--json"), ("build", "-q", "--cache-dir", ".storyboard")])
+def test_plain_build_without_the_stamp_skips_typer_and_answers_as_the_cli(built, args):
+    no_stamp(built)
+    fast = run(VIA_ENTRY, *args, cwd=built)
+    no_stamp(built)
+    full = run(VIA_CLI, *args, cwd=built)
+    assert fast.stderr.endswith("no typer\n")
+    untimed = lambda text: re.sub(r'"time": [0-9.]+', '"time": T', text)  # noqa: E731 - --json's events
+    assert (fast.returncode, untimed(fast.stdout), fast.stderr.removesuffix("no typer\n")) == \
+        (full.returncode, untimed(full.stdout), full.stderr)
+    assert fast.returncode == 0 and "rendered" not in fast.stdout
+    assert ("cached" in fast.stdout) and ("up to date" in fast.stdout or '"film"' in fast.stdout)
+
+
+def test_plain_build_of_a_bad_board_fails_as_the_cli_does(tmp_path):
+    (tmp_path / "storyboard.toml").write_text(BOARD.replace('id = "two"', 'id = "two"\nduraton = 4'))
+    fast, full = run(VIA_ENTRY, "build", cwd=tmp_path), run(VIA_CLI, "build", cwd=tmp_path)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (2, full.stdout, full.stderr + "no typer\n")
+    assert "did you mean 'duration'" in fast.stderr
+
+
+@pytest.mark.parametrize("args", [("build", "--only", "one"), ("build", "--budget", "1"), ("build", "-v"),
+                                  ("build", "--provider", "animatic"), ("build", "--jobs", "0")])
+def test_other_build_arguments_go_to_the_cli(built, args):
+    no_stamp(built)
+    assert run(VIA_ENTRY, *args, cwd=built).stderr.endswith("typer imported\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,8 +10,8 @@ import typer
 
 from storyboard.errors import StoryboardError
 from storyboard.cli.app import (
-    AllowBaseUrlOpt, AllowOutsideOpt, CacheOpt, DEFAULT_FILE, Exit, FileArg, NoRemoteOpt, RemoteOpt,
-    RequireRemoteOpt, _PlainHelp, _console, _open, _state, app,
+    AllowBaseUrlOpt, AllowOutsideOpt, CacheOpt, DEFAULT_FILE, FileArg, NoRemoteOpt, RemoteOpt,
+    RequireRemoteOpt, _PlainHelp, _open, _state, app,
 )
 
 
@@ -41,85 +40,23 @@ def build(
     force: Annotated[Optional[list[str]], typer.Option("--force", metavar="SHOT", help="generate SHOT again as a new batch of takes, keeping the old ones (repeatable)")] = None,
 ) -> None:
     """Generate what is not cached and stitch the film."""
-    import threading
-
-    from storyboard import progress
-    from storyboard.build import build as run_build
-    from storyboard.build import plan_project, select, why_no_film
-    from storyboard.errors import MissingKeyError
-    from storyboard.executor import Outcome
-    from storyboard.plan_view import view
+    from storyboard.build_command import run
 
     project = _open(file, cache_dir, provider, remote, no_remote, require_remote, allow_outside)
-    if force:
-        from storyboard.takes import force_batches
+    code = run(project, only=only, jobs=jobs, keep_going=keep_going, provider=provider, budget=budget, yes=yes,
+               quiet=quiet, json_out=json_out, resubmit=resubmit, force=force,
+               echo=lambda message, err: typer.echo(message, err=err), confirm=_confirm,
+               on_watch=lambda interrupted: _state.__setitem__("interrupted", interrupted))
+    if code:
+        raise typer.Exit(code)
 
-        force_batches(project, force)
-    steps, planned = plan_project(project)
-    wanted = set(select(project, only)) if only else None
-    pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
-    blocking = [p for p in pv.problems if not p.startswith(("note:", "warning:"))]
-    if blocking:
-        raise MissingKeyError(blocking[0] + "; nothing was run")
-    for note in pv.problems:
-        if not quiet and not json_out:
-            typer.echo(note, err=True)
-    _ask(pv, budget=budget, yes=yes, json_out=json_out)
-    reporter = _reporter(quiet, json_out, total=len(wanted) if wanted else len(project.order))
-    cancel = threading.Event()
-    watch = progress.InterruptWatch()
-    _state["interrupted"] = lambda: watch() or cancel.is_set()
+
+def _confirm(question: str, err: bool) -> bool:
+    """Ask at the terminal (storyboard.build_command asks before paid work); Ctrl-C is a no."""
     try:
-        report = run_build(project, only=only, jobs=jobs, keep_going=keep_going,
-                           on_event=progress.interrupted_as_such(reporter, _state["interrupted"]),
-                           cancel=cancel, on_film_step=reporter.film_step, provider=provider, resubmit=resubmit,
-                           planned=(steps, planned))
-    finally:
-        reporter.close()
-        watch.close()
-    counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
-    no_film = why_no_film(project, report, only)
-    if json_out:
-        import json
-
-        typer.echo(json.dumps({"event": "summary", **counts, "failed_shots": {r.shot: r.error for r in report.failed},
-                               "warnings": {r.shot: r.warning for r in report.shots.values() if r.warning},
-                               "film": str(report.film.path) if report.film else None,
-                               "duration": report.film.duration if report.film else None,
-                               **({"no_film": no_film} if no_film else {})}))
-    else:
-        videos = sum(r.generated for r in report.shots.values())
-        more = f" ({videos} candidates)" if videos > counts.get("rendered", 0) else ""
-        typer.echo("summary: " + (", ".join(f"{n} {o}" + (more if o == "rendered" else "") for o, n in counts.items())
-                                  or "nothing to do"))
-        for failure in report.failed:
-            typer.echo(f"failed: {failure.shot}: {failure.error}", err=True)
-        for shot in report.shots.values():
-            if shot.warning:
-                typer.echo(f"warning: shot '{shot.shot}': {shot.warning}", err=True)
-        if report.film is not None:
-            verb = "stitched" if report.film.stitched else "up to date"
-            typer.echo(f"film: {report.film.path} ({report.film.duration:.2f} s, {verb})")
-        else:
-            typer.echo(f"film: not stitched: {no_film}")
-    if report.failed:
-        raise typer.Exit(Exit.FAILED)
-
-
-def _ask(pv, *, budget: Optional[float], yes: bool, json_out: bool) -> None:  # noqa: ANN001 - a PlanView
-    """Ask on a terminal before paid work; no means nothing is generated (exit 4)."""
-    from storyboard.build import consent
-
-    question = consent(pv, budget=budget, yes=yes, terminal=sys.stdin.isatty())
-    if question is None:
-        return
-    try:
-        agreed = typer.confirm(question, err=json_out)
+        return typer.confirm(question, err=err)
     except typer.Abort:
-        agreed = False
-    if not agreed:
-        typer.echo("storyboard: nothing was generated", err=True)
-        raise typer.Exit(Exit.DECLINED)
+        return False
 
 
 @app.command(cls=_PlainHelp)
@@ -160,18 +97,6 @@ def _sync(file: Path, cache_dir: Optional[Path], remote: Optional[str], directio
                + (f"; missing: {', '.join(k[:12] for k in report.missing)}" if report.missing else ""))
     if report.missing:
         raise typer.Exit(1)
-
-
-def _reporter(quiet: bool, json_out: bool, total: int):  # noqa: ANN202 - see storyboard.progress
-    from storyboard import progress
-
-    if json_out:
-        return progress.JsonReporter(sys.stdout)
-    if quiet:
-        return progress.QuietReporter(sys.stdout)
-    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
-        return progress.LiveReporter(_console(), total)
-    return progress.PlainReporter(sys.stdout)
 
 
 @app.command(cls=_PlainHelp)
