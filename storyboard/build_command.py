@@ -20,6 +20,21 @@ Echo = Callable[[str, bool], None]
 """echo(message, to_stderr)."""
 
 
+def open_for_cli(file: Any, cache_dir: Any, provider: str | None = None, remote: str | None = None,
+                 no_remote: bool = False, require_remote: bool = False, allow_outside: bool = False) -> Any:
+    """Load the project, say the board's warnings, and attach the team's remote cache, if any
+    (the typer commands and the plain entry point open a board the same way)."""
+    from storyboard.build import attach_remote, locate_board, open_project
+
+    project = open_project(locate_board(file), cache_dir=cache_dir, provider=provider,
+                           allow_outside=allow_outside)
+    for warning in project.board.warnings:  # the edit's (a cue past the end, content playing twice)
+        print(f"storyboard: warning: {warning}", file=sys.stderr)
+    attach_remote(project, remote, no_remote=no_remote, required=require_remote,
+                  warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
+    return project
+
+
 def run(project: Any, *, only: list[str] | None = None, jobs: int = 4, keep_going: bool = False,
         provider: str | None = None, budget: float | None = None, yes: bool = False, quiet: bool = False,
         json_out: bool = False, resubmit: list[str] | None = None, force: list[str] | None = None,

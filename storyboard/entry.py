@@ -27,7 +27,7 @@ def main() -> None:
     args = sys.argv[1:]
     if try_noop(args):
         return
-    plan_args = _plain_plan(args)
+    plan_args = _plain(args, "plan")
     if plan_args is not None:
         import gc
 
@@ -36,7 +36,7 @@ def main() -> None:
         gc.disable()
         _run(lambda: _plan(plan_args))
         return
-    build_args = _plain_build(args)
+    build_args = _plain(args, "build")
     if build_args is not None:
         _run(lambda: _build(build_args))
         return
@@ -45,63 +45,35 @@ def main() -> None:
     cli_main()
 
 
-class _PlanArgs:
-    """The arguments of a plain ``storyboard plan``, with the CLI's defaults."""
+class _PlainArgs:
+    """The arguments of a plain ``storyboard plan`` or ``build``, with the CLI's defaults."""
 
     def __init__(self) -> None:
         self.file = Path("storyboard.toml")
         self.cache_dir: Path | None = None
         self.jobs = 4
-        self.json_out = False
-        self.all_rows = False
+        self.json_out = self.all_rows = False
+        self.keep_going = self.yes = self.quiet = False
 
 
-def _plain_plan(args: list[str]) -> _PlanArgs | None:
-    """The parsed arguments of ``plan`` when every one is a plain one, else None (use the CLI)."""
-    if not args or args[0] != "plan":
+_FLAGS = {
+    "plan": {"--json": "json_out", "--all": "all_rows"},
+    "build": {"--keep-going": "keep_going", "-k": "keep_going", "--yes": "yes", "-y": "yes",
+              "--quiet": "quiet", "-q": "quiet", "--json": "json_out"},
+}
+"""Per command, the switches the plain path knows (anything else goes to the CLI)."""
+
+
+def _plain(args: list[str], command: str) -> _PlainArgs | None:
+    """The parsed arguments of ``command`` when every one is a plain one, else None (use the CLI)."""
+    if not args or args[0] != command:
         return None
-    parsed, rest, file_given = _PlanArgs(), args[1:], False
+    flags = _FLAGS[command]
+    parsed, rest, file_given = _PlainArgs(), args[1:], False
     while rest:
         arg = rest.pop(0)
-        if arg == "--json":
-            parsed.json_out = True
-        elif arg == "--all":
-            parsed.all_rows = True
-        elif arg in ("--jobs", "-j") and rest and rest[0].isascii() and rest[0].isdigit() \
-                and int(rest[0]) >= 1:
-            parsed.jobs = int(rest.pop(0))
-        elif arg == "--cache-dir" and rest and rest[0] and not rest[0].startswith("-"):
-            parsed.cache_dir = Path(rest.pop(0))
-        elif arg and not arg.startswith("-") and not file_given:
-            parsed.file, file_given = Path(arg), True
-        else:
-            return None
-    return parsed
-
-
-class _BuildArgs:
-    """The arguments of a plain ``storyboard build``, with the CLI's defaults."""
-
-    def __init__(self) -> None:
-        self.file = Path("storyboard.toml")
-        self.cache_dir: Path | None = None
-        self.jobs = 4
-        self.keep_going = self.yes = self.quiet = self.json_out = False
-
-
-_BUILD_FLAGS = {"--keep-going": "keep_going", "-k": "keep_going", "--yes": "yes", "-y": "yes",
-                "--quiet": "quiet", "-q": "quiet", "--json": "json_out"}
-
-
-def _plain_build(args: list[str]) -> _BuildArgs | None:
-    """The parsed arguments of ``build`` when every one is a plain one, else None (use the CLI)."""
-    if not args or args[0] != "build":
-        return None
-    parsed, rest, file_given = _BuildArgs(), args[1:], False
-    while rest:
-        arg = rest.pop(0)
-        if arg in _BUILD_FLAGS:
-            setattr(parsed, _BUILD_FLAGS[arg], True)
+        if arg in flags:
+            setattr(parsed, flags[arg], True)
         elif arg in ("--jobs", "-j") and rest and rest[0].isascii() and rest[0].isdigit() \
                 and int(rest[0]) >= 1:
             parsed.jobs = int(rest.pop(0))
@@ -152,21 +124,9 @@ def _say_interrupted() -> None:
     sys.exit(_INTERRUPTED)
 
 
-def _open(file: Path, cache_dir: Path | None) -> Any:
-    """cli's ``_open`` with no provider override and no remote flag."""
-    from storyboard.build import attach_remote, locate_board, open_project
-
-    project = open_project(locate_board(file), cache_dir=cache_dir, provider=None, allow_outside=False)
-    for warning in project.board.warnings:  # the edit's (a cue past the end, content playing twice)
-        print(f"storyboard: warning: {warning}", file=sys.stderr)
-    attach_remote(project, None, no_remote=False, required=False,
-                  warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
-    return project
-
-
-def _build(args: _BuildArgs) -> int:
+def _build(args: _PlainArgs) -> int:
     """What ``cli.build`` does with these arguments; its exit status."""
-    from storyboard.build_command import run
+    from storyboard.build_command import open_for_cli, run
 
     def echo(message: str, err: bool) -> None:  # as typer.echo
         stream = sys.stderr if err else sys.stdout
@@ -176,7 +136,7 @@ def _build(args: _BuildArgs) -> int:
     def watch(interrupted: Any) -> None:
         _interrupted[0] = interrupted
 
-    return run(_open(args.file, args.cache_dir), jobs=args.jobs, keep_going=args.keep_going, yes=args.yes,
+    return run(open_for_cli(args.file, args.cache_dir), jobs=args.jobs, keep_going=args.keep_going, yes=args.yes,
                quiet=args.quiet, json_out=args.json_out, echo=echo, confirm=_confirm, on_watch=watch)
 
 
@@ -190,12 +150,13 @@ def _confirm(question: str, err: bool) -> bool:
         return False
 
 
-def _plan(args: _PlanArgs) -> None:
+def _plan(args: _PlainArgs) -> None:
     """What ``cli.plan`` does with these arguments (no provider override, no remote flag)."""
     from storyboard.build import plan_project
+    from storyboard.build_command import open_for_cli
     from storyboard.plan_view import render_table, view
 
-    project = _open(args.file, args.cache_dir)
+    project = open_for_cli(args.file, args.cache_dir)
     steps, _ = plan_project(project)
     pv = view(project, steps, args.jobs)
     if args.json_out:

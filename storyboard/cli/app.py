@@ -124,15 +124,9 @@ def _open(file: Path, cache_dir: Optional[Path], provider: Optional[str] = None,
           no_remote: bool = False, require_remote: bool = False,
           allow_outside: bool = False):  # noqa: ANN202 - a storyboard.build.Project
     """Load the project and attach the team's remote cache, if any."""
-    from storyboard.build import attach_remote, locate_board, open_project
+    from storyboard.build_command import open_for_cli
 
-    project = open_project(locate_board(file), cache_dir=cache_dir, provider=provider,
-                           allow_outside=allow_outside)
-    for warning in project.board.warnings:  # the edit's (a cue past the end, content playing twice)
-        print(f"storyboard: warning: {warning}", file=sys.stderr)
-    attach_remote(project, remote, no_remote=no_remote, required=require_remote,
-                  warn=lambda message: print(f"storyboard: warning: {message}", file=sys.stderr))
-    return project
+    return open_for_cli(file, cache_dir, provider, remote, no_remote, require_remote, allow_outside)
 
 
 def _version(value: bool) -> None:
