@@ -8,13 +8,10 @@ picture at every segment.
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -24,6 +21,7 @@ from storyboard.edit.pieces import plan_film
 from storyboard.edit.render import extradata
 from storyboard.edit.stitch import stitch
 from storyboard.edit.timeline import ClipPiece, Join, Timeline
+from tests._clips import render_clip
 from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
@@ -41,14 +39,7 @@ BURSTS = [0.1 + 0.25 * k for k in range(12)]
 
 def render(path: Path, hue: int, seconds: float, video_args: tuple[str, ...]) -> ClipPiece:
     burst = f"0.5*sin(2*PI*{440 + hue}*t)*between(mod(t-0.1\\,0.25)\\,0\\,0.02)"
-    subprocess.run([
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=s=320x180:r=24:d={seconds},hue=h={hue}",
-        "-f", "lavfi", "-i", f"aevalsrc={burst}|{burst}:s={RATE}:d={seconds}",
-        *video_args, "-r", "24", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "192k", "-ar", str(RATE), "-ac", "2", "-shortest", str(path),
-    ], check=True)  # fmt: skip
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = render_clip(path, hue, seconds, burst, video_args, "-r", "24")
     return ClipPiece(shot=path.stem, sha=sha, path=path, in_=0.0, out=seconds)
 
 

@@ -7,11 +7,9 @@ others (here two clips from a second setting) to that setting, and encodes its s
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -20,6 +18,7 @@ from storyboard.edit.film_setting import match_args, plan_video
 from storyboard.media import run_ffmpeg
 from storyboard.edit.soundtrack import AAC_FRAME, SPAN_FRAMES, encode_soundtrack, plan_spans
 from storyboard.edit.stitch import StitchStats, Transition, stitch
+from tests._clips import render_clip
 from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
@@ -39,16 +38,8 @@ ODD = ("o0", "o1")
 def render(path: Path, index: int, seconds: float, video_args: tuple[str, ...],
            *extra: str) -> tuple[str, Path]:
     """A clip with moving colour bars and a 50 ms tone burst BURST s in, silent otherwise."""
-    tone = 440 + 110 * index
-    burst = f"0.5*sin(2*PI*{tone}*t)*between(t\\,{BURST}\\,{BURST + 0.05})"
-    subprocess.run([
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=s=320x180:r=24:d={seconds},hue=h={index * 50}",
-        "-f", "lavfi", "-i", f"aevalsrc={burst}|{burst}:s={RATE}:d={seconds}",
-        *video_args, *extra, "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "192k", "-ar", str(RATE), "-ac", "2", "-shortest", str(path),
-    ], check=True)  # fmt: skip
-    return hashlib.sha256(path.read_bytes()).hexdigest(), path
+    burst = f"0.5*sin(2*PI*{440 + 110 * index}*t)*between(t\\,{BURST}\\,{BURST + 0.05})"
+    return render_clip(path, index * 50, seconds, burst, video_args, *extra), path
 
 
 @pytest.fixture(scope="module")
