@@ -107,7 +107,7 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
         duration=seconds, frames=frames,
         frame_rate=1 / (step * base) if constant else None,
         reorders=any(pts != dts for pts, dts, _, _ in stamps),
-        starts_on_idr=bool(stamps) and stamps[0][3] and _has_idr(first, facts["extradata"]),
+        starts_on_idr=bool(stamps) and stamps[0][3] and has_idr(first, facts["extradata"]),
         x264_options=_x264_options(first),
         **facts,
     )  # fmt: skip
@@ -139,7 +139,7 @@ def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:
     return None
 
 
-def _has_idr(packet: bytes, avcc: bytes) -> bool:
+def has_idr(packet: bytes, avcc: bytes) -> bool:
     """Whether an avcC-framed H.264 packet holds an IDR slice (NAL unit type 5)."""
     if len(avcc) < 5 or avcc[0] != 1:
         return False

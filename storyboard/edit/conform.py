@@ -255,7 +255,7 @@ def build_conform_command(
         + (f",tpad=stop_mode=clone:stop={trim.hold}" if trim.hold else "")
         + (f",{colour[1]}" if colour[1] else "")
     )
-    audio = _audio_chain(profile, trim, has_audio)
+    audio = audio_chain(profile, trim, has_audio)
     if seek:
         audio = audio.replace("[0:a:0]", "[1:a:0]")
     names = list(outs)
@@ -310,7 +310,7 @@ def build_copy_command(
     clip ``copy_blocker`` accepts); the audio becomes PCM of exactly ``frames`` frames' length,
     padded with silence or cut, or is all silence when ``src`` has none, scaled by ``volume``.
     """
-    chain = _audio_chain(profile, Trim(0, frames, 0, volume), has_audio)
+    chain = audio_chain(profile, Trim(0, frames, 0, volume), has_audio)
     return [
         "-y", "-i", str(src), "-filter_complex", f"{chain}[a]",
         "-map", "0:v:0", "-map", "[a]", "-c:v", "copy",
@@ -320,7 +320,7 @@ def build_copy_command(
     ]  # fmt: skip
 
 
-def _audio_chain(profile: Profile, trim: Trim, has_audio: bool) -> str:
+def audio_chain(profile: Profile, trim: Trim, has_audio: bool) -> str:
     """The filter chain giving PCM of exactly the trimmed piece's frames: the used frames' sound
     (padded with silence past the clip's end) scaled by the volume, then silence under the hold."""
     p = profile

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from storyboard.edit.clip_facts import ClipFacts, _has_idr
-from storyboard.edit.conform import BITEXACT_ARGS, Profile, Trim, _audio_chain
+from storyboard.edit.clip_facts import ClipFacts, has_idr
+from storyboard.edit.conform import BITEXACT_ARGS, Profile, Trim, audio_chain
 from storyboard.edit.pieces import Part, edges
 from storyboard.edit.timeline import ClipPiece, Timeline, frames_of
 from storyboard.errors import MediaError
@@ -67,7 +67,7 @@ def _scan(path: str, sha: str) -> tuple[int, ...]:
         later_min[at] = min(packets[at][0], later_min[at + 1])
     for at, (pts, key, data) in enumerate(packets):
         if (key and (seen_max is None or seen_max < pts) and later_min[at] == pts
-                and _has_idr(data, avcc)):
+                and has_idr(data, avcc)):
             cuts.append(frame_of[pts])
         seen_max = pts if seen_max is None else max(seen_max, pts)
     return tuple(cuts)
@@ -156,7 +156,7 @@ def build_span_command(video: Path, src: Path, out: Path, *, profile: Profile, s
     ``video`` (``write_packets``), copied, and the clip's sound under them as PCM, cut to the
     run's clip frames sample for sample (``Profile.samples_at``), scaled by ``volume``."""
     trim = Trim(span.first, span.frames, 0, volume)
-    chain = _audio_chain(profile, trim, clip.has_audio).replace("[0:a:0]", "[1:a:0]")
+    chain = audio_chain(profile, trim, clip.has_audio).replace("[0:a:0]", "[1:a:0]")
     return [
         "-y", "-i", str(video), "-i", str(src), "-filter_complex", f"{chain}[a]",
         "-map", "0:v:0", "-map", "[a]", "-c:v", "copy",
