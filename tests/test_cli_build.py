@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import pytest
 
+from tests._cli import storyboard
+
 BOARD = """
 [film]
 output = "out/film.mp4"
@@ -27,18 +29,12 @@ prompt = "the boat reaches open sea"
 """
 
 
-def storyboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    consent = ["--yes"] if args[:1] == ("build",) else []  # paid work without a terminal needs it
-    return subprocess.run([sys.executable, "-m", "storyboard", *args, *consent], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("cli")
     board = root / "storyboard.toml"
     board.write_text(BOARD)
-    return board, storyboard("build", str(board))
+    return board, storyboard("build", str(board), yes=True)
 
 
 def test_build_makes_the_film_and_says_where(built):
@@ -57,7 +53,7 @@ def test_build_makes_the_film_and_says_where(built):
 
 def test_second_build_answers_from_the_stamp(built):
     board, _ = built
-    result = storyboard("build", str(board))
+    result = storyboard("build", str(board), yes=True)
     assert result.returncode == 0
     assert "nothing changed since the last build" in result.stdout
 
@@ -70,18 +66,18 @@ def test_changed_board_takes_the_full_path_and_plan_explains(built):
     lines = {line.split()[0]: line for line in plan.stdout.splitlines() if line.startswith(("one", "two"))}
     assert "cached" in lines["one"] and "prompt changed" in lines["two"]
     assert "1 cached, 1 to generate" in plan.stdout
-    result = storyboard("build", str(board))
+    result = storyboard("build", str(board), yes=True)
     assert "summary: 1 rendered, 1 cached" in result.stdout
 
 
 def test_only_builds_the_shot_and_its_upstream(tmp_path):
     board = tmp_path / "storyboard.toml"
     board.write_text(BOARD + '\n[[shot]]\nid = "three"\nprompt = "night falls"\n')
-    result = storyboard("build", str(board), "--only", "one")
+    result = storyboard("build", str(board), "--only", "one", yes=True)
     assert result.returncode == 0, result.stderr
     assert "summary: 1 rendered" in result.stdout
     assert not (tmp_path / "out" / "film.mp4").exists()
-    bad = storyboard("build", str(board), "--only", "tow")
+    bad = storyboard("build", str(board), "--only", "tow", yes=True)
     assert bad.returncode == 2 and "did you mean 'two'" in bad.stderr
 
 
@@ -91,7 +87,7 @@ def test_a_failed_shot_exits_one(tmp_path, plugin_env):
                      '[[shot]]\nid = "b"\ncontinues = "a"\nprompt = "y"\n[[shot]]\nid = "c"\nprompt = "z"\n')
     board.write_text(board.read_text().replace('prompt = "x"', 'prompt = "x [fail]"'))
     env = {**plugin_env, "FAKE_FAIL_MARKER": "[fail]"}
-    result = storyboard("build", str(board), "--keep-going", env=env)
+    result = storyboard("build", str(board), "--keep-going", env=env, yes=True)
     assert result.returncode == 1
     assert "failed: a:" in result.stderr
     assert "summary: 1 rendered, 1 failed, 1 skipped" in result.stdout

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._cli import storyboard as run_storyboard
+
 ROOT = Path(__file__).resolve().parent.parent
 BOARD = """
 [film]
@@ -37,11 +39,9 @@ prompt = "night falls"
 """
 
 
-def storyboard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
-    """`storyboard ARGS` as a script runs it: no terminal on stdin."""
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True,
-                          env={**(env or os.environ), "NO_COLOR": "1"}, cwd=cwd, stdin=stdin, timeout=300)
+def storyboard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`storyboard ARGS` as a script runs it: no terminal on stdin, no colour."""
+    return run_storyboard(*args, env={**(env or os.environ), "NO_COLOR": "1"}, cwd=cwd)
 
 
 @pytest.fixture
