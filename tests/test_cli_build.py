@@ -70,14 +70,15 @@ def test_changed_board_takes_the_full_path_and_plan_explains(built):
     assert "summary: 1 rendered, 1 cached" in result.stdout
 
 
-def test_only_builds_the_shot_and_its_upstream(tmp_path):
-    board = tmp_path / "storyboard.toml"
-    board.write_text(BOARD + '\n[[shot]]\nid = "three"\nprompt = "night falls"\n')
-    result = storyboard("build", str(board), "--only", "one", yes=True)
+def test_only_builds_the_shot_and_its_upstream(tmp_path, plugin_env):
+    board = tmp_path / "storyboard.toml"  # the fake provider: --only is the point, not the animatic's pixels
+    board.write_text(BOARD.replace("duration = 4", 'duration = 4\nprovider = "fake"')
+                     + '\n[[shot]]\nid = "three"\nprompt = "night falls"\n')
+    result = storyboard("build", str(board), "--only", "two", env=plugin_env, yes=True)
     assert result.returncode == 0, result.stderr
-    assert "summary: 1 rendered" in result.stdout
+    assert "summary: 2 rendered" in result.stdout  # two and the shot it continues, not three
     assert not (tmp_path / "out" / "film.mp4").exists()
-    bad = storyboard("build", str(board), "--only", "tow", yes=True)
+    bad = storyboard("build", str(board), "--only", "tow", env=plugin_env, yes=True)
     assert bad.returncode == 2 and "did you mean 'two'" in bad.stderr
 
 
