@@ -99,13 +99,18 @@ def test_ctrl_c_exits_130_and_keeps_finished_shots(tmp_path, plugin_env):
     board.write_text('[film]\nprovider = "fake"\nduration = 4\n[[shot]]\nid = "quick"\nprompt = "x"\n'
                      '[[shot]]\nid = "slow"\ncontinues = "quick"\nprompt = "[hang] y"\n')
     proc = subprocess.Popen([sys.executable, "-m", "storyboard", "build", str(board), "--yes"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=plugin_env)
+                            stderr=subprocess.PIPE, text=True, env={**plugin_env, "PYTHONFAULTHANDLER": "1"})
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("slow: rendering"):
             break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # say where it hangs: faulthandler prints every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the build did not stop within 60 s of Ctrl-C; its threads:\n{err[-6000:]}")
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     plan = storyboard("plan", str(board), env=plugin_env)
