@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storyboard import __version__, cli
+from tests._cli import storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "lighthouse" / "storyboard.toml"
@@ -30,8 +31,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "100"})
+    return storyboard(*args, cwd=ROOT, timeout=60, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "100"})
 
 
 def test_version(capsys, monkeypatch) -> None:

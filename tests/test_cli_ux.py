@@ -6,6 +6,7 @@ same on every command, and a build that says why each shot runs and names shots,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests._cli import storyboard as run_storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARD = """
@@ -37,11 +40,9 @@ prompt = "night falls"
 """
 
 
-def storyboard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
-    """`storyboard ARGS` as a script runs it: no terminal on stdin."""
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True,
-                          env={**(env or os.environ), "NO_COLOR": "1"}, cwd=cwd, stdin=stdin, timeout=300)
+def storyboard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`storyboard ARGS` as a script runs it: no terminal on stdin, no colour."""
+    return run_storyboard(*args, env={**(env or os.environ), "NO_COLOR": "1"}, cwd=cwd)
 
 
 @pytest.fixture
@@ -158,9 +159,15 @@ def test_the_animatic_never_asks(board):
 COMMANDS_WITH_A_BOARD = ("validate", "plan", "build", "graph", "report", "push", "pull")
 
 
+@functools.cache
+def help_of(command: str) -> subprocess.CompletedProcess[str]:
+    """`storyboard COMMAND --help`, run once per command for the tests of this file."""
+    return storyboard(command, "--help")
+
+
 @pytest.mark.parametrize("command", COMMANDS_WITH_A_BOARD)
 def test_every_command_that_loads_a_board_takes_allow_outside_and_plain_help(command):
-    proc = storyboard(command, "--help")
+    proc = help_of(command)
     assert proc.returncode == 0, proc.stderr
     assert "--allow-outside" in proc.stdout
     assert "[FILE]" in proc.stdout.splitlines()[0]
@@ -169,10 +176,10 @@ def test_every_command_that_loads_a_board_takes_allow_outside_and_plain_help(com
 
 def test_help_placeholders_are_plain():
     for command in ("gc", "init", "schema"):
-        proc = storyboard(command, "--help")
+        proc = help_of(command)
         assert proc.returncode == 0, proc.stderr
         assert not re.search(r"[{}]|<[a-z]", proc.stdout), proc.stdout
-    assert "--only SHOT" in storyboard("build", "--help").stdout
+    assert "--only SHOT" in help_of("build").stdout
 
 
 def test_an_error_that_suggests_allow_outside_is_answered_by_it(tmp_path):
@@ -190,11 +197,11 @@ def test_an_error_that_suggests_allow_outside_is_answered_by_it(tmp_path):
 
 def test_no_file_means_the_storyboard_here(board, tmp_path):
     board.write_text(BOARD.replace('provider = "fake"', 'provider = "animatic"'))
-    for command in ("validate", "plan", "graph"):
-        proc = storyboard(command, cwd=board.parent)
+    runs = {command: storyboard(command, cwd=board.parent) for command in ("validate", "plan", "graph")}
+    for proc in runs.values():
         assert proc.returncode == 0, proc.stderr
-    assert "ok (3 shots" in storyboard("validate", cwd=board.parent).stdout
-    assert "2 to generate, 1 may rerun" in storyboard("plan", cwd=board.parent).stdout
+    assert "ok (3 shots" in runs["validate"].stdout
+    assert "2 to generate, 1 may rerun" in runs["plan"].stdout
     empty = storyboard("build", cwd=tmp_path)
     assert empty.returncode == 2
     assert "no storyboard.toml in this folder" in empty.stderr and "storyboard init" in empty.stderr

@@ -12,13 +12,13 @@ a subprocess to prove the console path is the same.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from storyboard import cli
+from tests._cli import storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -79,8 +79,7 @@ def test_corpus_case_fails_cleanly(path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_corpus_case_through_the_real_cli(name: str) -> None:
     path = CORPUS / f"{name}.toml"
-    proc = subprocess.run([sys.executable, "-m", "storyboard", "validate", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+    proc = storyboard("validate", str(path), cwd=ROOT, timeout=60, env={**os.environ, "NO_COLOR": "1"})
     check_error(path, proc.returncode, proc.stderr)
     assert proc.stderr.count("storyboard: error:") == 1
     assert proc.stdout == ""

@@ -10,13 +10,19 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import av
 import pytest
 from PIL import Image
 
+from tests._cli import clean_env
+from tests._cli import storyboard as run_storyboard
 from tests.fakes.google_server import RAI_REASON, FakeGoogle
+
+storyboard = partial(run_storyboard, yes=True, timeout=180)
+"""`storyboard ARGS`, past the paid-work confirmation: the fake charges nothing."""
 
 KEY = "test-key"
 
@@ -63,15 +69,7 @@ PROMPTS = {"harbour": "a fishing boat leaves the harbour at dawn", "sea": "the b
 
 def gemini_env(fake: FakeGoogle, **extra: str) -> dict[str, str]:
     """The environment of a `storyboard` process talking to `fake`, and nothing else."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-           and not k.startswith("STORYBOARD_")}
-    return {**env, "GEMINI_API_KEY": KEY, "STORYBOARD_GEMINI_BASE_URL": fake.url, **extra}
-
-
-def storyboard(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    consent = ["--yes"] if args[:1] == ("build",) else []  # paid work without a terminal needs it
-    return subprocess.run([sys.executable, "-m", "storyboard", *args, *consent], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    return clean_env(GEMINI_API_KEY=KEY, STORYBOARD_GEMINI_BASE_URL=fake.url, **extra)
 
 
 def write_project(root: Path, text: str = BOARD) -> Path:

@@ -19,6 +19,8 @@ from storyboard.job import RenderJob
 from storyboard.load import load
 from storyboard.providers import BUILTIN, ProviderSettings
 from storyboard.providers.gemini import GeminiProvider
+from tests._cli import clean_env
+from tests._cli import storyboard as run_storyboard
 from tests.fakes import render_context
 from tests.fakes.google_server import FakeGoogle, google_fake, google_server  # noqa: F401
 
@@ -35,9 +37,7 @@ def board(tmp_path: Path, table: str = "", model: str | None = None, provider: s
 
 
 def storyboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("STORYBOARD_")}
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True,
-                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL, timeout=120)
+    return run_storyboard(*args, env=clean_env(**(env or {})), timeout=120)
 
 
 # ---- the table ----------------------------------------------------------------------------------

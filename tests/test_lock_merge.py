@@ -22,6 +22,7 @@ from storyboard.executor import Outcome
 from storyboard.gc import collect
 from storyboard.job import RenderResult
 from storyboard.lockfile import LockFile, log_path, read_lock
+from tests._cli import storyboard
 from tests.fake_provider import FakeProvider
 
 BOARD = """
@@ -178,13 +179,11 @@ def test_a_lock_that_is_not_a_regular_file_neither_hangs_nor_is_written_through(
     hostile_lock(board.parent, kind, victim)
     name = "storyboard.lock.log" if kind.startswith("log") else "storyboard.lock"
 
-    planned = subprocess.run([sys.executable, "-m", "storyboard", "plan", str(board)], capture_output=True,
-                             text=True, env=plugin_env, timeout=60, stdin=subprocess.DEVNULL)
+    planned = storyboard("plan", str(board), env=plugin_env, timeout=60)
     assert planned.returncode == 0, planned.stderr
     assert planned.stderr.count(f"{name} is not a regular file; ignoring it") == 1, planned.stderr
 
-    built = subprocess.run([sys.executable, "-m", "storyboard", "build", str(board), "--only", "a", "--yes"],
-                           capture_output=True, text=True, env=plugin_env, timeout=120, stdin=subprocess.DEVNULL)
+    built = storyboard("build", str(board), "--only", "a", env=plugin_env, yes=True, timeout=120)
     assert built.returncode == 0, built.stderr
     assert victim.read_bytes() == before
     lock = board.with_name("storyboard.lock")

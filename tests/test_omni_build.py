@@ -10,12 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import av
 import pytest
 from PIL import Image
 
+from tests._cli import clean_env
+from tests._cli import storyboard as run_storyboard
 from tests.fakes._kit import Fault
 from tests.fakes.interactions_server import FakeInteractions, clip
 
@@ -98,17 +101,12 @@ def fake(server: FakeInteractions) -> FakeInteractions:
     return server
 
 
+storyboard = partial(run_storyboard, yes=True)
+"""`storyboard ARGS`, past the paid-work confirmation: the fake charges nothing."""
+
+
 def env_for(fake: FakeInteractions) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-           and not k.startswith("STORYBOARD_")}
-    return {**env, "GEMINI_API_KEY": KEY, "STORYBOARD_OMNI_BASE_URL": fake.url}
-
-
-def storyboard(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    if args[0] == "build":
-        args = (*args, "--yes")  # past the paid-work confirmation: the fake charges nothing
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    return clean_env(GEMINI_API_KEY=KEY, STORYBOARD_OMNI_BASE_URL=fake.url)
 
 
 def write_project(root: Path, text: str = BOARD) -> Path:

@@ -23,6 +23,8 @@ from storyboard.job import RenderJob
 from storyboard.providers import ProviderSettings
 from storyboard.providers._http import UncertainSubmit, request_with_retries
 from storyboard.providers.gemini import GeminiProvider
+from tests._cli import clean_env
+from tests._cli import storyboard as run_storyboard
 from tests.fake_provider import FakeProvider
 from tests.fakes import render_context
 from tests.fakes.google_server import FakeGoogle, google_fake, google_server  # noqa: F401
@@ -46,13 +48,8 @@ prompt = "{PROMPT}"
 
 
 def storyboard(*args: str, fake: FakeGoogle) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-           and not k.startswith("STORYBOARD_")}
-    env |= {"GEMINI_API_KEY": fake.api_key, "STORYBOARD_GEMINI_BASE_URL": fake.url}
-    if args[0] == "build":
-        args = (*args, "--yes")
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=180)
+    env = clean_env(GEMINI_API_KEY=fake.api_key, STORYBOARD_GEMINI_BASE_URL=fake.url)
+    return run_storyboard(*args, env=env, yes=True, timeout=180)
 
 
 # ---- #12.4 end to end: two builds, one submission -------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from storyboard.build import attach_remote, build, open_project
 from storyboard.edit.film import OutputTakenError
 from storyboard.sandbox import OutsideError
+from tests._cli import storyboard
 
 SHOTS = """
 [[shot]]
@@ -25,11 +26,6 @@ id = "a"
 prompt = "a lighthouse at dusk"
 """
 VICTIM = b"precious: do not overwrite\n"
-
-
-def storyboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True,
-                          env=env, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def board_in(root: Path, film: str = "", cache: str = "") -> Path:

@@ -28,6 +28,8 @@ from storyboard.providers._transfer import Limits, send
 from storyboard.providers.apiframe import ApiframeProvider
 from storyboard.providers.gemini import GeminiProvider
 from storyboard.providers.vertex import VertexProvider, VertexSettings
+from tests._cli import clean_env as without_settings
+from tests._cli import storyboard
 from tests.fakes import render_context
 from tests.fakes.google_server import FakeGoogle, clip
 from tests.fakes.hostile import Loopback, Proxy, redirect, reply_json
@@ -61,15 +63,9 @@ def write_board(root: Path, base_url: str, text: str = BOARD) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without keys, proxies or storyboard settings, plus `extra`."""
-    drop = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy",
-            "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("STORYBOARD_")}
-    return {**env, **extra}
-
-
-def storyboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyboard", *args], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=180)
+    proxies = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+               "all_proxy")
+    return {k: v for k, v in without_settings(**extra).items() if k not in proxies or k in extra}
 
 
 def gemini_job(**fields) -> RenderJob:

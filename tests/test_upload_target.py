@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ import pytest
 from storyboard.errors import StoryboardFileError
 from storyboard.load import load
 from storyboard.providers._upload import local_target_refusal
+from tests._cli import clean_env, storyboard
 
 
 def board(root: Path, upload: str) -> Path:
@@ -25,9 +23,7 @@ def board(root: Path, upload: str) -> Path:
 def test_a_file_target_outside_the_folder_is_refused_with_exit_2(tmp_path):
     outside = tmp_path / "elsewhere"
     path = board(tmp_path / "film", f"file://{outside}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STORYBOARD_")}
-    result = subprocess.run([sys.executable, "-m", "storyboard", "validate", str(path)], capture_output=True,
-                            text=True, env=env, timeout=60)
+    result = storyboard("validate", str(path), env=clean_env(), timeout=60)
     assert result.returncode == 2
     assert "[providers.uniall] field 'upload'" in result.stderr and "outside the storyboard's folder" in result.stderr
     assert "Traceback" not in result.stderr and not outside.exists()

@@ -14,7 +14,8 @@ Vertex:  POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predic
 OAuth:   POST /token  (a service account's JWT grant: give the ADC file "token_uri": fake.url + "/token")
          issues fake-sa-token-N, valid `token_lifetime` seconds; Vertex accepts `token` and every issued one.
 
-The server, records, faults, hold() and /_fake routes are tests.fakes._kit's. Endpoints for
+The server, records, faults, hold() and /_fake routes are tests.fakes._kit's; what Veo 3.1 accepts is
+tests.fakes.google_rules, which URL reaches what is tests.fakes.google_routes. Endpoints for
 knobs and counts: submit, poll, download (files and GCS), media (the redirect target), token.
 Every request is counted, faulted ones too; `submissions` counts accepted jobs per prompt;
 `request_headers(endpoint)` tells what headers each request carried. Outcomes come from
@@ -39,26 +40,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from tests.fakes._kit import GOOGLE_STATUS, LoopbackFake, Refusal, Reply, Request, serve
-
-GEMINI_MODELS = {"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview"}
-VERTEX_MODELS = GEMINI_MODELS | {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001"}
-GEMINI_PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "negativePrompt", "personGeneration",
-                     "sampleCount", "numberOfVideos", "seed", "enhancePrompt"}
-VERTEX_PARAMETERS = GEMINI_PARAMETERS | {"generateAudio", "storageUri", "compressionQuality", "resizeMode", "fps",
-                                         "pubsubTopic"}
-VERTEX_ENUMS = {"personGeneration": {"allow_adult", "dont_allow", "allow_all"}, "resizeMode": {"pad", "crop"},
-                "compressionQuality": {"optimized", "lossless"}}
-"""Vertex's enum parameters (compared case-insensitively: the SDK sends PAD, the REST docs pad)."""
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-INSTANCE_FIELDS = {"prompt", "image", "lastFrame", "referenceImages", "video"}
-IMAGE_MIMES = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
-RAI_REASON = ("We encountered an issue with the audio for your prompt. You have not been charged for this "
-              "request. Support codes: 58061214")
-OPERATION_ERROR = {"code": 13, "message": "Video generation failed due to an internal error. Please retry."}
-SIZES = {"16:9": (256, 144), "9:16": (144, 256)}
+from tests.fakes.google_routes import resolve
+from tests.fakes.google_rules import (  # noqa: F401  (the names tests and other fakes import from here)
+    GEMINI_MODELS,
+    IMAGE_MIMES,
+    JWT_GRANT,
+    OPERATION_ERROR,
+    RAI_REASON,
+    SIZES,
+    VERTEX_MODELS,
+    Reject,
+    validate,
+)
 
 _CLIP_LOCK = threading.Lock()
 
@@ -86,14 +82,6 @@ def clip(seconds: int, size: tuple[int, int], variant: int = 0) -> Path:
                         str(tmp)], check=True, capture_output=True)
         tmp.replace(path)
         return path
-
-
-class Reject(Refusal):
-    """An API error to answer with: HTTP status, google.rpc status and message."""
-
-    def __init__(self, status: int, code: str, message: str, reason: str | None = None) -> None:
-        super().__init__(status, message)
-        self.code, self.reason = code, reason
 
 
 @dataclass
@@ -154,7 +142,7 @@ class FakeGoogle(LoopbackFake):
         return Reply(exc.status, {"error": error}, content_type="application/json; charset=UTF-8")
 
     def resolve(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
-        return _resolve(self, req)
+        return resolve(self, req)
 
     def parse(self, req: Request) -> Any:
         """JSON, or the form of an OAuth token request."""
@@ -351,177 +339,6 @@ class FakeGoogle(LoopbackFake):
         with self._lock:
             self.submissions[prompt] += 1
         return {"name": name}
-
-
-def _number(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise Reject(400, "INVALID_ARGUMENT", f"Invalid value for {what}: {value!r}")
-    return int(value)
-
-
-def _image(value: Any, api: str, where: str) -> None:
-    if not isinstance(value, dict):
-        raise Reject(400, "INVALID_ARGUMENT", f"{where}: expected an Image object")
-    if "gcsUri" in value:
-        if api == "gemini":
-            raise Reject(400, "INVALID_ARGUMENT", f"{where}: gcsUri is not supported by the Gemini API.")
-        return
-    if "inlineData" in value and api == "gemini":
-        mime, data = value["inlineData"].get("mimeType"), value["inlineData"].get("data")
-    else:
-        mime, data = value.get("mimeType"), value.get("bytesBase64Encoded")
-    if mime not in IMAGE_MIMES or not isinstance(data, str):
-        raise Reject(400, "INVALID_ARGUMENT", f"{where}: needs image bytes and a mimeType of "
-                     f"{', '.join(sorted(IMAGE_MIMES))} (got {mime!r})")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except ValueError:
-        raise Reject(400, "INVALID_ARGUMENT", f"{where}: the image data is not valid base64") from None
-    if not raw.startswith(IMAGE_MIMES[mime]):
-        raise Reject(400, "INVALID_ARGUMENT", f"{where}: the bytes are not {mime}")
-
-
-def validate(api: str, model: str, body: Any, allow_last_frame_alone: bool = False) -> tuple[dict, dict]:
-    """Check a predictLongRunning body against Veo 3.1's rules; return (instance, parameters)."""
-    if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or len(body["instances"]) != 1:
-        raise Reject(400, "INVALID_ARGUMENT", "Expected exactly one instance in 'instances'.")
-    instance, params = body["instances"][0], body.get("parameters") or {}
-    for where, given, known in (("instances[0]", instance, INSTANCE_FIELDS),
-                                ("parameters", params, GEMINI_PARAMETERS if api == "gemini" else VERTEX_PARAMETERS)):
-        for key in given:
-            if key not in known:
-                raise Reject(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name \"{key}\" at "
-                             f"'{where}': Cannot find field.")
-    extension = "video" in instance
-    duration = _number(params["durationSeconds"], "durationSeconds") if "durationSeconds" in params else 8
-    resolution = params.get("resolution", "720p")
-    refs = instance.get("referenceImages") or []
-    if duration not in ((7, 8) if extension else (4, 6, 8)):
-        raise Reject(400, "INVALID_ARGUMENT", f"durationSeconds must be 4, 6 or 8 (got {duration}).")
-    if resolution not in ("720p", "1080p", "4k") or (resolution == "4k" and "lite" in model):
-        raise Reject(400, "INVALID_ARGUMENT", f"Unsupported resolution {resolution!r} for {model}.")
-    if params.get("aspectRatio", "16:9") not in SIZES:
-        raise Reject(400, "INVALID_ARGUMENT", f"Unsupported aspectRatio {params.get('aspectRatio')!r}.")
-    for key in ("sampleCount", "numberOfVideos"):
-        if key in params and not 1 <= _number(params[key], key) <= 4:
-            raise Reject(400, "INVALID_ARGUMENT", f"{key} must be between 1 and 4.")
-    if "seed" in params and not 0 <= _number(params["seed"], "seed") <= 4294967295:
-        raise Reject(400, "INVALID_ARGUMENT", "seed must be a uint32.")
-    if "generateAudio" in params and not isinstance(params["generateAudio"], bool):
-        raise Reject(400, "INVALID_ARGUMENT", "generateAudio must be a boolean.")
-    for key, allowed in VERTEX_ENUMS.items():
-        if key in params and str(params[key]).lower() not in allowed:
-            raise Reject(400, "INVALID_ARGUMENT", f"Invalid value {params[key]!r} for {key}: expected one of "
-                         f"{', '.join(sorted(allowed))}.")
-    if "resizeMode" in params and "image" not in instance:
-        raise Reject(400, "INVALID_ARGUMENT", "resizeMode is supported for image-to-video only.")
-    if "storageUri" in params and not str(params["storageUri"]).startswith("gs://"):
-        raise Reject(400, "INVALID_ARGUMENT", "storageUri must be a Cloud Storage URI (gs://bucket/prefix).")
-    prompt = instance.get("prompt")
-    if prompt is not None and not isinstance(prompt, str) or len(prompt or "") > 4096:
-        raise Reject(400, "INVALID_ARGUMENT", "The prompt must be a string of at most 1024 tokens.")
-    if not prompt and not ("image" in instance or extension):
-        raise Reject(400, "INVALID_ARGUMENT", "A prompt is required.")
-    for key in ("image", "lastFrame"):
-        if key in instance:
-            _image(instance[key], api, f"instances[0].{key}")
-    if refs:
-        if not isinstance(refs, list) or len(refs) > 3:
-            raise Reject(400, "INVALID_ARGUMENT", "At most 3 reference images are supported.")
-        if {"image", "video", "lastFrame"} & instance.keys() or not prompt:
-            raise Reject(400, "INVALID_ARGUMENT", "referenceImages need a prompt and cannot be combined with "
-                         "image, video or lastFrame.")
-        for i, ref in enumerate(refs):
-            if not isinstance(ref, dict) or str(ref.get("referenceType", "")).lower() != "asset":
-                raise Reject(400, "INVALID_ARGUMENT", f"referenceImages[{i}]: referenceType must be 'asset'.")
-            _image(ref.get("image"), api, f"instances[0].referenceImages[{i}].image")
-    if "lastFrame" in instance and "image" not in instance and not allow_last_frame_alone:
-        raise Reject(400, "INVALID_ARGUMENT", "lastFrame must be used in combination with image.")
-    if extension and "image" in instance:
-        raise Reject(400, "INVALID_ARGUMENT", "image and video cannot be combined.")
-    if (resolution in ("1080p", "4k") or refs or extension) and duration != 8 and not (extension and duration == 7):
-        raise Reject(400, "INVALID_ARGUMENT", "1080p, 4k, reference images and extension need durationSeconds 8.")
-    if extension and resolution != "720p":
-        raise Reject(400, "INVALID_ARGUMENT", "Video extension supports 720p only.")
-    return instance, {**params, "durationSeconds": duration}
-
-
-GEMINI_SUBMIT = re.compile(r"^/v1beta/models/([^/:]+):predictLongRunning$")
-GEMINI_POLL = re.compile(r"^/v1beta/(models/[^/]+/operations/[^/]+)$")
-GEMINI_FILE = re.compile(r"^/v1beta/files/([a-z0-9]+):download$")
-VERTEX_CALL = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+)"
-                         r":(predictLongRunning|fetchPredictOperation)$")
-GCS_OBJECT = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
-MEDIA = re.compile(r"^/media/([a-z0-9]+)$")
-
-
-def _resolve(fake: FakeGoogle, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
-    """(endpoint, handler) of a request to any of the three protocols, or None."""
-    method, path = req.method, (req.path if req.path.startswith("/storage/") else unquote(req.path))
-    if method == "POST" and (m := GEMINI_SUBMIT.match(path)):
-        return "submit", lambda req: _gemini(fake, req, lambda: fake._submit("gemini", m.group(1), req.body))
-    if method == "GET" and (m := GEMINI_POLL.match(path)):
-        return "poll", lambda req: _gemini(fake, req, lambda: fake._poll(m.group(1)))
-    if method == "GET" and (m := GEMINI_FILE.match(path)):
-        return "download", lambda req: _gemini(fake, req, lambda: _file(fake, m.group(1), fake.redirect))
-    if method == "GET" and (m := MEDIA.match(path)):
-        return "media", lambda req: _file(fake, m.group(1), redirect=False)
-    if method == "POST" and (m := VERTEX_CALL.match(path)):
-        project, _, model, verb = m.groups()
-        if verb == "predictLongRunning":
-            return "submit", lambda req: _vertex(fake, req, project, lambda: fake._submit("vertex", model, req.body))
-        return "poll", lambda req: _vertex(fake, req, project, lambda: fake._poll(
-            str((req.body or {}).get("operationName", ""))))
-    if method == "POST" and path == "/token":
-        return "token", lambda req: Reply(200, fake._grant(req.body))
-    if method == "GET" and (m := GCS_OBJECT.match(path)) and req.query.get("alt") == ["media"]:
-        bucket, obj = unquote(m.group(1)), unquote(m.group(2))
-        return "download", lambda req: _vertex(fake, req, None, lambda: _object(fake, bucket, obj))
-    return None
-
-
-def _gemini(fake: FakeGoogle, req: Request, then: Callable[[], Any]) -> Reply:
-    key = req.headers.get("x-goog-api-key") or req.query.get("key", [None])[0]
-    if not key:
-        raise Reject(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without "
-                     "established identity). Please use API Key or other form of API consumer identity "
-                     "to call this API.")
-    if key != fake.api_key:
-        raise Reject(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-                     reason="API_KEY_INVALID")
-    return _as_reply(then())
-
-
-def _vertex(fake: FakeGoogle, req: Request, project: str | None, then: Callable[[], Any]) -> Reply:
-    scheme, _, token = (req.headers.get("Authorization") or "").partition(" ")
-    if scheme != "Bearer" or not fake.accepts(token):
-        raise Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
-                     "OAuth 2 access token, login cookie or other valid authentication credential.")
-    if project is not None and project != fake.project:
-        raise Reject(403, "PERMISSION_DENIED", f"Permission denied on resource project {project}.")
-    return _as_reply(then())
-
-
-def _as_reply(answer: Any) -> Reply:
-    return answer if isinstance(answer, Reply) else Reply(200, answer, content_type="application/json; charset=UTF-8")
-
-
-def _object(fake: FakeGoogle, bucket: str, obj: str) -> Reply:
-    with fake._lock:
-        file_id = fake._state.objects.get((bucket, obj))
-    if file_id is None:
-        raise Reject(404, "NOT_FOUND", f"No such object: {bucket}/{obj}")
-    return _file(fake, file_id, redirect=False)
-
-
-def _file(fake: FakeGoogle, file_id: str, redirect: bool) -> Reply:
-    with fake._lock:
-        entry = fake._state.files.get(file_id)
-    if entry is None:
-        raise Reject(404, "NOT_FOUND", f"File {file_id} not found or expired.")
-    if redirect:
-        return Reply(302, b"", {"Location": f"/media/{file_id}"})
-    return Reply(file=entry[0])
 
 
 try:

@@ -1,46 +1,22 @@
-"""make_report(): one HTML page per board, a contact sheet of every shot and the film.
-
-The page is self-contained except for the videos: each shot's first and last frames are
-embedded as small JPEG data: URIs, while the film and each shot's clip are linked by paths
-relative to the page (a film is tens of megabytes; as base64 it would be a third bigger
-still, held in memory by the browser and unseekable until fully parsed). The default page
-sits beside the film; the clips are the cache's own objects (`.storyboard/objects/...`),
-so the page plays them where the board is built, or served from the board's folder.
-
-The shots of the film are numbered in film order, each with the time it starts in the film
-(transitions overlap the clips); shots not in the film follow, unnumbered.
-
-At every cut of the film's sequence, the outgoing clip's last frame and the incoming clip's
-first frame (the lossless PNGs in the cache) are compared:
-
-    PSNR  over RGB, in dB; infinite when the pixels are identical
-    SSIM  over luma, downsampled as Wang et al. do for frames this size, 7x7 uniform window
-
-Only an intended hand-off is judged: where the incoming shot starts on the outgoing shot's
-last frame (`continues`, or `first_frame = { shot = ..., frame = "last" }`) and the join
-scores below PSNR_FLAG or SSIM_FLAG, it is flagged as a "bad join". A cut between unrelated
-shots is what an edit is made of: its scores are shown, never flagged.
-"""
+"""What the report shows, gathered from the plan, the cache and the lock: a card per shot, each cut
+of the film scored, and the film itself. No HTML here (see `page`)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from storyboard.cache import atomic_write_bytes
 from storyboard.errors import MediaError
 from storyboard.estimate import format_price
 from storyboard.job import EXTENSION_SECONDS, Price
 from storyboard.model import Asset, FrameInput, ImageInput, Shot
 from storyboard.plan import CACHED, REMOTE, RUN, WAITS
 from storyboard.plan_view import INVALID
+from storyboard.report.frames import compare_frames
 
 if TYPE_CHECKING:
     from storyboard.build import Project
@@ -57,9 +33,6 @@ SSIM_FLAG = 0.80
 SSIM alone forgives a change of flat colour (blue to red fields score 0.98); PSNR alone
 forgives moved detail at similar brightness. Either one low is a visible jump.
 """
-
-THUMB_WIDTH = 320
-_JPEG_QUALITY = 82
 
 
 @dataclass(frozen=True)
@@ -155,194 +128,12 @@ class FilmCard:
     poster: str | None = None
 
 
-@dataclass
-class _Page:
-    title: str
-    board: str
-    film: FilmCard
-    timeline: list[ShotCard | Cut]
-    others: list[ShotCard]
-    counts: dict[str, int]
-    spent: str
-    to_spend: str
-    psnr_flag: float = PSNR_FLAG
-    ssim_flag: float = SSIM_FLAG
-    thumb_width: int = THUMB_WIDTH
-    version: str = ""
-
-
-def default_report_path(project: Project) -> Path:
-    """`build/<film stem>.report.html`: the film's path with a `.report.html` suffix.
-
-    Raises:
-        OutsideError: a symlinked folder on the way leads outside the board's folder (an
-            explicit `--out` is the user's own choice and is not checked).
-    """
-    from storyboard.sandbox import inside
-
-    board = project.board
-    return inside(board.root, Path(board.film.output).with_suffix(".report.html"), f"{board.path}: the report")
-
-
-def make_report(project: Project, out: Path | None = None, *, build: BuildReport | None = None) -> Path:
-    """Write the board's HTML report and return its path.
-
-    Plans the board as `storyboard plan` does (no rendering, no provider call), so each shot
-    is "cached", "remote", "to run" or "invalid" with the plan's reason and price; pass the
-    `build` report of a run that just finished to show which shots failed or were skipped.
-    A shot not built shows its previous take's frames (from the lock, marked out of date)
-    when the cache still has them, else a placeholder.
-
-    Args:
-        project: an opened board (`storyboard.build.open_project`).
-        out: the HTML file to write; default `default_report_path(project)`.
-        build: the outcome of a build, if one just ran.
-
-    Raises:
-        CacheError: the page cannot be written.
-    """
-    from storyboard import __version__
-    from storyboard.build import plan_project
-    from storyboard.plan_view import view
-
-    out = Path(out) if out is not None else default_report_path(project)
-    steps, resolver = plan_project(project)
-    plan = view(project, steps)
-    cards = {row.shot: _card(project, resolver, step, row, build) for step, row in zip(steps, plan.rows)}
-    board = project.board
-    pairs = list(zip(board.sequence, board.sequence[1:]))
-    # Decoding PNGs and scoring frames release the GIL: a few threads make big boards quick.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        frames = sorted({sha for card in cards.values() for sha in (card.first, card.last) if sha})
-        uris = dict(zip(frames, pool.map(lambda sha: thumbnail(project.cache.object_path(sha)), frames)))
-        joins = list(pool.map(lambda pair: _cut(project, resolver, *pair), pairs))
-    for card in cards.values():
-        card.first, card.last = uris.get(card.first or ""), uris.get(card.last or "")
-        card.clip = _clip_url(project, resolver, card.id, out)
-    extended_by = {s.extends: s.id for s in board.shots.values() if s.extends}
-    for shot_id, card in cards.items():
-        if shot_id not in board.sequence and shot_id in extended_by:
-            card.note = f"not in the film: '{extended_by[shot_id]}' extends it and plays in its place"
-        elif shot_id not in board.sequence:
-            card.note = "not in the film's sequence"
-
-    placed = [_place(cards[shot_id], number, start)
-              for number, (shot_id, start) in enumerate(zip(board.sequence, locate_in_film(project, resolver)), 1)]
-    timeline: list[ShotCard | Cut] = [placed[0]]
-    for join, card in zip(joins, placed[1:]):
-        timeline += [join, card]
-    others = [cards[s] for s in project.order if s not in board.sequence]
-
-    counts = {"shots": len(steps)}
-    spent: dict[str, float] = {}
-    for card in cards.values():
-        counts[card.status] = counts.get(card.status, 0) + 1
-        if card.status == "cached" and card.price is not None:
-            spent[card.price.unit] = spent.get(card.price.unit, 0.0) + card.price.amount
-    film = _film(project, resolver, out)
-    film.poster = placed[0].first
-    page = _Page(
-        title=board.film.title or board.path.stem,
-        board=str(board.path),
-        film=film,
-        timeline=timeline,
-        others=others,
-        counts=counts,
-        spent=_sum(spent) or format_price(Price(0.0)),
-        to_spend=_sum(plan.totals.by_unit) or "nothing",
-        version=__version__,
-    )
-    html = _template().render(page=page)
-    try:
-        atomic_write_bytes(out, html.encode("utf-8"))
-        os.chmod(out, 0o644)  # the temp file it was written as is private; a page is for sharing
-    except OSError as exc:
-        from storyboard.errors import CacheError
-
-        raise CacheError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    project.cache.save_digests()
-    return out
-
-
-# ---- frames ---------------------------------------------------------------------------------
-
-
-def compare_frames(a: Path, b: Path) -> tuple[float, float]:
-    """(PSNR in dB, SSIM) between two images; PSNR is `inf` when the pixels are identical.
-
-    PSNR is over RGB at full size. SSIM is over luma (BT.601 weights) after Wang's automatic
-    downsampling (average over f x f blocks, f = round(min(h, w) / 256)), with a 7x7 uniform
-    window and sample covariances, as scikit-image computes it by default. Frames of different
-    sizes are compared at the size of `a`.
-    """
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(a) as ia, Image.open(b) as ib:
-        ra = ia.convert("RGB")
-        rb = ib.convert("RGB")
-    if rb.size != ra.size:
-        rb = rb.resize(ra.size, Image.Resampling.BILINEAR)
-    diff = np.subtract(np.asarray(ra), np.asarray(rb), dtype=np.int64).ravel()
-    sse = int(np.dot(diff, diff))
-    psnr = math.inf if sse == 0 else 10 * math.log10(255.0**2 * diff.size / sse)
-    # PIL's "L" is the same BT.601 luma, computed in C
-    x, y = (np.asarray(im.convert("L"), dtype=np.float64) for im in (ra, rb))
-    return psnr, _ssim(_downsample(x), _downsample(y))
-
-
-def _downsample(luma: Any) -> Any:
-    f = max(1, round(min(luma.shape) / 256))
-    if f == 1:
-        return luma
-    h, w = (luma.shape[0] // f) * f, (luma.shape[1] // f) * f
-    return luma[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
-
-
-def _box_mean(x: Any, size: int = 7) -> Any:
-    """Mean over every size x size window that fits (a 'valid' uniform filter), by integral image."""
-    import numpy as np
-
-    c = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    return (c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]) / (size * size)
-
-
-def _ssim(x: Any, y: Any, size: int = 7) -> float:
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    if min(x.shape) < size:
-        size = min(x.shape)
-    norm = size * size / (size * size - 1)
-    mx, my = _box_mean(x, size), _box_mean(y, size)
-    vx = norm * (_box_mean(x * x, size) - mx * mx)
-    vy = norm * (_box_mean(y * y, size) - my * my)
-    vxy = norm * (_box_mean(x * y, size) - mx * my)
-    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s.mean())
-
-
-def thumbnail(path: Path, width: int = THUMB_WIDTH) -> str | None:
-    """A JPEG data: URI of the image scaled to `width` pixels wide; None if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError):
-        return None
-    rgb.thumbnail((width, max(1, round(width * rgb.height / rgb.width))), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=_JPEG_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-# ---- building the page ---------------------------------------------------------------------
-
-
 STATUS = {CACHED: "cached", REMOTE: "remote", INVALID: "invalid", RUN: "to run", WAITS: "to run"}
 """The plan's statuses as the page groups them."""
 
 
-def _card(project: Project, resolver: Resolver, step: Step, row: Row, build: BuildReport | None) -> ShotCard:
+def shot_card(project: Project, resolver: Resolver, step: Step, row: Row, build: BuildReport | None) -> ShotCard:
+    """The shot as the plan (and the build, if one just ran) sees it; frames are cache hashes still."""
     shot = project.board.shots[step.shot]
     status, reason = STATUS.get(row.status, "to run"), row.reason
     outcome = build.shots.get(shot.id) if build is not None else None
@@ -420,7 +211,7 @@ def _timeline_starts(project: Project, resolver: Resolver) -> list[float | None]
     return starts if len(starts) == len(board.sequence) else None
 
 
-def _place(card: ShotCard, number: int, start: float | None) -> ShotCard:
+def place(card: ShotCard, number: int, start: float | None) -> ShotCard:
     """The card at its place in the film; a shot the sequence plays again gets a copy there."""
     if card.number is not None:
         return replace(card, number=number, start=start)
@@ -428,7 +219,8 @@ def _place(card: ShotCard, number: int, start: float | None) -> ShotCard:
     return card
 
 
-def _clip_url(project: Project, resolver: Resolver, shot_id: str, out: Path) -> str | None:
+def clip_url(project: Project, resolver: Resolver, shot_id: str, out: Path) -> str | None:
+    """The shot's clip in the cache, relative to the page at `out`; None when it is not cached."""
     entry = resolver.outputs.get(shot_id)
     if entry is None or not project.cache.has_object(entry["outputs"]["clip"]):
         return None
@@ -458,11 +250,8 @@ def _inputs(shot: Shot) -> list[str]:
     return lines
 
 
-def _sum(by_unit: dict[str, float]) -> str:
-    return " + ".join(format_price(Price(amount, unit)) for unit, amount in sorted(by_unit.items()))
-
-
-def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
+def judge_cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
+    """The join from `before` to `after`, scored when both are built."""
     board = project.board
     incoming = board.shots[after]
     while incoming.extends:  # an extension's clip opens with its source's clip
@@ -481,7 +270,8 @@ def _cut(project: Project, resolver: Resolver, before: str, after: str) -> Cut:
     return Cut(before, after, cut.transition, handed_off, psnr, ssim)
 
 
-def _film(project: Project, resolver: Resolver, out: Path) -> FilmCard:
+def film_card(project: Project, resolver: Resolver, out: Path) -> FilmCard:
+    """Where the film is relative to the page at `out`, and whether it is the current edit's."""
     from storyboard.media import probe
 
     board, lock = project.board, project.lock
@@ -512,19 +302,3 @@ def _film_key(board: Any, cache: Any, outputs: Any) -> str | None:
         return film_key(board, film_timeline(board, cache, outputs))
     except CacheError:
         return None
-
-
-def _template() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("storyboard", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["db"] = lambda v: "∞" if math.isinf(v) else f"{v:.1f}"
-    env.filters["pct"] = lambda v: f"{100 * v:.1f}%"
-    env.filters["clock"] = lambda v: f"{int(v // 60)}:{v % 60:05.2f}"
-    return env.get_template("report.html.j2")
