@@ -7,7 +7,6 @@ exist. Failures are returned as outcomes, and a shot whose upstream failed is sk
 from __future__ import annotations
 
 import enum
-import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from storyboard.landing import commit_clip
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
 from storyboard.plan import Resolver
+from storyboard.scheduling import POLL, Limiter, Schedule, ctrl_c_flag
 
 
 class Outcome(enum.Enum):
@@ -70,20 +70,6 @@ class Cancelled(StoryboardError):
     exit_code = 130
 
 
-class _Limiter:
-    """Per-provider concurrency; shared by every thread of one build."""
-
-    def __init__(self, providers: dict[str, Any], board: Board, jobs: int) -> None:
-        self._sems: dict[str, threading.Semaphore] = {}
-        for name, impl in providers.items():
-            settings = board.providers.get(name)
-            limit = getattr(settings, "concurrency", None) or getattr(impl, "default_concurrency", jobs)
-            self._sems[name] = threading.Semaphore(max(1, int(limit)))
-
-    def __call__(self, provider: str) -> threading.Semaphore:
-        return self._sems[provider]
-
-
 def run(
     board: Board,
     order: list[str],
@@ -97,12 +83,11 @@ def run(
     remote: Any = None,
 ) -> BuildReport:
     """Render every shot in `order` that is not cached; returns what happened to each."""
-    cache = resolver.cache
     notify = on_event or (lambda shot, state, info: None)
     cancel = cancel or threading.Event()
-    limiter = _Limiter(resolver.providers, board, jobs)
+    limiter = Limiter(resolver.providers, board, jobs)
     report = BuildReport()
-    graph = _Schedule(board, order, resolver.outputs)
+    graph = Schedule(board, order, resolver.outputs)
     running: dict[Future[ShotReport], str] = {}
     in_flight: dict[str, str] = {}
     """key -> the shot generating it; a twin (the same request) waits for it and finds it cached."""
@@ -114,9 +99,10 @@ def run(
             report.shots[shot_id] = ShotReport(shot_id, Outcome.SKIPPED, error=f"upstream '{failed}' failed")
             notify(shot_id, "skipped", {"because": failed})
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="shot") as pool:
+    with (ctrl_c_flag() as pressed,
+          ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="shot") as pool):
         try:
-            while True:
+            while not pressed[0]:
                 while not stop and (shot_id := graph.next_ready()) is not None:
                     shot = board.shots[shot_id]
                     try:
@@ -152,7 +138,7 @@ def run(
                     for shot_id in graph.left():
                         report.shots.setdefault(shot_id, ShotReport(shot_id, Outcome.SKIPPED, error="build stopped"))
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=POLL, return_when=FIRST_COMPLETED)
                 for fut in done:
                     shot_id = running.pop(fut)
                     result = fut.result()
@@ -167,6 +153,8 @@ def run(
                             stop = True
                     else:
                         graph.finished(shot_id)
+            if pressed[0]:
+                raise KeyboardInterrupt  # Ctrl-C, seen where the loop can stop cleanly
         except KeyboardInterrupt:
             cancel.set()
             report.interrupted = True
@@ -175,68 +163,6 @@ def run(
             raise Cancelled("interrupted: finished shots are cached; in-flight jobs are journaled "
                             "and resume on the next build") from None
     return report
-
-
-class _Schedule:
-    """Which shots can start: a counter of missing upstream outputs per shot and a ready heap.
-
-    Every edge is touched once when its upstream finishes and at most once when a shot is dropped,
-    so a build of n shots schedules in O(n log n) rather than rescanning every waiting shot after each one.
-    Ready shots start in `order` (the plan's topological order), as they always did.
-    """
-
-    def __init__(self, board: Board, order: list[str], outputs: dict[str, Any]) -> None:
-        self._order = order
-        self._index = {shot_id: i for i, shot_id in enumerate(order)}
-        self._waiting: dict[str, int] = {}
-        self._downstream: dict[str, list[str]] = {}
-        self._ready: list[int] = []
-        for i, shot_id in enumerate(order):
-            missing = {up for up in board.shots[shot_id].upstream() if up not in outputs}
-            self._waiting[shot_id] = len(missing)
-            for up in missing:
-                self._downstream.setdefault(up, []).append(shot_id)
-            if not missing:
-                self._ready.append(i)
-        heapq.heapify(self._ready)
-        self._pending = set(order)
-
-    def next_ready(self) -> str | None:
-        """The earliest shot in run order whose inputs all exist, taken off the pending set."""
-        while self._ready:
-            shot_id = self._order[heapq.heappop(self._ready)]
-            if shot_id in self._pending:
-                self._pending.discard(shot_id)
-                return shot_id
-        return None
-
-    def again(self, shot_id: str) -> None:
-        """Put a ready shot taken off the schedule back on it."""
-        self._pending.add(shot_id)
-        heapq.heappush(self._ready, self._index[shot_id])
-
-    def finished(self, shot_id: str) -> None:
-        """`shot_id` has its outputs: its dependants wait for one input fewer."""
-        for down in self._downstream.get(shot_id, ()):
-            self._waiting[down] -= 1
-            if self._waiting[down] == 0 and down in self._pending:
-                heapq.heappush(self._ready, self._index[down])
-
-    def drop_descendants(self, failed: str) -> list[str]:
-        """Take every still-pending shot downstream of `failed` off the schedule, in run order."""
-        dropped, stack = [], [failed]
-        while stack:
-            for down in self._downstream.get(stack.pop(), ()):
-                # a descendant no longer pending was dropped with its own descendants already
-                if down in self._pending:
-                    self._pending.discard(down)
-                    dropped.append(down)
-                    stack.append(down)
-        return sorted(dropped, key=self._index.__getitem__)
-
-    def left(self) -> list[str]:
-        """The shots never started, in run order."""
-        return sorted(self._pending, key=self._index.__getitem__)
 
 
 def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[str, Any],

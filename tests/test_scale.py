@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from storyboard import media
-from storyboard.executor import _Schedule
+from storyboard.scheduling import Schedule
 
 
 class _Shot:
@@ -28,7 +28,7 @@ class _Board:
         self.shots = {s: _Shot(ups) for s, ups in deps.items()}
 
 
-def _drain(schedule: _Schedule) -> list[str]:
+def _drain(schedule: Schedule) -> list[str]:
     out = []
     while (shot := schedule.next_ready()) is not None:
         out.append(shot)
@@ -37,7 +37,7 @@ def _drain(schedule: _Schedule) -> list[str]:
 
 def test_schedule_releases_a_shot_once_all_its_upstream_finished() -> None:
     deps = {"a": [], "b": [], "c": ["a", "b"], "d": ["c", "c"], "e": []}
-    schedule = _Schedule(_Board(deps), list(deps), {})
+    schedule = Schedule(_Board(deps), list(deps), {})
     assert _drain(schedule) == ["a", "b", "e"]
     schedule.finished("a")
     assert _drain(schedule) == []
@@ -50,13 +50,13 @@ def test_schedule_releases_a_shot_once_all_its_upstream_finished() -> None:
 
 def test_schedule_counts_outputs_known_before_the_run() -> None:
     deps = {"a": [], "b": ["a"], "c": ["b"]}
-    schedule = _Schedule(_Board(deps), ["b", "c"], {"a": {}})
+    schedule = Schedule(_Board(deps), ["b", "c"], {"a": {}})
     assert _drain(schedule) == ["b"]
 
 
 def test_schedule_drops_every_descendant_of_a_failure_once_in_run_order() -> None:
     deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": ["d"], "x": [], "y": ["x", "d"]}
-    schedule = _Schedule(_Board(deps), list(deps), {})
+    schedule = Schedule(_Board(deps), list(deps), {})
     assert _drain(schedule) == ["a", "x"]
     schedule.finished("a")
     assert _drain(schedule) == ["b", "c"]
@@ -82,7 +82,7 @@ def test_schedule_of_a_long_chain_touches_each_edge_once() -> None:
             return original()
 
         shot.upstream = counted  # type: ignore[method-assign]
-    schedule = _Schedule(board, list(deps), {})
+    schedule = Schedule(board, list(deps), {})
     started = []
     while (shot := schedule.next_ready()) is not None:
         started.append(shot)
