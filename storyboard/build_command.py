@@ -16,6 +16,9 @@ from typing import Any
 FAILED, DECLINED = 1, 4
 """cli.Exit's statuses: a shot failed; the user said no to the cost question."""
 
+_GRACE = 0.3
+"""Seconds a failing shot waits for a Ctrl-C that killed its ffmpeg to reach storyboard too."""
+
 Echo = Callable[[str, bool], None]
 """echo(message, to_stderr)."""
 
@@ -76,7 +79,8 @@ def run(project: Any, *, only: list[str] | None = None, jobs: int = 4, keep_goin
     on_watch(interrupted)
     try:
         report = run_build(project, only=only, jobs=jobs, keep_going=keep_going,
-                           on_event=progress.interrupted_as_such(reporter, interrupted),
+                           on_event=progress.interrupted_as_such(reporter, interrupted,
+                                                                 settle=lambda: watch(grace=_GRACE)),
                            cancel=cancel, on_film_step=reporter.film_step, provider=provider, resubmit=resubmit,
                            planned=(steps, planned))
     finally:

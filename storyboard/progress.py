@@ -155,16 +155,29 @@ class LiveReporter:
         self._live.stop()
 
 
+_CTRL_C_DEATH = re.compile(r"ffmpeg (was killed by signal 2|failed with exit code 255)\b")
+"""How an ffmpeg that Ctrl-C reached dies: of SIGINT, or by exiting 255 as ffmpeg does on it."""
+
+
 def interrupted_as_such(on_event: Callable[[str, str, dict[str, Any]], None],
-                        interrupted: Callable[[], bool]) -> Callable[[str, str, dict[str, Any]], None]:
+                        interrupted: Callable[[], bool],
+                        settle: Callable[[], bool] | None = None) -> Callable[[str, str, dict[str, Any]], None]:
     """Report a shot that fails or is skipped after Ctrl-C as `interrupted`, not as a failure.
 
     Ctrl-C reaches the shots' ffmpeg and provider calls too; their deaths ("ffmpeg failed with exit
-    code 255") are the interruption, not something for the user to fix.
+    code 255") are the interruption, not something for the user to fix. A shot whose ffmpeg died
+    that way may report before the same Ctrl-C reaches storyboard: `settle` then waits a moment for
+    it and says whether it came.
     """
 
+    def by_ctrl_c(state: str, info: dict[str, Any]) -> bool:
+        if interrupted():
+            return True
+        died = state == "failed" and _CTRL_C_DEATH.search(str(info.get("error", ""))) is not None
+        return died and settle is not None and settle()
+
     def report(shot: str, state: str, info: dict[str, Any]) -> None:
-        if state in ("failed", "skipped") and interrupted():
+        if state in ("failed", "skipped") and by_ctrl_c(state, info):
             state, info = "interrupted", {**info, "was": state}
         on_event(shot, state, info)
 
@@ -176,7 +189,9 @@ class InterruptWatch:
 
     Python runs the SIGINT handler in the main thread only, when it next runs Python code; a worker
     whose ffmpeg the same Ctrl-C killed may report first. The C-level handler writes the signal's
-    number to the wakeup fd immediately, whichever thread it lands on, so any thread can ask.
+    number to the wakeup fd as soon as a thread takes the signal, so any thread can ask. On a busy
+    machine the thread the kernel chose may run after the worker that saw its ffmpeg die, so a
+    failure is judged after a short `grace` for the signal to land.
     """
 
     def __init__(self) -> None:
@@ -191,8 +206,13 @@ class InterruptWatch:
                 os.close(fd)
             self._fds = None
 
-    def __call__(self) -> bool:
+    def __call__(self, grace: float = 0.0) -> bool:
+        """Whether Ctrl-C was pressed, waiting up to `grace` seconds for a signal on its way."""
         if not self.seen and self._fds is not None:
+            if grace:
+                import select
+
+                select.select([self._fds[0]], [], [], grace)
             try:
                 self.seen = signal.SIGINT in os.read(self._fds[0], 512)
             except (BlockingIOError, OSError):

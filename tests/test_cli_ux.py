@@ -308,6 +308,30 @@ def test_after_ctrl_c_failures_are_interruptions():
     assert seen == [("a", "failed"), ("b", "interrupted"), ("c", "interrupted"), ("d", "done")]
 
 
+def test_an_ffmpeg_killed_by_ctrl_c_waits_for_the_signal_to_reach_storyboard():
+    """The worker that saw its ffmpeg die of Ctrl-C may report before the same signal reaches
+    storyboard: only such a death waits (settle) for it; other failures are judged at once."""
+    from storyboard.progress import interrupted_as_such
+
+    seen: list[tuple[str, str]] = []
+    settled: list[str] = []
+    lands = {"c": True}
+
+    def settle() -> bool:
+        settled.append(current[0])
+        return lands.get(current[0], False)
+
+    current = [""]
+    report = interrupted_as_such(lambda shot, state, info: seen.append((shot, state)), lambda: False, settle)
+    for shot, error in [("a", "blocked by the provider"), ("b", "ffmpeg failed with exit code 1:\nbad"),
+                        ("c", "ffmpeg was killed by signal 2:\n(no output on stderr)"),
+                        ("d", "ffmpeg failed with exit code 255:\nExiting normally, received signal 2.")]:
+        current[0] = shot
+        report(shot, "failed", {"error": error})
+    assert settled == ["c", "d"]  # only the deaths Ctrl-C causes wait for it
+    assert seen == [("a", "failed"), ("b", "failed"), ("c", "interrupted"), ("d", "failed")]
+
+
 def test_the_live_panel_keeps_the_reason_and_says_nothing_of_interrupted_shots():
     import io
 
