@@ -10,7 +10,9 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
+import numpy as np
 
 RATE = 48000
 
@@ -27,3 +29,12 @@ def render_clip(path: Path, hue: int, seconds: float, burst: str, video_args: tu
         "-c:a", "aac", "-b:a", "192k", "-ar", str(RATE), "-ac", "2", "-shortest", str(path),
     ], check=True)  # fmt: skip
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def left_channel(path: Path) -> np.ndarray:
+    """A film's left channel from its first presented sample (the AAC priming dropped)."""
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(audio=0))
+    samples = np.concatenate([f.to_ndarray()[0] for f in decoded])
+    start = round(decoded[0].pts * decoded[0].time_base * RATE)
+    return samples[-start:] if start < 0 else samples

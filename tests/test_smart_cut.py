@@ -21,7 +21,7 @@ from storyboard.edit.pieces import plan_film
 from storyboard.edit.render import extradata
 from storyboard.edit.stitch import stitch
 from storyboard.edit.timeline import ClipPiece, Join, Timeline
-from tests._clips import render_clip
+from tests._clips import left_channel as sound, render_clip
 from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
@@ -88,15 +88,6 @@ def packets(path: Path) -> list[tuple[int, bytes]]:
     """(presentation time, bytes) of every video packet, in decode order."""
     with av.open(str(path)) as container:
         return [(p.pts, bytes(p)) for p in container.demux(video=0) if p.size]
-
-
-def sound(path: Path) -> np.ndarray:
-    """The left channel from the first presented sample (the AAC priming dropped)."""
-    with av.open(str(path)) as container:
-        decoded = list(container.decode(audio=0))
-    samples = np.concatenate([f.to_ndarray()[0] for f in decoded])
-    start = round(decoded[0].pts * decoded[0].time_base * RATE)
-    return samples[-start:] if start < 0 else samples
 
 
 def source_of(timeline: Timeline, frame: int) -> tuple[ClipPiece, int] | None:

@@ -18,7 +18,7 @@ from storyboard.edit.film_setting import match_args, plan_video
 from storyboard.media import run_ffmpeg
 from storyboard.edit.soundtrack import AAC_FRAME, SPAN_FRAMES, encode_soundtrack, plan_spans
 from storyboard.edit.stitch import StitchStats, Transition, stitch
-from tests._clips import render_clip
+from tests._clips import left_channel as sound, render_clip
 from tests.test_stitch import DirMemo
 
 PROFILE = Profile(width=320, height=180, fps=24)
@@ -59,15 +59,6 @@ def packets(path: Path) -> list[bytes]:
 def frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-
-
-def sound(path: Path) -> np.ndarray:
-    """The left channel from the first presented sample (priming dropped by the decoder)."""
-    with av.open(str(path)) as container:
-        decoded = list(container.decode(audio=0))
-    samples = np.concatenate([f.to_ndarray()[0] for f in decoded])
-    start = round(decoded[0].pts * decoded[0].time_base * RATE)
-    return samples[-start:] if start < 0 else samples
 
 
 def onsets(samples: np.ndarray, threshold: float = 0.25) -> list[int]:
