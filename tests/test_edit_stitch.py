@@ -212,8 +212,8 @@ def test_changing_one_out_point_reencodes_that_clip_and_one_window(film, clips):
                                 windows_reused=2, segments=11, titles_reused=1, parts_encoded=2,
                                 parts_reused=11, frames_copied=48, frames_encoded=192)
     assert [s for s in steps if not s.startswith("join")] == [
-        "smart cut clip 3 (b): 0.0 s copied, 1.0 s re-encoded (the wipeleft after it; no whole "
-        "closed GOP between its cuts)",
+        "smart cut clip 3 (b): nothing copied, 1.0 s re-encoded (the wipeleft after it; no run of "
+        "whole closed GOPs worth copying between its cuts)",
         "trim clip 3 (b) 0.50-1.50 s", "wipeleft window 3/6 (clip 3 -> clip 4)"]
     assert len(pictures(work / "edited.mp4")) == edited.frames(24) == 246 - 6
 

@@ -227,8 +227,8 @@ def test_open_gops_other_settings_and_short_spans_are_encoded(clips, tmp_path):
     assert stats.conforms_copied == 1
     assert any(s.startswith("clip 3 (other.mp4): no smart cut: its H.264 parameter sets differ")
                for s in steps), steps
-    assert "smart cut clip 2 (open): 0.0 s copied" in "\n".join(steps)
-    assert "smart cut clip 4 (a): 0.0 s copied" in "\n".join(steps)
+    assert "smart cut clip 2 (open): nothing copied" in "\n".join(steps)
+    assert "smart cut clip 4 (a): nothing copied" in "\n".join(steps)
     frames = pictures(out)
     assert len(frames) == timeline.frames(24)
     for frame, picture in enumerate(frames):
@@ -261,6 +261,8 @@ def test_a_part_is_split_at_its_first_and_last_clean_cut():
     assert split_span(0, 30, Trim(12, 24, 6), cuts, 72) == [Span(0, 24, True, 12), Span(24, 30)]
     assert split_span(0, 30, Trim(48, 30), cuts, 72) == [Span(0, 24, True, 48), Span(24, 30)]
     assert split_span(0, 8, Trim(2, 8), cuts, 72) == [Span(0, 8)]  # no whole GOP
+    assert split_span(0, 20, Trim(50, 20), (0, 60, 69), 70) == [Span(0, 20)]  # 10 frames: not worth a copy
+    assert split_span(0, 22, Trim(48, 22), (0, 48, 60), 70) == [Span(0, 22, True, 48)]  # 22 frames: copied
     # a body after a 5-frame head: clip frames 12 .. 47 of it, so 12 .. 36 copied
     assert split_span(5, 40, Trim(7, 60), cuts, 72) == [Span(5, 29, True, 12), Span(29, 40)]
 

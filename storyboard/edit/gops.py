@@ -88,6 +88,11 @@ def cut_points(path: Path, sha: str) -> tuple[int, ...]:
         raise MediaError(f"cannot read the keyframes of {path}: {exc}") from exc
 
 
+MIN_COPY = 12
+"""The fewest frames worth copying: a shorter run (a clip's lone last keyframe, say) costs a segment
+and a join more than encoding it saves."""
+
+
 def split_span(start: int, end: int, trim: Trim, cuts: tuple[int, ...],
                frames: int) -> list[Span]:
     """Part ``[start, end)`` of a piece trimmed by ``trim`` from a clip of ``frames`` frames,
@@ -101,7 +106,7 @@ def split_span(start: int, end: int, trim: Trim, cuts: tuple[int, ...],
     last = trim.start + min(end, trim.used)  # one past the part's last frame taken from the clip
     ends = [at for at in (*cuts, frames) if at <= min(last, frames)]
     begin = next((at for at in cuts if at >= first), None)
-    if begin is None or not ends or ends[-1] <= begin:
+    if begin is None or not ends or ends[-1] - begin < MIN_COPY:
         return [Span(start, end)]
     stop = ends[-1]
     spans = [Span(start, begin - trim.start)] if begin > first else []
@@ -187,9 +192,10 @@ def smart_line(what: str, plan: list[Part], timeline: Timeline, index: int, fps:
             why.append(_mid_gop(min(part.end, part.trim.used), piece, total, left, right,
                                 timeline, index, fps))
     if not copied:
-        why.append("no whole closed GOP between its cuts")
-    return (f"smart cut {what}: {copied / fps:.1f} s copied, {(total - copied) / fps:.1f} s "
-            f"re-encoded ({'; '.join(why)})")
+        why.append("no run of whole closed GOPs worth copying between its cuts")
+    kept = ("nothing copied" if not copied else f"{copied} frame{'s' * (copied > 1)} copied"
+            if copied / fps < 0.05 else f"{copied / fps:.1f} s copied")
+    return f"smart cut {what}: {kept}, {(total - copied) / fps:.1f} s re-encoded ({'; '.join(why)})"
 
 
 def _mid_gop(at: int, piece: ClipPiece, total: int, left: int, right: int, timeline: Timeline,
