@@ -162,6 +162,9 @@ def run(
                 fut.cancel()
             raise Cancelled("interrupted: finished shots are cached; in-flight jobs are journaled "
                             "and resume on the next build") from None
+        except BaseException:  # the loop itself failed: the shots in flight stop at their next wait,
+            cancel.set()  # rather than the pool's exit waiting out a provider's whole deadline
+            raise
     return report
 
 

@@ -519,6 +519,8 @@ def check_build(server: ScriptedServer, script: dict, base: Path) -> None:
         mp.setenv("GEMINI_API_KEY", KEY)
         mp.setenv("STORYBOARD_GEMINI_BASE_URL", server.url())
         mp.setattr(HttpProvider, "policy", RetryPolicy(tries=3, base=0.01, cap=0.05, max_retry_after=0.5))
+        # an answer that never says done is polled until the deadline (30 min): at poll_interval 0, 3 s
+        mp.setattr(HttpProvider, "max_wait", 3.0)
         run = run_cli(["build", "--yes", str(path)], cwd=parent / "cwd", bound=30)
     shown = f"build: exit {run.code!r} after {run.seconds:.1f} CPU s\n{run.out[-2000:]}\n{run.err[-2000:]}"
     try:
