@@ -80,18 +80,20 @@ class Capture(LoopbackFake):
     @property
     def captured(self) -> list[Captured]:
         with self.lock:
-            return [Captured(r.method, r.path + (f"?{urlencode(r.query, doseq=True)}" if r.query else ""),
-                             r.header_dict(), r.json) for r in self.seen]
+            return [_captured(r) for r in self.seen]
 
-    def take(self) -> Captured:
+    def take(self) -> Captured:  # type: ignore[override] - the request as the comparison reads it
         """The one request sent since the last take."""
-        [request] = self.captured
-        self.clear_requests()
-        return request
+        return _captured(super().take())
 
     def clear_requests(self) -> None:
         with self.lock:
             self.seen.clear()
+
+
+def _captured(r: Request) -> Captured:
+    return Captured(r.method, r.path + (f"?{urlencode(r.query, doseq=True)}" if r.query else ""),
+                    r.header_dict(), r.json)
 
 
 @pytest.fixture(scope="module")

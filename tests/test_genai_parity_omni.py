@@ -39,14 +39,12 @@ from storyboard.providers.omni import OmniProvider, OmniSettings
 from tests.fakes import render_context
 from tests.fakes._kit import LoopbackFake, Reply, Request, json_reply
 from tests.fakes.interactions_server import clip
+from tests.test_genai_parity import GOOGLE_ENV
 
 KEY = "AIzaFAKE-omni-parity-key"
 TOKEN = "ya29.fake-omni-parity-token"
 PROJECT = "parity-project"
 MODEL = "gemini-omni-1.2-flash"
-GOOGLE_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT",
-              "GOOGLE_CLOUD_LOCATION", "GOOGLE_GENAI_API_VERSION", "GOOGLE_APPLICATION_CREDENTIALS",
-              "GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL")
 POLL_QUERIES = ({}, {"stream": ["false"]})
 """(ours, the SDK's) query of the poll: the one difference allowed (the create carries none on either side)."""
 
@@ -60,13 +58,6 @@ class Capture(LoopbackFake):
 
     def endpoint(self, req: Request) -> str:
         return "poll" if req.method == "GET" else "create"
-
-    def take(self) -> Request:
-        """The one request sent since the last take."""
-        with self.lock:
-            [request] = self.seen
-            self.seen.clear()
-        return request
 
 
 @pytest.fixture(scope="module")

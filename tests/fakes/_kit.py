@@ -136,6 +136,13 @@ class LoopbackFake:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def take(self) -> Request:
+        """The one request the fake has seen since the last take (a parity test's capture)."""
+        with self.lock:
+            [request] = self.seen
+            self.seen.clear()
+        return request
+
     # ---- knobs --------------------------------------------------------------------------------
 
     def reset(self) -> None:
