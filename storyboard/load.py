@@ -267,13 +267,17 @@ def _provider_settings(where: Where, name: str, table: Any, registry: Any, provi
     if name not in registry:
         raise where.error(f"[providers.{name}]: unknown provider '{name}'{did_you_mean(name, registry)}; "
                           f"available: {', '.join(sorted(registry))}")
+    from storyboard.providers.settings import settings_fields, validate_settings
+
     cls = provider_class(name, registry)
+    if not isinstance(table, dict):  # the file model's parsed table: its keys as written
+        table = table.model_dump(exclude_unset=True)
     try:
-        return cls.Settings.model_validate(table.model_dump(exclude_unset=True))
+        return validate_settings(cls.Settings, table)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        hint = did_you_mean(key, cls.Settings.model_fields) if err["type"] == "extra_forbidden" else ""
+        hint = did_you_mean(key, settings_fields(cls.Settings)) if err["type"] == "extra_forbidden" else ""
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise where.error(f"[providers.{name}]: {msg} '{key}'{hint}", at=("providers", name, *err["loc"])) from None
 

@@ -235,10 +235,19 @@ class CacheTable(_Strict):
         return value
 
 
-class ProviderTable(ProviderSettings):
+class ProviderTable(BaseModel):
     """`[providers.NAME]` in the schema; each provider validates its own table strictly."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
+
+    # ProviderSettings' fields (a dataclass now, which a pydantic model cannot extend)
+    model: str | None = None
+    base_url: str | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    poll_interval: float | None = None
+    timeout: float | None = None
+    allow_retired: bool = False
 
 
 class StoryboardFile(_Strict):

@@ -178,9 +178,10 @@ def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
     from pydantic import ValidationError
 
     from storyboard.errors import did_you_mean
+    from storyboard.providers.settings import settings_fields, validate_settings
 
     options = getattr(impl, "Options", None)
-    known = options.model_fields if options is not None else {}
+    known = settings_fields(options) if options is not None else []
     for name, _ in shot.options:
         if name in known:
             continue
@@ -192,7 +193,7 @@ def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
         takes = f"{shot.provider} takes {', '.join(sorted(known))}" if known else f"{shot.provider} takes no options"
         raise error(f"unknown option '{name}'{did_you_mean(name, known)}; {takes}", shot.id, f"options.{name}")
     try:
-        options.model_validate(dict(shot.options))
+        validate_settings(options, dict(shot.options))
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]) if problem["loc"] else "options"
@@ -207,6 +208,7 @@ def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
 def _option_owners(name: str) -> list[str]:
     """The built-in providers that take option `name` (for a shot that asks the wrong one)."""
     from storyboard.providers import BUILTIN, provider_class
+    from storyboard.providers.settings import settings_fields
 
     owners = []
     for provider in sorted(BUILTIN):
@@ -214,6 +216,6 @@ def _option_owners(name: str) -> list[str]:
             options = getattr(provider_class(provider, BUILTIN), "Options", None)
         except (ImportError, AttributeError):  # a provider that fails to import only loses the hint
             continue
-        if options is not None and name in options.model_fields:
+        if options is not None and name in settings_fields(options):
             owners.append(provider)
     return owners

@@ -41,6 +41,7 @@ from PIL import Image
 from storyboard.job import RenderJob
 from storyboard.providers import ProviderSettings
 from storyboard.providers.gemini import GeminiProvider
+from storyboard.providers.settings import settings_fields
 from storyboard.providers.vertex import VertexProvider, VertexSettings
 from tests.fakes import render_context
 from tests.fakes._kit import LoopbackFake, Reply, Request, json_reply
@@ -218,7 +219,7 @@ def provider_for(case: Case, capture: Capture) -> GeminiProvider:
     if case.surface == "gemini":
         return GeminiProvider(ProviderSettings(base_url=capture.url), env={"GEMINI_API_KEY": KEY},
                               rng=random.Random(0))
-    unknown = set(case.settings) - set(VertexSettings.model_fields)
+    unknown = set(case.settings) - set(settings_fields(VertexSettings))
     if unknown:
         pytest.skip(f"[providers.vertex] has no {', '.join(sorted(unknown))} in this version")
     return VertexProvider(VertexSettings(base_url=capture.url, project=PROJECT, location=LOCATION, **case.settings),
@@ -477,7 +478,7 @@ prompt = "the boat reaches the open sea"
 
 def seed_board(write_board, folder: str, seed: str = "seed = 11", sea: str = "vertex", shot_seed: str = "") -> Path:
     # the Veo previews left the Gemini API on 2026-10-22: newer versions refuse them unless told otherwise
-    gemini = "allow_retired = true" if "allow_retired" in GeminiProvider.Settings.model_fields else ""
+    gemini = "allow_retired = true" if "allow_retired" in settings_fields(GeminiProvider.Settings) else ""
     return write_board(SEED_BOARD.format(seed=seed, gemini=gemini, sea=sea, shot_seed=shot_seed), folder=folder)
 
 

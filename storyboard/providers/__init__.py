@@ -8,10 +8,9 @@ it so a killed build resumes polling instead of paying twice.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, ClassVar, Protocol
 
 from storyboard.errors import StoryboardError
 from storyboard.job import Capabilities, Price, RenderContext, RenderJob, RenderResult
@@ -29,10 +28,16 @@ BUILTIN: dict[str, str] = {
 ENTRY_POINT_GROUP = "storyboard.providers"
 
 
-class ProviderSettings(BaseModel):
-    """`[providers.NAME]`: settings every provider understands. Providers may extend it."""
+@dataclass(frozen=True, kw_only=True)
+class ProviderSettings:
+    """`[providers.NAME]`: settings every provider understands. Providers may extend it.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A plain dataclass, so building a provider with its defaults never imports pydantic;
+    storyboard.providers.settings validates a table against it (unknown keys refused). A
+    provider's own settings subclass it with `@dataclass(frozen=True, kw_only=True)`.
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
     model: str | None = None
     base_url: str | None = None
@@ -51,7 +56,7 @@ class Provider(Protocol):
         name: the registry name (`provider = "..."` in a storyboard).
         default_model: the model used when the storyboard names none.
         key_env: environment variables holding the API key, first wins; empty for none.
-        Settings: the pydantic model of its `[providers.NAME]` table.
+        Settings: the dataclass of its `[providers.NAME]` table (a ProviderSettings).
     """
 
     name: str

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +55,7 @@ _SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 """Faults after the request left: the video may have been generated and charged."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class AzerionSettings(ProviderSettings):
     """`[providers.azerion]`: the common settings plus the answer's form."""
 

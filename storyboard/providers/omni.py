@@ -40,7 +40,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,7 @@ MODELS: dict[str, dict[str, Capabilities]] = {
 RUNNING = frozenset({"in_progress", "queued", "requires_action", "requires_continuation", "idle"})
 
 
+@dataclass(frozen=True, kw_only=True)
 class OmniSettings(ProviderSettings):
     """`[providers.omni]`: the common settings plus the platform (and its project on Agent Platform)."""
 

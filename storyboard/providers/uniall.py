@@ -42,11 +42,9 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from pydantic import Field, ValidationInfo, field_validator
+from typing import Annotated, Any, ClassVar
 
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
@@ -55,6 +53,7 @@ from storyboard.providers._base import HttpProvider
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers._upload import UploadTarget, check_public_url
+from storyboard.providers.settings import Check
 
 DONE = frozenset({"completed", "succeeded", "success"})
 FAILED = frozenset({"failed", "failure", "error", "cancelled", "canceled", "expired"})
@@ -188,23 +187,25 @@ class TaskGateway(HttpProvider):
 # ---- UniAll -------------------------------------------------------------------------------------
 
 
+def _both_or_neither(value: str | None, data: dict[str, Any]) -> str | None:
+    """A checked `public_url`, given exactly when `upload` is (checked even when unset)."""
+    if (value is None) != (data.get("upload") is None):
+        raise ValueError('set both upload = "s3://bucket/prefix" and public_url = "https://…/{key}", or neither')
+    return check_public_url(value) if value is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
 class UniAllSettings(ProviderSettings):
     """`[providers.uniall]`: the common settings plus where to publish inputs (all or none)."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid", "validate_default": True}
+
     upload: str | None = None
     """An fsspec URL the inputs are uploaded to, e.g. `s3://bucket/prefix`."""
-    public_url: str | None = Field(None, validate_default=True)
+    public_url: Annotated[str | None, Check(_both_or_neither, with_data=True)] = None
     """How UniAll reads an uploaded object: a template with `{key}` (prefix/sha256.ext) or `{name}`."""
-    storage_options: dict[str, StorageOption] = Field(default_factory=dict)
+    storage_options: dict[str, StorageOption] = field(default_factory=dict)
     """Keyword arguments for the fsspec filesystem, when the environment cannot say it."""
-
-    @field_validator("public_url")
-    @classmethod
-    def _both_or_neither(cls, value: str | None, info: ValidationInfo) -> str | None:
-        upload = info.data.get("upload")
-        if (value is None) != (upload is None):
-            raise ValueError('set both upload = "s3://bucket/prefix" and public_url = "https://…/{key}", or neither')
-        return check_public_url(value) if value is not None else None
 
 
 class UniAllProvider(TaskGateway):

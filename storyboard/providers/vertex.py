@@ -41,13 +41,12 @@ assumed).
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
@@ -56,6 +55,7 @@ from storyboard.providers._cloud import CloudCredentials
 from storyboard.providers._hosts import Destination
 from storyboard.providers._http import response_json
 from storyboard.providers.gemini import STANDARD, GeminiProvider, table
+from storyboard.providers.settings import Check
 
 if TYPE_CHECKING:
     from storyboard.model import Shot
@@ -89,10 +89,28 @@ OPTIONS = {"person_generation": "personGeneration", "resize_mode": "resizeMode",
 """Vertex's options -> their names in `parameters` (VideoGenerationModelParams; google-2026.md §2.4)."""
 
 
-class VertexOptions(BaseModel):
+def _gs_prefix(value: str | None) -> str | None:
+    """`value` when it is a `gs://BUCKET/...` prefix (or None)."""
+    if value is not None and (not value.startswith("gs://") or not value[5:].split("/")[0]):
+        raise ValueError(f"{value!r} is not a Cloud Storage prefix: write it as gs://BUCKET/FOLDER/")
+    return value
+
+
+def _one_sample(value: int) -> int:
+    """`value` when it is 1: more videos a request belong in `takes`, which keeps them all."""
+    if not 1 <= value <= 4:
+        raise ValueError(f"{value} is out of range: Vertex returns 1 to 4 videos a request")
+    if value > 1:
+        raise ValueError(f"{value} videos a request here would pay for {value} and keep one: set "
+                         f"`takes = {value}` on the shot instead, which keeps every candidate (sampleCount follows it)")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class VertexOptions:
     """Veo's options on Vertex, for one shot (`options = {...}`) or every shot (`[providers.vertex]`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
     image_to_video_only: ClassVar[frozenset[str]] = frozenset({"resize_mode"})
 
     person_generation: Literal["allow_adult", "dont_allow", "allow_all"] | None = None
@@ -101,17 +119,11 @@ class VertexOptions(BaseModel):
     """How a first frame of another shape fits the video: padded (Vertex's default) or cropped."""
     compression_quality: Literal["optimized", "lossless"] | None = None
     """The video's encoding: optimized (Vertex's default) or lossless (larger files)."""
-    storage_uri: str | None = None
+    storage_uri: Annotated[str | None, Check(_gs_prefix)] = None
     """A `gs://bucket/folder/` prefix: Vertex writes the video there instead of returning bytes."""
 
-    @field_validator("storage_uri")
-    @classmethod
-    def _gs_prefix(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("gs://") or not value[5:].split("/")[0]):
-            raise ValueError(f"{value!r} is not a Cloud Storage prefix: write it as gs://BUCKET/FOLDER/")
-        return value
 
-
+@dataclass(frozen=True, kw_only=True)
 class VertexSettings(ProviderSettings, VertexOptions):
     """`[providers.vertex]`: the common settings plus the project, where it writes, and Veo's options."""
 
@@ -121,17 +133,7 @@ class VertexSettings(ProviderSettings, VertexOptions):
     """The project billed for quota (`x-goog-user-project`); default: the credentials' own, if any."""
     storage_base_url: str | None = None
     """The GCS JSON API's base URL (default https://storage.googleapis.com)."""
-    sample_count: int = 1
-
-    @field_validator("sample_count")
-    @classmethod
-    def _one_sample(cls, value: int) -> int:
-        if not 1 <= value <= 4:
-            raise ValueError(f"{value} is out of range: Vertex returns 1 to 4 videos a request")
-        if value > 1:
-            raise ValueError(f"{value} videos a request here would pay for {value} and keep one: set "
-                             f"`takes = {value}` on the shot instead, which keeps every candidate (sampleCount follows it)")
-        return value
+    sample_count: Annotated[int, Check(_one_sample)] = 1
 
 
 class VertexProvider(CloudCredentials, GeminiProvider):

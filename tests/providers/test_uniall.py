@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import RenderJob
 from storyboard.media import probe
+from storyboard.providers.settings import validate_settings
 from storyboard.providers.uniall import UniAllProvider, UniAllSettings, task_id, task_progress, tier, video_url
 from tests.fakes import render_context
 from tests.fakes.s3_server import S3Bucket, make_bucket, moto_endpoint, s3  # noqa: F401
@@ -320,7 +321,7 @@ def test_capabilities_follow_the_model_and_the_upload_target():
 ])
 def test_the_settings_table_is_checked(table, says):
     with pytest.raises(ValidationError, match=says):
-        UniAllSettings.model_validate(table)
+        validate_settings(UniAllSettings, table)
 
 
 @pytest.mark.parametrize("body, found", [

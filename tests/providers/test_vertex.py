@@ -9,6 +9,7 @@ from storyboard.errors import MissingKeyError, ProviderError
 from storyboard.job import RenderJob
 from storyboard.media import probe
 from storyboard.providers._hosts import Destination, refusal
+from storyboard.providers.settings import validate_settings
 from storyboard.providers.vertex import VertexProvider, VertexSettings, endpoint
 from tests.fakes import render_context
 from tests.fakes.google_server import RAI_REASON, FakeGoogle, google_fake, google_server  # noqa: F401
@@ -141,7 +142,7 @@ def test_capabilities_and_prices():
         pytest.approx(0.40)
     assert provider.price(job(model="unknown")) is None
     with pytest.raises(Exception, match="storage_urii"):
-        VertexSettings.model_validate({"storage_urii": "gs://x"})
+        validate_settings(VertexSettings, {"storage_urii": "gs://x"})
 
 
 @pytest.mark.parametrize("location, host", [
@@ -206,7 +207,7 @@ def test_without_options_none_is_sent(google_fake, tmp_path):
 ])
 def test_bad_options_are_refused_when_the_table_loads(field, value, message):
     with pytest.raises(ValidationError, match=message):
-        VertexSettings.model_validate({field: value})
+        validate_settings(VertexSettings, {field: value})
 
 
 def test_the_fake_refuses_what_vertex_refuses(google_fake, tmp_path):

@@ -1,0 +1,91 @@
+"""Provider settings are plain frozen dataclasses; pydantic checks a table only when there is one.
+
+Building a provider with its default settings happens at every load, and importing pydantic and
+building its validators costs a `storyboard plan` about 0.2 s: so `ProviderSettings` and its
+subclasses are stdlib dataclasses, and pydantic is imported here, lazily, the first time a
+`[providers.NAME]` table or a shot's `options` is validated. pydantic validates stdlib
+dataclasses itself (`__pydantic_config__` forbids unknown keys); a field's own rule is a `Check`
+in its `Annotated[...]` metadata, which pydantic runs after the type check and which costs
+nothing to define.
+
+A settings subclass must be a dataclass too: `@dataclass(frozen=True, kw_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class Check:
+    """`Annotated` metadata: run `rule` on a field's value once pydantic has validated its type.
+
+    `rule(value)` returns the value or raises ValueError, which pydantic reports as
+    "Value error, <message>" at the field, as a `field_validator` did. With `with_data=True`,
+    `rule(value, data)` also gets the fields validated before this one (in declaration order).
+    """
+
+    def __init__(self, rule: Callable[..., Any], *, with_data: bool = False) -> None:
+        self.rule = rule
+        self.with_data = with_data
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """pydantic's hook for annotation metadata: wrap the field's schema with the rule."""
+        from pydantic_core import core_schema
+
+        if self.with_data:
+            rule = self.rule
+            return core_schema.with_info_after_validator_function(lambda value, info: rule(value, info.data),
+                                                                  handler(source))
+        return core_schema.no_info_after_validator_function(self.rule, handler(source))
+
+
+def settings_fields(cls: type) -> list[str]:
+    """The keys a settings (or options) dataclass takes, in declaration order."""
+    if not dataclasses.is_dataclass(cls) and hasattr(cls, "model_fields"):  # a plugin's pydantic model
+        return list(cls.model_fields)
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def validate_settings(cls: type, table: Mapping[str, Any]) -> Any:
+    """An instance of the settings (or options) dataclass `cls` from a table as written.
+
+    Raises:
+        pydantic.ValidationError: as `cls.model_validate(table)` raised it when `cls` was a
+            pydantic model: an unknown key is `extra_forbidden` ("Extra inputs are not permitted"),
+            reported after the fields' own errors.
+    """
+    from pydantic import ValidationError
+
+    if not dataclasses.is_dataclass(cls) and hasattr(cls, "model_validate"):  # a plugin's pydantic model
+        return cls.model_validate(dict(table))
+    try:
+        return _adapter(cls).validate_python(dict(table))
+    except ValidationError as exc:
+        raise _as_model_error(exc) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(cls: type) -> Any:
+    """pydantic's validator for `cls`, built once per process (building one costs milliseconds)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def _as_model_error(exc: Any) -> Any:
+    """The same errors, with a dataclass's "unexpected keyword argument" named as a model's "extra
+    inputs" (so messages, and the code that reads them, do not depend on the class's kind)."""
+    from pydantic import ValidationError
+
+    errors = exc.errors()
+    if not any(e["type"] == "unexpected_keyword_argument" for e in errors):
+        return exc
+    rebuilt = [{"type": "extra_forbidden" if e["type"] == "unexpected_keyword_argument" else e["type"],
+                "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in errors]
+    try:
+        return ValidationError.from_exception_data(exc.title, rebuilt)
+    except (KeyError, TypeError, ValueError):  # a rule's own custom error kind: keep pydantic's words
+        return exc
