@@ -46,6 +46,7 @@ CLIP: Path | None = None
 """The pre-rendered clip every render copies (set by main)."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class BenchFakeSettings(ProviderSettings):
     """``[providers.benchfake]``: the common settings plus the fixed latency of a render."""
 

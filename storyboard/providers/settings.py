@@ -72,6 +72,14 @@ def _adapter(cls: type) -> Any:
     """pydantic's validator for `cls`, built once per process (building one costs milliseconds)."""
     from pydantic import TypeAdapter
 
+    for klass in cls.__mro__:
+        if vars(klass).get("__annotations__") and "__dataclass_fields__" not in vars(klass) and \
+                dataclasses.is_dataclass(klass):
+            from storyboard.errors import StoryboardError
+
+            raise StoryboardError(f"{klass.__module__}.{klass.__qualname__} extends a settings dataclass but is not "
+                                  "one: decorate it with @dataclass(frozen=True, kw_only=True) so its fields count")
+
     return TypeAdapter(cls)
 
 

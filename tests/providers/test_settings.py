@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from storyboard.errors import StoryboardFileError
+from storyboard.errors import StoryboardError, StoryboardFileError
 from storyboard.load import load
 from storyboard.providers import ProviderSettings
 from storyboard.providers.animatic import AnimaticProvider
@@ -109,6 +109,12 @@ def test_a_plugins_own_settings_dataclass_and_a_pydantic_model_both_validate():
     assert validate_settings(LatencySettings, {"latency": "2.5", "rpm": 3}) == LatencySettings(latency=2.5, rpm=3)
     with pytest.raises(ValidationError, match="latncy"):
         validate_settings(LatencySettings, {"latncy": 2})
+
+    class Undecorated(ProviderSettings):
+        latency: float = 1.0
+
+    with pytest.raises(StoryboardError, match="Undecorated extends a settings dataclass but is not one"):
+        validate_settings(Undecorated, {"latency": 2})
 
     class OldStyle(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
