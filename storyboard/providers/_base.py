@@ -28,9 +28,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import MissingKeyError, ProviderError, StoryboardError
 from storyboard.job import Price, RenderContext, RenderJob, RenderResult
@@ -39,6 +37,9 @@ from storyboard.providers._hosts import Destination, allowed_hosts, refusal
 from storyboard.providers._http import RetryPolicy, UncertainSubmit, download, redact, request_with_retries, utc_iso
 from storyboard.providers._ratelimit import RateLimiter
 from storyboard.providers._transfer import Limits
+
+if TYPE_CHECKING:
+    import httpx  # imported when a request is made: loading or planning a board never needs it
 
 log = logging.getLogger("storyboard.providers._http")
 _CREATING = threading.local()
@@ -132,6 +133,8 @@ class HttpProvider:
     @property
     def client(self) -> httpx.Client:
         """The provider's one httpx.Client, built on first use."""
+        import httpx
+
         with self._client_lock:
             if self._client is None:
                 timeout = httpx.Timeout(self.settings.timeout or self.default_timeout, connect=10.0)
@@ -165,6 +168,8 @@ class HttpProvider:
 
     def trusts(self, url: httpx.URL) -> bool:
         """Whether credentials may go to `url`: the base URL's origin, or a trusted HTTPS host."""
+        import httpx
+
         base = httpx.URL(self.base_url)
         if (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port):
             return True

@@ -42,7 +42,9 @@ class Destination:
     @property
     def where(self) -> str:
         """host[:port] the key goes to, as `storyboard plan` shows it."""
-        import httpx  # lazily: a plan without a provider's host never needs it
+        if (own := own_default(self)) is not None:
+            return own
+        import httpx  # lazily: a plan of a board that keeps a provider's own host never needs it
 
         try:
             url = httpx.URL(self.url)
@@ -53,7 +55,9 @@ class Destination:
     @property
     def note(self) -> str:
         """Why a host that is not the service's own may get the key ('' for the service's own)."""
-        import httpx  # lazily: a plan without a provider's host never needs it
+        if own_default(self) is not None:
+            return ""
+        import httpx  # lazily: a plan of a board that keeps a provider's own host never needs it
 
         try:
             host = httpx.URL(self.url).host
@@ -64,6 +68,28 @@ class Destination:
         if is_loopback(host):
             return " (this machine)"
         return " (your STORYBOARD_*_BASE_URL)" if self.source == "env" else " (allowed by you)"
+
+
+def own_default(dest: Destination) -> str | None:
+    """host[:port] of a provider's own default URL (https, an official host), else None.
+
+    A default is the provider's constant, not the board's or the user's, so reading it with
+    urllib (not httpx, which reads every URL the board or the user chose, as it will send to
+    it) is safe, and spares a plan that keeps the defaults importing httpx (~0.1 s).
+    """
+    if dest.source != "default":
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(dest.url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or "@" in parts.netloc or not any(matches(host, p) for p in dest.official):
+        return None
+    return f"{host}:{port}" if port else host
 
 
 def is_loopback(host: str) -> bool:
@@ -85,11 +111,11 @@ def matches(host: str, pattern: str) -> bool:
 
 def allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
     """The hosts the user allowed outside the storyboard (STORYBOARD_ALLOW_BASE_URL, comma-separated)."""
-    import httpx  # lazily: a plan without a provider's host never needs it
-
     hosts = set()
     for entry in (e.strip() for e in env.get(ALLOW_ENV, "").split(",")):
         if "://" in entry:  # a whole URL given: its host is what is meant
+            import httpx  # lazily: only a whole URL needs reading
+
             try:
                 entry = httpx.URL(entry).host
             except httpx.InvalidURL:
@@ -101,10 +127,10 @@ def allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
 
 def refusal(dest: Destination, provider: str, allowed: Iterable[str]) -> str | None:
     """Why `dest` may not receive `provider`'s key, or None when it may."""
-    import httpx  # lazily: a plan without a provider's host never needs it
-
-    if dest.source == "env":
+    if dest.source == "env" or own_default(dest) is not None:
         return None
+    import httpx  # lazily: a plan of a board that keeps a provider's own host never needs it
+
     try:
         url = httpx.URL(dest.url)
     except httpx.InvalidURL as exc:

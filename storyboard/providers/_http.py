@@ -30,24 +30,36 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from storyboard.errors import MediaError, ProviderError
 from storyboard.providers._ratelimit import RateLimiter  # re-exported: its home before the split
 from storyboard.providers._transfer import Limits, capped_chunks, decode_json, json_or_none, send, where
 from storyboard.sniff import sniff
 
+if TYPE_CHECKING:
+    import httpx  # imported where a request is made: a plan of an HTTP provider's board never needs it
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 NOT_RECEIVED_STATUSES = frozenset({408, 429, 503})
 """Answers that say the server did not take the request on: a create may be sent again."""
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-"""Transport faults before the request left this machine: no connection, so nothing was received."""
+
+
+def _transient() -> tuple[type[Exception], ...]:
+    """httpx's timeouts, resets and refused connections: worth another try."""
+    import httpx
+
+    return (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def _not_sent() -> tuple[type[Exception], ...]:
+    """Transport faults before the request left this machine: no connection, so nothing was received."""
+    import httpx
+
+    return (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class UncertainSubmit(ProviderError):
@@ -134,6 +146,8 @@ def raise_for_api_error(response: httpx.Response, provider: str) -> None:
 
 
 def _transport_error(exc: httpx.HTTPError, provider: str, retryable: bool) -> ProviderError:
+    import httpx
+
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
     error = ProviderError(f"{provider}: {_where(_request_of(exc))} {kind}: {type(exc).__name__}: {exc}",
                           provider=provider, retryable=retryable)
@@ -158,14 +172,16 @@ def with_retries(attempt: Callable[[], T], *, provider: str, sleep: Callable[[fl
     paid create) only faults that prove the request was not received are retried; the others
     raise UncertainSubmit (see the module docstring).
     """
+    import httpx
+
     rng = rng or random.Random()
     error: ProviderError | None = None
     for n in range(policy.tries):
         try:
             return attempt()
-        except _TRANSIENT as exc:
+        except _transient() as exc:
             error = _transport_error(exc, provider, retryable=True)
-            if not idempotent and not isinstance(exc, _NOT_SENT):
+            if not idempotent and not isinstance(exc, _not_sent()):
                 raise _uncertain(error, provider) from exc
         except httpx.HTTPError as exc:  # a bad URL or protocol misuse: trying again cannot help
             raise _transport_error(exc, provider, retryable=False) from exc
@@ -276,6 +292,8 @@ def download(client: httpx.Client, url: str, dest: Path, *, provider: str, sleep
 
 def _video_url(url: Any, provider: str, base: httpx.URL | None = None) -> httpx.URL:
     """The URL an API named for the video (joined to `base` for a redirect); ProviderError if it is none."""
+    import httpx
+
     try:
         return base.join(url) if base is not None else httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:

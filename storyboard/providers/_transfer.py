@@ -22,11 +22,12 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import ProviderError, StoryboardError
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is made: a plan never needs it
 
 MiB = 1024 * 1024
 MAX_DEPTH = 100
@@ -134,6 +135,8 @@ def send(client: httpx.Client, method: str, url: str | httpx.URL, *, provider: s
     Redirects to the same origin are followed (303, and 301/302 after a POST, become a GET
     without the body); a redirect to another origin is a ProviderError.
     """
+    import httpx
+
     limit = limits.max_json if limit is None else limit
     request = client.build_request(method, url, **kwargs)
     for _ in range(max_redirects + 1):

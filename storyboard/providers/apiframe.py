@@ -34,9 +34,7 @@ import logging
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from storyboard.cache import cache_key
 from storyboard.errors import ProviderError
@@ -45,6 +43,9 @@ from storyboard.providers._base import HttpProvider
 from storyboard.providers._http import raise_for_api_error, response_json, send, utc_iso, with_retries
 from storyboard.providers._transfer import json_or_none
 from storyboard.sniff import sniff
+
+if TYPE_CHECKING:
+    import httpx  # imported when a request is made: a plan never needs it
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,7 @@ import base64
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal
 
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob
@@ -47,12 +45,20 @@ from storyboard.providers._http import raise_for_api_error, response_json, send,
 from storyboard.providers._transfer import json_or_none
 from storyboard.providers.gemini import inline_image
 
+if TYPE_CHECKING:
+    import httpx  # imported when a request is made: a plan never needs it
+
 log = logging.getLogger(__name__)
 
 STANDARD = Capabilities(resolutions=frozenset({"720p", "1080p"}), max_prompt_chars=4000,
                         max_extended_seconds=30 + EXTENSION_SECONDS, resumable=False)
-_SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-"""Faults after the request left: the video may have been generated and charged."""
+
+
+def _sent() -> tuple[type[Exception], ...]:
+    """Faults after the request left: the video may have been generated and charged."""
+    import httpx  # here, not at import: a plan never needs it
+
+    return (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,7 +152,7 @@ class AzerionProvider(HttpProvider):
             try:
                 response = send(self.client, "POST", url, provider=self.name, limit=limit, limits=self.limits,
                                 json=body, headers=self.headers())
-            except _SENT as exc:
+            except _sent() as exc:
                 timeout = self.settings.timeout or self.default_timeout
                 raise ProviderError(
                     f"{self.name}: the connection ended while Azerion was generating ({type(exc).__name__}: {exc}); "

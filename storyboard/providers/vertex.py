@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
-import httpx
-
 from storyboard.errors import ProviderError
 from storyboard.job import EXTENSION_SECONDS, Capabilities, RenderContext, RenderJob
 from storyboard.providers import ProviderSettings
@@ -58,6 +56,8 @@ from storyboard.providers.gemini import STANDARD, GeminiProvider, table
 from storyboard.providers.settings import Check
 
 if TYPE_CHECKING:
+    import httpx  # imported when a request is made: a plan never needs it
+
     from storyboard.model import Shot
 
 MULTI_REGIONS = ("us", "eu")
@@ -211,6 +211,8 @@ class VertexProvider(CloudCredentials, GeminiProvider):
         return found
 
     def trusts(self, url: httpx.URL) -> bool:
+        import httpx
+
         storage = httpx.URL(self.storage_base_url)
         return super().trusts(url) or (url.scheme, url.host, url.port) == (storage.scheme, storage.host, storage.port)
 
