@@ -86,14 +86,21 @@ def _adapter(cls: type) -> Any:
 def _as_model_error(exc: Any) -> Any:
     """The same errors, with a dataclass's "unexpected keyword argument" named as a model's "extra
     inputs" (so messages, and the code that reads them, do not depend on the class's kind)."""
+    import typing
+
     from pydantic import ValidationError
+    from pydantic_core import PydanticCustomError, core_schema
 
     errors = exc.errors()
     if not any(e["type"] == "unexpected_keyword_argument" for e in errors):
         return exc
-    rebuilt = [{"type": "extra_forbidden" if e["type"] == "unexpected_keyword_argument" else e["type"],
-                "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in errors]
-    try:
-        return ValidationError.from_exception_data(exc.title, rebuilt)
-    except (KeyError, TypeError, ValueError):  # a rule's own custom error kind: keep pydantic's words
-        return exc
+    builtin = set(typing.get_args(core_schema.ErrorType))
+
+    def kind(error: dict[str, Any]) -> Any:
+        if error["type"] == "unexpected_keyword_argument":
+            return "extra_forbidden"
+        return error["type"] if error["type"] in builtin else PydanticCustomError(error["type"], error["msg"])
+
+    return ValidationError.from_exception_data(exc.title, [
+        {"type": kind(e), "loc": e["loc"], "input": e["input"],
+         **({"ctx": e["ctx"]} if "ctx" in e and e["type"] in builtin else {})} for e in errors])

@@ -7,15 +7,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from storyboard.errors import StoryboardError, StoryboardFileError
 from storyboard.load import load
 from storyboard.providers import ProviderSettings
 from storyboard.providers.animatic import AnimaticProvider
-from storyboard.providers.settings import settings_fields, validate_settings
+from storyboard.providers.settings import Check, settings_fields, validate_settings
 from storyboard.providers.uniall import UniAllSettings
 from storyboard.providers.vertex import VertexOptions, VertexSettings
 
@@ -121,6 +123,24 @@ def test_a_plugins_own_settings_dataclass_and_a_pydantic_model_both_validate():
         latency: float = 1.0
 
     assert validate_settings(OldStyle, {"latency": 2}).latency == 2.0 and settings_fields(OldStyle) == ["latency"]
+
+
+def _own_words(value: str) -> str:
+    raise PydanticCustomError("not_a_hue", "{value} is not a hue on {wheel}", {"value": value, "wheel": "this wheel"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HueSettings(ProviderSettings):
+    hue: Annotated[str, Check(_own_words)] = "red"
+
+
+def test_a_rules_own_error_kind_keeps_its_words_beside_an_unknown_key():
+    with pytest.raises(ValidationError) as info:
+        validate_settings(HueSettings, {"hue": "loud", "hu": 1})
+    assert [(e["type"], e["loc"], e["msg"]) for e in info.value.errors()] == [
+        ("not_a_hue", ("hue",), "loud is not a hue on this wheel"),
+        ("extra_forbidden", ("hu",), "Extra inputs are not permitted"),
+    ]
 
 
 # ---- the messages a user sees ------------------------------------------------------------------------
