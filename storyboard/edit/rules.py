@@ -33,7 +33,7 @@ def label(raw_edit: Any, kind: str, index: int) -> str:
 
 def explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError | None:
     """A pydantic error inside an [edit] array or [edit.subtitles], named by its entry; None elsewhere."""
-    from storyboard import model
+    from storyboard import spec as model
 
     loc = [p for p in err["loc"] if isinstance(p, int) or not (p[:1].isupper() or p in ("str", "float", "int", "bool")
                                                               or p.startswith(("literal[", "constrained-")))]
