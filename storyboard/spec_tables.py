@@ -6,7 +6,8 @@ models (storyboard.spec) says everything they check but two validators, the film
 and the cache's remote, which are plain functions used by both. So a file is first checked here
 against the schema, strictly as the models check it, and read into `Table`s: read-only objects
 with the models' field names and the values pydantic would give, an int in a float field made a
-float. Anything this check does not accept, an error or a form it does not know, goes to pydantic,
+float. Anything this check does not accept, an error or a form it does not know (or a lax value in
+a `[providers.NAME]` table, "2" for 2, which its model takes), goes to pydantic,
 which words every problem of the file; a file pydantic accepts all the same is read into the same
 Tables from its result (`from_model`). tests/test_spec_tables.py checks that both ways give equal
 tables, value types included, on every board of the project and on fuzzed ones.
@@ -17,11 +18,12 @@ and read as the model's name for it (`in_`).
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import keyword
 import math
 import re
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -115,66 +117,198 @@ def _understood(node: Any) -> bool:
 _SCHEMA, TABLES, _USABLE = _load_schema()
 """TABLES: the class of each model's tables, by the model's name ("Film", "EditClip", ...)."""
 
+Check = Callable[[Any], Any]
+"""A compiled schema node: the value as the models give it, or _Declined."""
+
 
 def check(raw: dict[str, Any]) -> Table | None:
     """The file's tables when the file is valid by this check, else None (ask pydantic)."""
     if not _USABLE:
         return None
     try:
-        return _value(_SCHEMA, raw, checked=True)
+        return _compiled()(raw)
     except (_Declined, RecursionError):
         return None
 
 
 def from_model(spec: Any) -> Table:
     """The tables of a file pydantic validated (its StoryboardFile): the same as `check` gives."""
-    return _value(_SCHEMA, spec.model_dump(by_alias=True), checked=False)
+    return _trusted(_SCHEMA, spec.model_dump(by_alias=True))
 
 
 def default_table(name: str) -> Table:
     """A table with every field at its default (`[cache]` when the file has none)."""
-    return _value({"$ref": f"#/$defs/{name}"}, {}, checked=True)
+    return _compile({"$ref": f"#/$defs/{name}"}, {})({})
 
 
-def _value(schema: dict[str, Any], value: Any, checked: bool) -> Any:
-    """`value` as the models would give it; `checked=False` trusts it and only makes the tables."""
+@functools.cache
+def _compiled() -> Check:
+    return _compile(_SCHEMA, {})
+
+
+# ---- the check, compiled once from the schema into one function per node ---------------------
+
+
+def _compile(schema: dict[str, Any], refs: dict[str, Check]) -> Check:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return _table(name, _SCHEMA["$defs"][name], value, checked)
+        if name not in refs:
+            refs[name] = _compile_table(name, _SCHEMA["$defs"][name], refs)
+        return refs[name]
     if "anyOf" in schema:
-        return _any_of(schema["anyOf"], value, checked)
+        return _compile_any_of([_compile(branch, refs) for branch in schema["anyOf"]],
+                               any(branch.get("type") == "null" for branch in schema["anyOf"]))
     kind = schema.get("type")
+    if kind == "object" and "properties" in schema:
+        return _compile_table("StoryboardFile", schema, refs)
     if kind == "object":
-        if "properties" in schema:
-            return _table("StoryboardFile", schema, value, checked)
-        if checked and not isinstance(value, dict):
-            raise _Declined
-        values = schema.get("additionalProperties", True)
-        if values is True:
-            return dict(value)
-        return {key: _value(values, item, checked) for key, item in value.items()}
+        return _compile_dict(schema.get("additionalProperties", True), refs)
     if kind == "array":
-        if checked and (not isinstance(value, list) or len(value) > schema.get("maxItems", len(value))):
+        return _compile_array(_compile(schema["items"], refs), schema.get("maxItems"))
+    return _compile_scalar(schema, kind)
+
+
+def _compile_any_of(branches: list[Check], nullable: bool) -> Check:
+    """The first branch that takes the value (the unions here have one branch per type)."""
+    def any_of(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        for branch in branches:
+            try:
+                return branch(value)
+            except _Declined:
+                continue
+        raise _Declined
+    return any_of
+
+
+def _compile_dict(values: Any, refs: dict[str, Check]) -> Check:
+    item = None if values is True else _compile(values, refs)
+
+    def table_of(value: Any) -> Any:
+        if type(value) is not dict:
             raise _Declined
-        return [_value(schema["items"], item, checked) for item in value]
-    if checked:
-        return _scalar(schema, kind, value)
+        return dict(value) if item is None else {key: item(entry) for key, entry in value.items()}
+    return table_of
+
+
+def _compile_array(item: Check, most: int | None) -> Check:
+    def array(value: Any) -> Any:
+        if type(value) is not list or (most is not None and len(value) > most):
+            raise _Declined
+        return [item(entry) for entry in value]
+    return array
+
+
+def _compile_scalar(schema: dict[str, Any], kind: str | None) -> Check:
+    """A strict scalar within its bounds; an int given for a number is a float, as pydantic makes it."""
+    if kind == "string":
+        return _compile_string(schema)
+    if kind in ("boolean", "null"):
+        wanted = bool if kind == "boolean" else type(None)
+
+        def exact(value: Any) -> Any:
+            if type(value) is not wanted:
+                raise _Declined
+            return value
+        return exact
+    if kind not in ("integer", "number"):
+        raise ValueError(f"type {kind!r}")  # _understood() lets no other type through
+    least, most = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+    above, below = schema.get("exclusiveMinimum", -math.inf), schema.get("exclusiveMaximum", math.inf)
+    as_float = kind == "number"
+
+    def number(value: Any) -> Any:
+        if as_float and type(value) is int and abs(value) <= _EXACT:
+            value = float(value)
+        if type(value) is not (float if as_float else int) or (as_float and not math.isfinite(value)):
+            raise _Declined
+        if not (least <= value <= most and above < value < below):
+            raise _Declined
+        return value
+    return number
+
+
+def _compile_string(schema: dict[str, Any]) -> Check:
+    choices = frozenset(schema["enum"]) if "enum" in schema else None
+    shortest, longest = schema.get("minLength", 0), schema.get("maxLength", math.inf)
+    pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+
+    def string(value: Any) -> Any:
+        if type(value) is not str or (choices is not None and value not in choices):
+            raise _Declined
+        if not shortest <= len(value) <= longest:
+            raise _Declined
+        # Python's `$` also matches before a final newline; the model's regex does not
+        if pattern is not None and (value.endswith("\n") or not pattern.search(value)):
+            raise _Declined
+        return value
+    return string
+
+
+def _compile_table(name: str, definition: dict[str, Any], refs: dict[str, Check]) -> Check:
+    """A model's table: known keys only (unless it allows others), the required ones given, defaults filled."""
+    cls = TABLES[name]
+    fields: dict[str, tuple[str, Check, Callable[[Any], Any] | None]] = {}
+    fixed: dict[str, Any] = {}  # defaults that are immutable, made once
+    made: dict[str, Callable[[], Any]] = {}  # defaults that are containers or tables, made for each table
+    for prop, schema in definition["properties"].items():
+        attribute, item = _attribute(prop), _compile(schema, refs)
+        fields[prop] = attribute, item, _VALIDATORS.get((name, prop))
+        if "default" not in schema:  # a default_factory: pydantic leaves it out of the schema
+            if prop not in definition.get("required", ()):
+                made[attribute] = list if schema.get("type") == "array" else dict
+        elif isinstance(schema["default"], dict | list):
+            made[attribute] = functools.partial(item, schema["default"])
+        else:
+            fixed[attribute] = item(schema["default"])
+    required = tuple(definition.get("required", ()))
+    closed = definition.get("additionalProperties", True) is False
+
+    def table(value: Any) -> Any:
+        if type(value) is not dict or any(prop not in value for prop in required):
+            raise _Declined
+        values = dict(fixed)
+        for attribute, make in made.items():
+            values[attribute] = make()
+        for prop, given in value.items():
+            if prop not in fields:
+                if closed:
+                    raise _Declined
+                continue
+            attribute, item, validator = fields[prop]
+            values[attribute] = item(given)
+            if validator is not None and given is not None and validator(given) is not None:
+                raise _Declined
+        return cls(**values)
+    return table
+
+
+# ---- tables from a file pydantic validated ----------------------------------------------------
+
+
+def _trusted(schema: dict[str, Any], value: Any) -> Any:
+    """A value pydantic made, with the tables made where the schema has them (nothing checked)."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _trusted_table(name, _SCHEMA["$defs"][name], value)
+    if "anyOf" in schema:
+        branch = next((b for b in schema["anyOf"] if _shaped(b, value)), None)
+        return value if branch is None else _trusted(branch, value)
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema:
+        return _trusted_table("StoryboardFile", schema, value)
+    if kind == "object":
+        values = schema.get("additionalProperties", True)
+        return dict(value) if values is True else {key: _trusted(values, item) for key, item in value.items()}
+    if kind == "array":
+        return [_trusted(schema["items"], item) for item in value]
     return value
 
 
-def _any_of(branches: list[dict[str, Any]], value: Any, checked: bool) -> Any:
-    """The first branch that takes the value (the unions here have one branch per type)."""
-    if not checked:
-        for branch in branches:
-            if _shaped(branch, value):
-                return _value(branch, value, checked)
-        return value
-    for branch in branches:
-        try:
-            return _value(branch, value, checked)
-        except _Declined:
-            continue
-    raise _Declined
+def _trusted_table(name: str, definition: dict[str, Any], value: dict[str, Any]) -> Table:
+    return TABLES[name](**{_attribute(prop): _trusted(schema, value[prop])
+                           for prop, schema in definition["properties"].items()})
 
 
 def _shaped(schema: dict[str, Any], value: Any) -> bool:
@@ -184,71 +318,3 @@ def _shaped(schema: dict[str, Any], value: Any) -> bool:
     kind = "object" if "$ref" in schema else schema.get("type")
     return isinstance(value, dict) if kind == "object" else isinstance(value, list) if kind == "array" \
         else not isinstance(value, dict | list)
-
-
-def _scalar(schema: dict[str, Any], kind: str | None, value: Any) -> Any:
-    """A strict scalar, within its bounds; an int given for a number is a float, as pydantic makes it."""
-    if kind == "string":
-        if type(value) is not str or ("enum" in schema and value not in schema["enum"]):
-            raise _Declined
-        if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)):
-            raise _Declined
-        # Python's `$` also matches before a final newline; the model's regex does not
-        if "pattern" in schema and (value.endswith("\n") or not re.search(schema["pattern"], value)):
-            raise _Declined
-        return value
-    if kind == "boolean":
-        if type(value) is not bool:
-            raise _Declined
-        return value
-    if kind == "null":
-        if value is not None:
-            raise _Declined
-        return None
-    if kind == "integer":
-        if type(value) is not int:
-            raise _Declined
-    elif kind == "number":
-        if type(value) is int and abs(value) <= _EXACT:
-            value = float(value)
-        if type(value) is not float or not math.isfinite(value):
-            raise _Declined
-    else:
-        raise _Declined
-    low, high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if not schema.get("minimum", value) <= value <= schema.get("maximum", value) \
-            or (low is not None and value <= low) or (high is not None and value >= high):
-        raise _Declined
-    return value
-
-
-def _table(name: str, definition: dict[str, Any], value: Any, checked: bool) -> Table:
-    """A model's table: known keys only (unless it allows others), the required ones given, defaults filled."""
-    properties = definition["properties"]
-    if checked:
-        closed = definition.get("additionalProperties", True) is False
-        if not isinstance(value, dict) or (closed and any(key not in properties for key in value)):
-            raise _Declined
-        if any(key not in value for key in definition.get("required", ())):
-            raise _Declined
-    fields = {}
-    for prop, schema in properties.items():
-        if prop in value:
-            item = _value(schema, value[prop], checked)
-        elif "default" in schema:
-            item = _value(schema, copy.deepcopy(schema["default"]), checked)
-        else:  # a default_factory: pydantic leaves it out of the schema
-            item = _empty(schema)
-        if checked and (validator := _VALIDATORS.get((name, prop))) and item is not None and validator(item):
-            raise _Declined
-        fields[_attribute(prop)] = item
-    return TABLES[name](**fields)
-
-
-def _empty(schema: dict[str, Any]) -> Any:
-    kind = schema.get("type")
-    if kind == "array":
-        return []
-    if kind == "object":
-        return {}
-    raise _Declined  # a required field the schema has no default for: never filled in here
