@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from storyboard.edit.sources import MAX_SUBTITLE_BYTES, audio_seconds, read_subtitles, readable, sound_path
-from storyboard.edit.timeline import Join, frames_of
+from storyboard.edit.join import Join, frames_of
 from storyboard.errors import StoryboardFileError, did_you_mean
 from storyboard.job import FPS
 from storyboard.problems import Problems, Where
