@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from storyboard.errors import StoryboardFileError, did_you_mean
-from storyboard.model import Asset, AssetTable, FrameInput, FrameRef, ImageInput, ShotSpec
+from storyboard.model import Asset, FrameInput, ImageInput
+from storyboard.spec_tables import Table
 from storyboard.problems import Problems, Where
 from storyboard.sniff import image_problem, sniff, special_kind
 
@@ -34,7 +35,7 @@ _DOWNLOAD = "storyboard does not fetch URLs: download the file into the board's 
 class AssetResolver:
     """Resolves `[assets]` at once (recording each problem) and shots' image references on demand."""
 
-    def __init__(self, where: Where, problems: Problems, root: Path, declared: dict[str, str | AssetTable],
+    def __init__(self, where: Where, problems: Problems, root: Path, declared: dict[str, str | Table],
                  ids: dict[str, int], allow_outside: bool) -> None:
         self.where = where
         self.root = root
@@ -53,7 +54,7 @@ class AssetResolver:
         """The `[assets]` table, every entry checked."""
         return dict(self.assets)
 
-    def first_frame(self, s: ShotSpec) -> tuple[ImageInput | None, str | None]:
+    def first_frame(self, s: Table) -> tuple[ImageInput | None, str | None]:
         """The shot's first frame and the shot it `continues`, if any."""
         if s.continues is not None and s.first_frame is not None:
             raise self.where.error(
@@ -80,11 +81,11 @@ class AssetResolver:
             raise self.where.error(f"a shot cannot use itself (cycle: {shot} -> {shot})", shot, field)
         return target
 
-    def image(self, shot: str, field: str, ref: str | FrameRef | None) -> ImageInput | None:
+    def image(self, shot: str, field: str, ref: str | Table | None) -> ImageInput | None:
         """An image input: a frame of another shot, a declared asset, or a path."""
         if ref is None:
             return None
-        if isinstance(ref, FrameRef):
+        if not isinstance(ref, str):  # a FrameRef table
             return FrameInput(self.shot_ref(shot, field, ref.shot) or "", ref.frame)
         asset = self._named(shot, field, ref)
         if asset.kind not in IMAGE_KINDS:
@@ -92,7 +93,7 @@ class AssetResolver:
                                    f"{field} needs a PNG or JPEG image", shot, field)
         return asset
 
-    def clip_source(self, s: ShotSpec) -> str | Asset | None:
+    def clip_source(self, s: Table) -> str | Asset | None:
         """What `edits` names: another shot (its clip) or an MP4 asset; alone, with nothing else to start from."""
         if s.edits is None:
             return None
@@ -144,8 +145,8 @@ class AssetResolver:
             raise self.where.error(f"unknown asset '{ref}'{hint}", shot, field)
         return asset
 
-    def _declared(self, name: str, value: str | AssetTable) -> Asset:
-        if isinstance(value, AssetTable):
+    def _declared(self, name: str, value: str | Table) -> Asset:
+        if not isinstance(value, str):  # an AssetTable
             if (value.path is None) == (value.url is None):
                 raise self.where.error(f"[assets] '{name}': give exactly one of 'path' or 'url'")
             value = value.path if value.path is not None else value.url or ""

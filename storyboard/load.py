@@ -14,14 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from storyboard import spec_tables
 from storyboard.assets import AssetResolver
 from storyboard.errors import StoryboardFileError, TemplateError, did_you_mean
 from storyboard.job import EXTENSION_SECONDS
-from storyboard.model import ID_PATTERN, Board, Shot, ShotSpec, StoryboardFile
+from storyboard.model import ID_PATTERN, Board, Shot
 from storyboard.problems import Problems, Where, quote_line
 from storyboard.sniff import special_kind
+from storyboard.spec_tables import Table
 from storyboard.template import PromptRenderer
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -41,22 +41,29 @@ def load(path: str | Path, *, allow_outside: bool = False, provider: str | None 
     text = _read(path)
     raw = _parse(path, text)
     where = Where(path, text, raw)
-    try:
-        spec, errors = StoryboardFile.model_validate(raw), []
-    except ValidationError as exc:
-        spec, errors = None, exc.errors()
-    if spec is None:
-        problems = Problems(path)
-        for err in _relevant(errors):
-            problems.add(_explain(where, raw, err))
-        problems.raise_any()
-        raise StoryboardFileError(f"{path}: invalid storyboard")  # pydantic always names at least one error
+    spec = spec_tables.check(raw) or _validated(where, raw)
     if provider is not None:
-        spec = spec.model_copy(update={
-            "film": spec.film.model_copy(update={"provider": provider}),
-            "shot": [s.model_copy(update={"provider": None}) for s in spec.shot],
-        })
+        spec = spec.replace(film=spec.film.replace(provider=provider),
+                            shot=[s.replace(provider=None) for s in spec.shot])
     return _resolve(path, where, spec, allow_outside, raw)
+
+
+def _validated(where: Where, raw: dict[str, Any]) -> Table:
+    """The file's tables by pydantic, for a file the schema check declined: every problem worded, or (a
+    form that check does not know) the same tables it would have given."""
+    from pydantic import ValidationError
+
+    from storyboard.spec import StoryboardFile
+
+    try:
+        return spec_tables.from_model(StoryboardFile.model_validate(raw))
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = Problems(where.path)
+    for err in _relevant(errors):
+        problems.add(_explain(where, raw, err))
+    problems.raise_any()
+    raise StoryboardFileError(f"{where.path}: invalid storyboard")  # pydantic always names at least one error
 
 
 def _read(path: Path) -> str:
@@ -144,7 +151,7 @@ def _names(loc: Any) -> list[str | int]:
 
 def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError:
     """One pydantic error as one sentence that names the table, the shot and the field."""
-    from storyboard import model
+    from storyboard import spec as model
     from storyboard.edit.rules import explain
 
     if (named := explain(where, raw, err)) is not None:  # an entry of an [edit] array names itself
@@ -187,7 +194,7 @@ def _explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError
     return where.error(f"{message}{shown}", shot, field, at=at)
 
 
-def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool, raw: dict[str, Any]) -> Board:
+def _resolve(path: Path, where: Where, spec: Table, allow_outside: bool, raw: dict[str, Any]) -> Board:
     from storyboard.edit.rules import check_edit, check_names
     from storyboard.providers import available, provider_class
     from storyboard.rules import check_board, check_options, check_shot
@@ -195,9 +202,9 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     problems = Problems(path)
     registry = available()
     providers: dict[str, Any] = {}
-    for name, table in spec.providers.items():
+    for name in spec.providers:
         with problems.collect():
-            providers[name] = _provider_settings(where, name, table, registry, provider_class)
+            providers[name] = _provider_settings(where, name, raw["providers"][name], registry, provider_class)
 
     ids: dict[str, int] = {}
     for i, s in enumerate(spec.shot):
@@ -263,15 +270,15 @@ def _resolve(path: Path, where: Where, spec: StoryboardFile, allow_outside: bool
     return checked
 
 
-def _provider_settings(where: Where, name: str, table: Any, registry: Any, provider_class: Any) -> Any:
+def _provider_settings(where: Where, name: str, table: dict[str, Any], registry: Any, provider_class: Any) -> Any:
     if name not in registry:
         raise where.error(f"[providers.{name}]: unknown provider '{name}'{did_you_mean(name, registry)}; "
                           f"available: {', '.join(sorted(registry))}")
+    from pydantic import ValidationError
+
     from storyboard.providers.settings import settings_fields, validate_settings
 
     cls = provider_class(name, registry)
-    if not isinstance(table, dict):  # the file model's parsed table: its keys as written
-        table = table.model_dump(exclude_unset=True)
     try:
         return validate_settings(cls.Settings, table)
     except ValidationError as exc:
@@ -282,7 +289,7 @@ def _provider_settings(where: Where, name: str, table: Any, registry: Any, provi
         raise where.error(f"[providers.{name}]: {msg} '{key}'{hint}", at=("providers", name, *err["loc"])) from None
 
 
-def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, index: int, impl: Any,
+def _shot(where: Where, problems: Problems, spec: Table, s: Table, index: int, impl: Any,
           settings: Any, render: PromptRenderer, assets: AssetResolver, capabilities: Any) -> Shot | None:
     """The resolved shot, or None after recording each of its problems."""
     film = spec.film
@@ -351,7 +358,7 @@ def _shot(where: Where, problems: Problems, spec: StoryboardFile, s: ShotSpec, i
     return None if failed else Shot(**shot)
 
 
-def _pick_too_high(where: Where, s: ShotSpec) -> int:
+def _pick_too_high(where: Where, s: Table) -> int:
     raise where.error(f"pick = {s.pick} but the shot has only {s.takes} take(s): pick a candidate from 1 to "
                       f"{s.takes}, or raise `takes`", s.id, "pick")
 
@@ -361,7 +368,7 @@ def _whole(seconds: int | float) -> int | float:
     return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
 
 
-def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> None:
+def _check_sequence(where: Where, spec: Table, ids: dict[str, int]) -> None:
     if spec.edit.sequence is None:
         return
     if not spec.edit.sequence:
@@ -372,7 +379,7 @@ def _check_sequence(where: Where, spec: StoryboardFile, ids: dict[str, int]) -> 
         raise where.error(f"[edit] field 'sequence': unknown shot{'s' if len(unknown) > 1 else ''} {named}")
 
 
-def _sequence(spec: StoryboardFile, shots: dict[str, Shot]) -> tuple[str, ...]:
+def _sequence(spec: Table, shots: dict[str, Shot]) -> tuple[str, ...]:
     """The film's shots in order: [edit] sequence, else file order with extended and edited shots replaced."""
     if spec.edit.clip is not None:  # the timeline form: its clips' shots, in film order
         return tuple(c.shot for c in spec.edit.clip if c.shot in shots)

@@ -7,7 +7,7 @@ import json
 
 def schema_json() -> str:
     """The schema as stable, pretty JSON (what schemas/storyboard.schema.json holds)."""
-    from storyboard.model import StoryboardFile
+    from storyboard.spec import StoryboardFile
 
     schema = StoryboardFile.model_json_schema()
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"

@@ -16,6 +16,8 @@ from storyboard.schema import schema_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "storyboard.schema.json"
+PACKAGED = ROOT / "storyboard" / "data" / "storyboard.schema.json"
+"""The copy storyboard.spec_tables checks files against (an installed package has no schemas/ folder)."""
 EXAMPLES = sorted((ROOT / "examples").glob("*/storyboard.toml"))
 REGENERATE = "run `storyboard schema > schemas/storyboard.schema.json` and commit the result"
 
@@ -42,6 +44,8 @@ def run_taplo(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProces
 def test_committed_schema_is_up_to_date() -> None:
     assert SCHEMA.is_file(), f"{SCHEMA.relative_to(ROOT)} is missing: {REGENERATE}"
     assert SCHEMA.read_text(encoding="utf-8") == schema_json(), f"the committed schema is stale: {REGENERATE}"
+    assert PACKAGED.read_text(encoding="utf-8") == schema_json(), \
+        f"{PACKAGED.relative_to(ROOT)} is stale: copy schemas/storyboard.schema.json there"
 
 
 def test_schema_is_strict_json_schema() -> None:

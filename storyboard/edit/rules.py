@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from storyboard.edit.sources import MAX_SUBTITLE_BYTES, audio_seconds, read_subtitles, readable, sound_path
-from storyboard.edit.timeline import Join, frames_of
+from storyboard.edit.join import Join, frames_of
 from storyboard.errors import StoryboardFileError, did_you_mean
 from storyboard.job import FPS
 from storyboard.problems import Problems, Where
@@ -33,7 +33,7 @@ def label(raw_edit: Any, kind: str, index: int) -> str:
 
 def explain(where: Where, raw: dict[str, Any], err: Any) -> StoryboardFileError | None:
     """A pydantic error inside an [edit] array or [edit.subtitles], named by its entry; None elsewhere."""
-    from storyboard import model
+    from storyboard import spec as model
 
     loc = [p for p in err["loc"] if isinstance(p, int) or not (p[:1].isupper() or p in ("str", "float", "int", "bool")
                                                               or p.startswith(("literal[", "constrained-")))]

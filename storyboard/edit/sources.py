@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from storyboard.edit.timeline import Cue
 from storyboard.errors import StoryboardFileError, did_you_mean
 from storyboard.problems import escape_controls
+
+if TYPE_CHECKING:
+    from storyboard.edit.timeline import Cue
 
 MAX_SOUND_BYTES = 1 << 30
 MAX_SUBTITLE_BYTES = 4 << 20
