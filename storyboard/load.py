@@ -274,14 +274,12 @@ def _provider_settings(where: Where, name: str, table: dict[str, Any], registry:
     if name not in registry:
         raise where.error(f"[providers.{name}]: unknown provider '{name}'{did_you_mean(name, registry)}; "
                           f"available: {', '.join(sorted(registry))}")
-    from pydantic import ValidationError
-
-    from storyboard.providers.settings import settings_fields, validate_settings
+    from storyboard.providers.settings import settings_fields, validate_settings, validation_error
 
     cls = provider_class(name, registry)
     try:
         return validate_settings(cls.Settings, table)
-    except ValidationError as exc:
+    except validation_error() as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         hint = did_you_mean(key, settings_fields(cls.Settings)) if err["type"] == "extra_forbidden" else ""

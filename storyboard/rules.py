@@ -175,10 +175,8 @@ def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
     """A shot's `options`: each one its provider takes (`impl.Options`), with a value it accepts."""
     if not shot.options:
         return
-    from pydantic import ValidationError
-
     from storyboard.errors import did_you_mean
-    from storyboard.providers.settings import settings_fields, validate_settings
+    from storyboard.providers.settings import settings_fields, validate_settings, validation_error
 
     options = getattr(impl, "Options", None)
     known = settings_fields(options) if options is not None else []
@@ -194,7 +192,7 @@ def check_options(shot: Shot, impl: Any, error: ErrorFn) -> None:
         raise error(f"unknown option '{name}'{did_you_mean(name, known)}; {takes}", shot.id, f"options.{name}")
     try:
         validate_settings(options, dict(shot.options))
-    except ValidationError as exc:
+    except validation_error() as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]) if problem["loc"] else "options"
         raise error(f"{shot.provider}: {problem['msg']} (got {dict(shot.options).get(name)!r})", shot.id,

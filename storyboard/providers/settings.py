@@ -57,14 +57,91 @@ def validate_settings(cls: type, table: Mapping[str, Any]) -> Any:
             pydantic model: an unknown key is `extra_forbidden` ("Extra inputs are not permitted"),
             reported after the fields' own errors.
     """
-    from pydantic import ValidationError
-
     if not dataclasses.is_dataclass(cls) and hasattr(cls, "model_validate"):  # a plugin's pydantic model
         return cls.model_validate(dict(table))
+    if (plain := _plain(cls, table)) is not None:
+        return plain
     try:
         return _adapter(cls).validate_python(dict(table))
-    except ValidationError as exc:
+    except validation_error() as exc:
         raise _as_model_error(exc) from None
+
+
+def validation_error() -> type[Exception]:
+    """pydantic's ValidationError, for `except validation_error():` (Python evaluates it only when
+    an exception is being matched, so a table read without pydantic never imports it)."""
+    from pydantic import ValidationError
+
+    return ValidationError
+
+
+def _plain(cls: type, table: Mapping[str, Any]) -> Any:
+    """The instance, built without pydantic, when every value already is what its field takes: a str,
+    a member of a Literal, a bool, an int (a float field takes it as a float) or a float, passing the
+    field's own Checks. None otherwise: pydantic then decides, and words any problem.
+
+    A board's usual table (`project = "p"`, `concurrency = 2`) so costs a load no pydantic import;
+    what pydantic would coerce or refuse, and any class whose rules need more, goes to pydantic.
+    """
+    fields = _plain_fields(cls)
+    if fields is None:
+        return None
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            return None
+        kinds, members, rules = fields[key]
+        kind = type(value)
+        if kind is str and (str in kinds or value in members):
+            pass
+        elif kind is bool and bool in kinds:
+            pass
+        elif kind is int and int in kinds:
+            pass
+        elif kind is int and float in kinds and abs(value) < 2**53:  # exactly a float
+            value = float(value)
+        elif kind is float and float in kinds:
+            pass
+        else:
+            return None
+        for rule in rules:
+            try:
+                value = rule(value)
+            except (ValueError, AssertionError):  # what pydantic turns into an error: let it word it
+                return None
+        values[key] = value
+    return cls(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_fields(cls: type) -> dict[str, tuple[frozenset[type], frozenset[str], tuple[Callable[..., Any], ...]]] | None:
+    """field -> (the plain types it takes as they are, its Literal's str members, its Checks' rules);
+    None when the class needs pydantic for every table (rules on defaults, or on other fields)."""
+    import types
+    import typing
+
+    if getattr(cls, "__pydantic_config__", {}).get("validate_default"):
+        return None
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        hint, rules = hints[f.name], ()
+        if typing.get_origin(hint) is typing.Annotated:
+            hint, *metadata = typing.get_args(hint)
+            if not all(isinstance(m, Check) and not m.with_data for m in metadata):
+                return None
+            rules = tuple(m.rule for m in metadata)
+        parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        kinds, members = set(), set()
+        for part in parts:
+            if part in (str, bool, int, float):
+                kinds.add(part)
+            elif typing.get_origin(part) is typing.Literal:
+                members.update(m for m in typing.get_args(part) if type(m) is str)
+        if int in kinds and float in kinds:  # pydantic's smart union: leave such a field to it
+            kinds -= {int, float}
+        out[f.name] = (frozenset(kinds), frozenset(members), rules)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

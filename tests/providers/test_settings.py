@@ -15,9 +15,9 @@ from pydantic_core import PydanticCustomError
 
 from storyboard.errors import StoryboardError, StoryboardFileError
 from storyboard.load import load
-from storyboard.providers import ProviderSettings
+from storyboard.providers import BUILTIN, ProviderSettings, provider_class
 from storyboard.providers.animatic import AnimaticProvider
-from storyboard.providers.settings import Check, settings_fields, validate_settings
+from storyboard.providers.settings import Check, _adapter, _plain, settings_fields, validate_settings
 from storyboard.providers.uniall import UniAllSettings
 from storyboard.providers.vertex import VertexOptions, VertexSettings
 
@@ -141,6 +141,57 @@ def test_a_rules_own_error_kind_keeps_its_words_beside_an_unknown_key():
         ("not_a_hue", ("hue",), "loud is not a hue on this wheel"),
         ("extra_forbidden", ("hu",), "Extra inputs are not permitted"),
     ]
+
+
+SETTINGS = sorted({provider_class(name).Settings for name in BUILTIN} | {VertexOptions}, key=lambda c: c.__name__)
+VALUES = ["p", "allow_all", "crop", "lossless", "gs://films/out/", "s3://x/", "url", "vertex", "", 0, 1, 2, 5, -3,
+          2**60, 2.5, 1.0, float("inf"), True, False, None, [1], {"a": 1}]
+
+
+@pytest.mark.parametrize("cls", SETTINGS, ids=lambda c: c.__name__)
+def test_a_table_read_without_pydantic_is_what_pydantic_reads(cls):
+    """Every value of every field, one at a time: where the plain reading answers, pydantic agrees."""
+    answered = 0
+    for name in settings_fields(cls):
+        for value in VALUES:
+            plain = _plain(cls, {name: value})
+            if plain is None:
+                continue
+            answered += 1
+            assert plain == _adapter(cls).validate_python({name: value}), (name, value)
+            assert type(getattr(plain, name)) is type(getattr(_adapter(cls).validate_python({name: value}), name))
+    if cls is not UniAllSettings:  # its rule reads another field and runs on defaults: always pydantic's
+        assert answered >= len(settings_fields(cls)), "the plain reading should answer the usual values"
+    assert _plain(cls, {"no_such_key": 1}) is None
+
+
+def test_what_pydantic_would_coerce_or_refuse_is_left_to_it():
+    assert _plain(VertexSettings, {"concurrency": "3"}) is None and _plain(VertexSettings, {"concurrency": True}) is None
+    assert _plain(VertexSettings, {"concurrency": 2.0}) is None and _plain(VertexSettings, {"sample_count": 2}) is None
+    assert _plain(VertexSettings, {"storage_uri": "s3://x/"}) is None
+    assert _plain(VertexSettings, {"rpm": 5}).rpm == 5.0 and _plain(UniAllSettings, {}) is None
+    assert validate_settings(VertexSettings, {"concurrency": "3"}).concurrency == 3  # pydantic's lax reading
+
+
+LOAD = AUDIT.split("import storyboard.providers\n")[0] + """
+from storyboard.load import load
+board = load(sys.argv[1])
+print(json.dumps({"importers": sorted(importers), "loaded": "pydantic" in sys.modules,
+                  "project": board.providers["vertex"].project}))
+"""
+
+
+def test_a_usual_table_and_shot_options_load_without_pydantic(tmp_path):
+    path = board(tmp_path, 'project = "p"\nconcurrency = 2\nrpm = 5\nperson_generation = "allow_all"',
+                 options='options = { compression_quality = "lossless", storage_uri = "gs://films/out/" }')
+    done = subprocess.run([sys.executable, "-c", LOAD, str(path)], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["project"] == "p"
+    assert set(seen["importers"]) <= {"storyboard.job"}, seen  # RenderJob is leaving pydantic in its own change
+    if not seen["importers"]:
+        assert not seen["loaded"], seen
 
 
 # ---- the messages a user sees ------------------------------------------------------------------------
