@@ -252,3 +252,70 @@ def test_a_planned_board_keys_each_shot_as_the_pydantic_model_did(write_board, f
     other = resolver.candidates(open_project(path).board.shots["c"], c.job)[0][1]  # candidate 1: a replace
     assert other.candidate == 1 and "candidate" not in key_components(other)
     assert resolver.key(other) == cache_key(OldRenderJob.model_construct(**other.__dict__).model_dump(mode="json"))
+
+
+PINNED_BOARD = """
+[film]
+provider = "animatic"
+duration = 4
+seed = 1
+
+[providers.vertex]
+project = "fake-project"
+
+[[shot]]
+id = "plain"
+prompt = "a lighthouse at dusk"
+
+[[shot]]
+id = "every-field"
+prompt = "the lamp comes on, \\"quoted\\" and ünïcode ✓"
+negative_prompt = "no text"
+duration = 6
+seed = 4294967295
+audio = false
+aspect_ratio = "9:16"
+take = 3
+takes = 2
+pick = 2
+
+[[shot]]
+id = "vertex-options"
+provider = "vertex"
+model = "veo-3.1-generate-001"
+prompt = "a harbour at night"
+duration = 8
+options = { person_generation = "allow_adult", compression_quality = "lossless" }
+
+[[shot]]
+id = "vertex-delivery"
+provider = "vertex"
+model = "veo-3.1-generate-001"
+prompt = "a harbour at night"
+duration = 8
+options = { storage_uri = "gs://films/renders/" }
+"""
+PINNED_KEYS = {
+    "plain": "c4dfe4f61de5f426558fb1578ee7a6040078afc672e75927bd31971e6df3f534",
+    "every-field": "6bed5be74f0f96f403d9978307f7647b804384a8a45f8a37e13fd7d0df879870",
+    "every-field candidate 1": "31e526d469d0758c182582970b1be4a717b4f6d09b6b9a095a4679385605910e",
+    "vertex-options": "217c823962b1f2e23d9dcd0d1d188e5befcb31a5af5ab87573d3619e6d34660a",
+    "vertex-delivery": "00ab8ca426eef5d3d8307bba509481006f9b7b51b45aa08e849d853fde3a88fb",
+}
+"""The keys 5fcffe7 planned for PINNED_BOARD (RenderJob a pydantic model, the board loaded by pydantic):
+whatever makes a shot's job now (the loader, the provider's options), the keys must be these."""
+
+
+def test_a_board_plans_the_keys_the_pydantic_job_planned(write_board, monkeypatch) -> None:
+    from storyboard.build import open_project, plan_project
+
+    for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VERTEX_ACCESS_TOKEN", "token")
+    path = write_board(PINNED_BOARD)
+    steps, resolver = plan_project(open_project(path))
+    keys = {step.shot: step.key for step in steps}
+    every = next(step for step in steps if step.shot == "every-field")
+    keys["every-field candidate 1"] = resolver.candidates(open_project(path).board.shots["every-field"],
+                                                          every.job)[0][2]
+    assert keys == PINNED_KEYS
