@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-
 Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
 
