@@ -10,6 +10,7 @@ have been charged, so a build killed before the shot lands resumes that batch, n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from storyboard.job import RenderJob
@@ -40,7 +41,7 @@ def extra_candidates(resolver: Resolver, candidates: list[Candidate]) -> list[Ca
         for number in journaled_asks(resolver, key):
             if number not in known:
                 known.add(number)
-                other = job.model_copy(update={"candidate": number})
+                other = replace(job, candidate=number)
                 extra.append((number, other, resolver.key(other)))
     return extra
 

@@ -6,13 +6,13 @@ pixels, with every input named by the sha256 of its bytes. Its canonical JSON is
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
@@ -51,10 +51,13 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     return SIZES[(resolution, aspect_ratio)]
 
 
-class RenderJob(BaseModel):
-    """One shot, resolved: provider, model, parameters and input digests. Hashes to its key."""
+@dataclass(frozen=True, kw_only=True)
+class RenderJob:
+    """One shot, resolved: provider, model, parameters and input digests. Hashes to its key.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A plain frozen dataclass, not validated: every value comes from a shot validated at load. Its key
+    material is `key_components(job)`, the dict pydantic's `model_dump(mode="json")` made when this
+    was a pydantic model (importing pydantic and building its models were a plan's largest cost)."""
 
     provider: str
     model: str
@@ -83,64 +86,44 @@ class RenderJob(BaseModel):
     batch: int = 0
     """How many times `build --force` asked for the shot anew; 0 keys as every job did before."""
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave `edits`, `candidate` and `batch` out at their defaults, so the keys of every job made
-        before they existed stay the same (nobody pays again for a clip in the cache)."""
-        data = handler(self)
-        # `options` likewise, and only those that shape the clip (UNKEYED_OPTIONS do not)
-        keyed = {name: value for name, value in self.options if name not in UNKEYED_OPTIONS}
-        data.pop("options", None)
-        if keyed:
-            data["options"] = keyed
-        if data.get("edits") is None:
-            data.pop("edits", None)
-        if data.get("candidate") == 1:
-            data.pop("candidate", None)
-        if data.get("batch") == 0:
-            data.pop("batch", None)
-        return data
-
     @property
     def output_seconds(self) -> float:
         """Length of the returned clip: an extension returns source + 7 s, measured later."""
         return float(self.duration)
 
 
-_FIELDS = tuple(RenderJob.model_fields)
-_BLANK: list[RenderJob] = []
-
-
-def construct_job(**values: Any) -> RenderJob:
-    """``RenderJob.model_construct(**values)``, not validated (the values come from a shot validated
-    at load). When `values` names every field, a copy of a made job takes them: a plan makes a job a
-    shot, and pydantic's field-by-field construction was its largest single cost."""
-    if len(values) != len(_FIELDS) or values.keys() != set(_FIELDS):
-        return RenderJob.model_construct(**values)
-    if not _BLANK:
-        _BLANK.append(RenderJob.model_construct(provider="", model="", prompt=""))
-    return _BLANK[0].model_copy(update=values)
-_SCALARS = (str, int, float, bool, type(None))
+_FIELDS = tuple(f.name for f in fields(RenderJob))
+_TEXT, _OPTIONAL_TEXT, _OPTIONAL_INT = (str,), (str, type(None)), (int, type(None))
+_PLAIN_TYPES = {"provider": _TEXT, "model": _TEXT, "prompt": _TEXT, "negative_prompt": _OPTIONAL_TEXT,
+                "duration": (int, float), "resolution": _TEXT, "aspect_ratio": _TEXT, "seed": _OPTIONAL_INT,
+                "audio": (bool,), "take": (int,), "first_frame": _OPTIONAL_TEXT, "last_frame": _OPTIONAL_TEXT,
+                "extends": _OPTIONAL_TEXT, "edits": _OPTIONAL_TEXT, "label": _TEXT, "candidate": (int,),
+                "batch": (int,)}
+"""Each scalar field and the exact types of its value when made from a validated shot (the fast way)."""
+_NUMBERS = frozenset({"duration", "seed", "take", "candidate", "batch"})
 
 
 def key_components(job: RenderJob) -> dict[str, Any]:
-    """``job.model_dump(mode="json")``, the dict its cache key hashes, made straight from its values:
-    a plan keys every shot, and pydantic's serializer was a tenth of it. Any value that is not a
-    plain one (a non-finite float, which JSON mode writes as null; a subclass) takes pydantic's way."""
+    """The dict the job's cache key hashes: what pydantic's ``model_dump(mode="json")`` made of it
+    (keys of every cached clip were made that way), without pydantic. Plain values are taken as
+    they are; any other goes the way pydantic's JSON mode took it (`_json_value`)."""
     values = job.__dict__
-    data = {name: values[name] for name in _FIELDS}
-    refs, options = data["references"], data["options"]
-    if not (all(type(v) in _SCALARS and (type(v) is not float or math.isfinite(v))
-                for k, v in data.items() if k not in ("references", "options"))
+    refs, options = values["references"], values["options"]
+    if (all(type(values[name]) in types for name, types in _PLAIN_TYPES.items())
             and type(refs) is tuple and all(type(r) is str for r in refs)
             and type(options) is tuple and all(type(o) is tuple and len(o) == 2 and type(o[0]) is str
-                                               and type(o[1]) in (str, int, float, bool)
-                                               and (type(o[1]) is not float or math.isfinite(o[1]))
-                                               for o in options)):
-        return job.model_dump(mode="json")
-    data["references"] = list(refs)
+                                               and type(o[1]) in (str, int, float, bool) for o in options)
+            and all(type(v) is not float or math.isfinite(v)
+                    for v in (values["duration"], *(o[1] for o in options)))):
+        data = {name: values[name] for name in _FIELDS}
+        data["references"] = list(refs)
+        keyed = {name: value for name, value in options if name not in UNKEYED_OPTIONS}
+    else:
+        data = {name: _field_value(name, values[name]) for name in _FIELDS}
+        keyed = {_json_key(name): _json_value(value) for name, value in options if name not in UNKEYED_OPTIONS}
+    # `edits`, `candidate`, `batch` and `options` are left out at their defaults (UNKEYED_OPTIONS are
+    # not options that shape the clip), so the keys of every job made before they existed stay the same
     del data["options"]
-    keyed = {name: value for name, value in options if name not in UNKEYED_OPTIONS}
     if keyed:
         data["options"] = keyed
     if data["edits"] is None:
@@ -150,6 +133,42 @@ def key_components(job: RenderJob) -> dict[str, Any]:
     if data["batch"] == 0:
         del data["batch"]
     return data
+
+
+def _field_value(name: str, value: Any) -> Any:
+    """A field's value as pydantic's JSON mode wrote it: its int serializer made a bool a number."""
+    if name in _NUMBERS and type(value) is bool:
+        return int(value)
+    return _json_value(value)
+
+
+def _json_value(value: Any) -> Any:
+    """`value` as pydantic's JSON mode inferred it: non-finite floats null, an enum its value,
+    subclasses of str, int and float the plain value, tuples and sets lists."""
+    kind = type(value)
+    if value is None or kind in (str, bool, int):
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, Enum):
+        return _json_value(value.value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value) if math.isfinite(value) else None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {_json_key(k): _json_value(v) for k, v in value.items()}
+    raise TypeError(f"a RenderJob holds a {kind.__name__} ({value!r}), which has no JSON form")
+
+
+def _json_key(key: Any) -> Any:
+    """A dict key as pydantic's JSON mode wrote it."""
+    value = _json_value(key)
+    return value if type(value) is str else json.dumps(value)
 
 
 @dataclass(frozen=True)

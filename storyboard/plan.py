@@ -7,7 +7,7 @@ ones), so the plan says it *may* rerun and names the upstream: only `build` can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from storyboard.assets import clip_seconds
 from storyboard.cache import Cache, cache_key
 from storyboard.errors import StoryboardFileError
 from storyboard.frames import frame_digests
-from storyboard.job import EXTENSION_SECONDS, RenderJob, construct_job, job_duration, key_components
+from storyboard.job import EXTENSION_SECONDS, RenderJob, job_duration, key_components
 from storyboard.model import Asset, Board, FrameInput, ImageInput, Shot
 from storyboard.plan_reasons import explain, waiting
 from storyboard.takes import candidate_jobs, lost_answer, missing_reason, resumed_request
@@ -101,7 +101,7 @@ class Resolver:
             update["references"] = references
         if not update:
             return None
-        entry = self.cache.get_action(cache_key(job.model_copy(update=update).model_dump(mode="json")))
+        entry = self.cache.get_action(cache_key(key_components(replace(job, **update))))
         if entry is None:
             return None
         entry = {**entry, "key": key}
@@ -155,7 +155,7 @@ class Resolver:
             duration = clip_seconds(path) + EXTENSION_SECONDS
         impl = self.providers[shot.provider]
         # every value comes from the shot, validated at load (the same types): not validated again
-        job = construct_job(
+        job = RenderJob(
             provider=shot.provider,
             model=shot.model,
             prompt=shot.prompt,

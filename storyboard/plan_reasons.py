@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storyboard.estimate import pseudo_job
-from storyboard.job import RenderJob
+from storyboard.job import RenderJob, key_components
 from storyboard.model import Asset, Board, ImageInput, Shot
 
 
@@ -13,7 +13,7 @@ def waiting(shot: Shot, upstream: str, previous: dict[str, Any] | None) -> str:
     """Why a shot whose key waits on `upstream` may rerun: its own edits, if any, then the upstream."""
     if not isinstance(previous, dict) or not isinstance(previous.get("components"), dict):
         return f"new shot; runs after upstream '{upstream}'"
-    now = pseudo_job(shot).model_dump(mode="json")
+    now = key_components(pseudo_job(shot))
     own = _changes(previous["components"], now, [k for k in now if k in _PARAMETERS])
     if own:
         return f"{'; '.join(own)}; upstream '{upstream}' reruns"
@@ -46,7 +46,7 @@ def explain(board: Board, shot: Shot, job: RenderJob, previous: dict[str, Any] |
     if previous is None or "components" not in previous:
         return "new shot"
     before = previous["components"]
-    now = job.model_dump(mode="json")
+    now = key_components(job)
     if before == now:
         return "not in the cache"
     changed = [k for k in now if before.get(k) != now[k] and k != "label"]

@@ -16,7 +16,7 @@ fields where readers always found them, so gc keeps them all while the shot is i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class Candidate:
 
 def candidate_jobs(job: RenderJob, takes: int) -> list[RenderJob]:
     """The jobs of candidates 1..takes: `job` (any one of them) with its candidate number set."""
-    return [job if job.candidate == k else job.model_copy(update={"candidate": k}) for k in range(1, takes + 1)]
+    return [job if job.candidate == k else replace(job, candidate=k) for k in range(1, takes + 1)]
 
 
 def batches(locked: dict[str, dict[str, Any]], forced: set[str] | frozenset[str] = frozenset()) -> dict[str, int]:
@@ -124,7 +124,7 @@ def lock_entry(previous: dict[str, Any] | None, key: str, job: RenderJob, entry:
     batch and take): an older batch or take is still a paid take of it. A changed prompt or input
     makes a new shot, whose old clips gc may collect as it always could.
     """
-    components = key_components(job)  # job.model_dump(mode="json"), made straight from its values
+    components = key_components(job)
     candidates: dict[str, Any] = {}
     old = (previous or {}).get("candidates")
     if isinstance(old, dict) and isinstance((previous or {}).get("components"), dict) \

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
 
-from storyboard.job import EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob, RenderResult
+from storyboard.cache import cache_key
+from storyboard.job import (EXTENSION_SECONDS, Capabilities, Price, RenderContext, RenderJob, RenderResult,
+                            key_components)
 from storyboard.providers import ProviderSettings
 
 
@@ -51,7 +52,7 @@ class FakeProvider:
         if job.extends:
             info = probe(ctx.input_path(job.extends))
             seconds = info.frames / 24 + EXTENSION_SECONDS
-        colour = hashlib.sha256(job.model_dump_json().encode()).hexdigest()[:6]
+        colour = cache_key(key_components(job))[:6]
         run_ffmpeg([
             "-f", "lavfi", "-i", f"color=c=0x{colour}:s=64x36:r=24:d={seconds}",
             "-f", "lavfi", "-i", f"sine=f=220:sample_rate=48000:d={seconds}",

@@ -27,10 +27,11 @@ prompt = "the wave breaks"
 def _cached_source(project, handle):
     """Pretend 'src' was generated: an action entry with real objects and the given handle."""
     from storyboard.cache import cache_key
+    from storyboard.job import key_components
 
     resolver = project.resolver()
     job, _ = resolver.job(project.board.shots["src"])
-    key = cache_key(job.model_dump(mode="json"))
+    key = cache_key(key_components(job))
     shas = {}
     for name in ("clip", "first", "last"):
         tmp = project.cache.tmp_path()

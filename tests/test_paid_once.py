@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -187,7 +188,7 @@ class LongClips(FakeProvider):
     """A gateway that returns 8 s whatever was asked."""
 
     def render(self, job, dest, ctx):
-        return super().render(job.model_copy(update={"duration": 8}), dest, ctx)
+        return super().render(dataclasses.replace(job, duration=8), dest, ctx)
 
 
 def test_a_longer_clip_than_requested_is_kept_used_and_reported(tmp_path, monkeypatch, fake_provider):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -66,7 +67,7 @@ class SameEveryTake(FakeProvider):
     """A provider whose output ignores the take, as the animatic's drafts do: a new take, the same bytes."""
 
     def render(self, job, dest, ctx):
-        return super().render(job.model_copy(update={"take": 1}), dest, ctx)
+        return super().render(dataclasses.replace(job, take=1), dest, ctx)
 
 
 def test_a_dependant_of_a_rerun_that_returns_the_same_frames_is_not_promised_a_rerun(write_board, fake_provider,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyboard.cache import cache_key
 from storyboard.errors import ProviderError
-from storyboard.job import Capabilities, Price, RenderContext, RenderJob, RenderResult
+from storyboard.job import Capabilities, Price, RenderContext, RenderJob, RenderResult, key_components
 from storyboard.providers._base import HttpProvider
 from storyboard.providers._http import raise_for_api_error, response_json, send, utc_iso, with_retries
 from storyboard.providers._transfer import json_or_none
@@ -205,7 +205,7 @@ class ApiframeProvider(HttpProvider):
 
     def idempotency_key(self, job: RenderJob, ctx: RenderContext) -> str:
         """The shot's cache key; after a failed job, suffixed with its id so it is not replayed."""
-        key = cache_key(job.model_dump(mode="json"))
+        key = cache_key(key_components(job))
         entry = ctx.journal.read() or {}
         failed = entry.get("failed_job") if entry.get("provider") == self.name else None
         return f"{key}-{failed}" if failed else key

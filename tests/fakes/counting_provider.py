@@ -11,11 +11,11 @@ FakeProvider's 64x36 clips to 720p was most of each machine's build in the lease
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 from pathlib import Path
 
-from storyboard.job import FPS, RenderContext, RenderJob, RenderResult, frame_size
+from storyboard.cache import cache_key
+from storyboard.job import FPS, RenderContext, RenderJob, RenderResult, frame_size, key_components
 from tests.fake_provider import FakeProvider
 
 
@@ -29,7 +29,7 @@ class CountingProvider(FakeProvider):
             log.flush()
         ctx.sleep(float(os.environ.get("FAKE_RENDER_SECONDS", "0")))
         width, height = frame_size(job.resolution, job.aspect_ratio)
-        colour = hashlib.sha256(job.model_dump_json().encode()).hexdigest()[:6]
+        colour = cache_key(key_components(job))[:6]
         run_ffmpeg([
             "-f", "lavfi", "-i", f"color=c=0x{colour}:s={width}x{height}:r={FPS}:d={job.duration}",
             "-f", "lavfi", "-i", f"sine=f=220:sample_rate=48000:d={job.duration}",

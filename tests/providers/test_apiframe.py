@@ -9,7 +9,7 @@ from PIL import Image
 
 from storyboard.cache import cache_key
 from storyboard.errors import MissingKeyError, ProviderError
-from storyboard.job import Price, RenderJob
+from storyboard.job import Price, RenderJob, key_components
 from storyboard.media import probe
 from storyboard.providers import ProviderSettings
 from storyboard.providers.apiframe import ApiframeProvider, result_url
@@ -71,7 +71,7 @@ def test_text_to_video_end_to_end(fake, tmp_path):
     assert fake.bodies("submit") == [{"model": "veo-3.1", "prompt": "A lighthouse at dusk", "veoParams": {
         "duration": 8, "aspect_ratio": "16:9", "resolution": "720p", "generate_audio": True,
         "negative_prompt": "blur", "seed": 7}}]
-    assert fake.keys_sent == [cache_key(the_job.model_dump(mode="json"))]
+    assert fake.keys_sent == [cache_key(key_components(the_job))]
     states = ctx.progress.firsts
     assert states[0] == "submitted" and states[-1] == "downloading"
     assert [c[1] for c in ctx.progress.calls if c[0] == "rendering"] == [0.0, 0.33]
@@ -122,7 +122,7 @@ def test_a_failed_job_is_quoted_and_the_next_build_does_not_replay_it(fake, tmp_
 
     fake.outcome = "ok"
     result = apiframe(fake).render(the_job, tmp_path / "again.mp4", ctx)
-    key = cache_key(the_job.model_dump(mode="json"))
+    key = cache_key(key_components(the_job))
     assert fake.keys_sent == [key, f"{key}-{failed}"]
     assert result.operation != failed and fake.submissions == {"A lighthouse at dusk": 2}
 
