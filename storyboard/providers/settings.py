@@ -1,12 +1,12 @@
-"""Provider settings are plain frozen dataclasses; pydantic checks a table only when there is one.
+"""Provider settings are plain frozen dataclasses; pydantic checks a table only when it must.
 
 Building a provider with its default settings happens at every load, and importing pydantic and
 building its validators costs a `storyboard plan` about 0.2 s: so `ProviderSettings` and its
-subclasses are stdlib dataclasses, and pydantic is imported here, lazily, the first time a
-`[providers.NAME]` table or a shot's `options` is validated. pydantic validates stdlib
-dataclasses itself (`__pydantic_config__` forbids unknown keys); a field's own rule is a `Check`
-in its `Annotated[...]` metadata, which pydantic runs after the type check and which costs
-nothing to define.
+subclasses are stdlib dataclasses. A `[providers.NAME]` table or a shot's `options` whose values
+already are what their fields take is read directly (`_plain`); anything else goes to pydantic,
+imported then, which validates stdlib dataclasses itself (`__pydantic_config__` forbids unknown
+keys) and words every problem as it did when these were pydantic models. A field's own rule is a
+`Check` in its `Annotated[...]` metadata: both readings run it, and it costs nothing to define.
 
 A settings subclass must be a dataclass too: `@dataclass(frozen=True, kw_only=True)`.
 """
