@@ -90,23 +90,28 @@ def available() -> dict[str, str]:
     import sys
 
     found = dict(BUILTIN)
-    for ep in _entry_points(tuple(sys.path)):
-        if ep.name in found and found[ep.name] != ep.value:
+    for name, value in _entry_points(tuple(sys.path)):
+        if name in found and found[name] != value:
             raise StoryboardError(
-                f"provider '{ep.name}' is registered twice ({found[ep.name]} and {ep.value}); "
+                f"provider '{name}' is registered twice ({found[name]} and {value}); "
                 "uninstall one of the plugins"
             )
-        found[ep.name] = ep.value
+        found[name] = value
     return found
 
 
 @functools.lru_cache(maxsize=4)
-def _entry_points(search_path: tuple[str, ...]) -> tuple[Any, ...]:
-    """The plugins' entry points, read once per search path: reading every installed package's
-    metadata costs a plan tens of milliseconds, and loading and opening a project both ask."""
-    from importlib.metadata import entry_points
+def _entry_points(search_path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The plugins' (name, "module:Class"), read once per search path: loading and opening a project
+    both ask (storyboard.providers.plugins reads them without importing importlib.metadata)."""
+    from storyboard.providers.plugins import entry_points
 
-    return tuple(entry_points(group=ENTRY_POINT_GROUP))
+    found = entry_points(ENTRY_POINT_GROUP, search_path)
+    if found is None:  # a zipped distribution on the path
+        from importlib.metadata import entry_points as installed
+
+        found = [(ep.name, ep.value) for ep in installed(group=ENTRY_POINT_GROUP)]
+    return tuple(found)
 
 
 def provider_class(name: str, registry: dict[str, str] | None = None) -> Any:
