@@ -35,13 +35,11 @@ from pathlib import Path
 from typing import Literal
 
 from storyboard.edit.clip_facts import ClipFacts, copy_blocker, read_clip
+from storyboard.edit.versions import CONFORM_VERSION
 
-__all__ = ["ClipFacts", "Profile", "Trim", "build_conform_command", "build_copy_command",
+__all__ = ["CONFORM_VERSION", "ClipFacts", "Profile", "Trim", "build_conform_command", "build_copy_command",
            "conform_key", "copy_blocker", "digest", "frames_for", "piece_bounds", "read_clip",
            "segment_output_args"]
-
-CONFORM_VERSION = 1
-"""Bump when the conform or window commands change in a way the settings below do not show."""
 
 X264_PARAMS = "bframes=0:threads=4:lookahead-threads=1:sliced-threads=0"
 """No B-frames: every packet's dts equals its pts, so joined segments never reorder across a join.

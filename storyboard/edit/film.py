@@ -35,8 +35,7 @@ class FilmReport:
 
 def film_key(board: Board, timeline: Timeline) -> str:
     """Over the timeline's key fields, the film's format and the stitcher's versions; nothing else."""
-    from storyboard.edit.conform import CONFORM_VERSION
-    from storyboard.edit.render import TITLES_VERSION
+    from storyboard.edit.versions import CONFORM_VERSION, TITLES_VERSION
 
     width, height = frame_size(board.film.resolution, board.film.aspect_ratio)
     return cache_key({

@@ -46,10 +46,9 @@ from storyboard.edit.pieces import Part, Setting, plan_parts, step_line
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
 from storyboard.edit.transition import build_window_command, window_key
+from storyboard.edit.versions import TITLES_VERSION
 from storyboard.errors import MediaError, StitchError
 
-TITLES_VERSION = 1
-"""Bump when a title card or overlay is drawn differently in a way its key does not show."""
 
 
 class Memo(Protocol):
