@@ -52,14 +52,18 @@ class _Declined(Exception):
 class Table:
     """One table of the file as written: read-only, its fields named as the model's."""
 
-    __slots__ = ()
     _fields: tuple[str, ...] = ()
+    _keys: frozenset[str] = frozenset()
 
     def __init__(self, **values: Any) -> None:
-        for name in self._fields:
-            object.__setattr__(self, name, values[name])
+        if values.keys() != self._keys:
+            raise TypeError(f"{type(self).__name__} takes exactly {', '.join(self._fields)}")
+        object.__setattr__(self, "__dict__", values)  # one assignment, not one per field: a plan makes thousands
 
     def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only; use replace()")
+
+    def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only; use replace()")
 
     def replace(self, **changes: Any) -> Table:
@@ -93,7 +97,7 @@ def _load_schema() -> tuple[dict[str, Any], dict[str, type[Table]], bool]:
     tables = {}
     for name, definition in {**schema["$defs"], "StoryboardFile": schema}.items():
         fields = tuple(_attribute(p) for p in definition.get("properties", {}))
-        tables[name] = type(name, (Table,), {"__slots__": fields, "_fields": fields, "__module__": __name__,
+        tables[name] = type(name, (Table,), {"_fields": fields, "_keys": frozenset(fields), "__module__": __name__,
                                              "__doc__": definition.get("description")})
     return schema, tables, _understood(schema)
 

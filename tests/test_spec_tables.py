@@ -156,6 +156,8 @@ def test_tables_are_read_only_and_replaced_whole() -> None:
     tables = spec_tables.check(RICH)
     with pytest.raises(AttributeError):
         tables.film.provider = "vertex"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del tables.film.provider
     changed = tables.film.replace(provider="vertex")
     assert (changed.provider, tables.film.provider, changed.model) == ("vertex", "animatic", "m")
 
