@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
+_SMALL = 1 << 16
+"""More than an action entry or a memo holds: read in one call."""
 
 
 def read_bytes(name: str) -> bytes:
-    """A file's bytes through the os module: a plan reads an action a shot, and open()'s buffered,
-    decoding file object was most of it."""
+    """A regular file's bytes through the os module: a plan reads an action a shot, and open()'s
+    buffered, decoding file object was most of it. A short read of a regular file is its end, so
+    a small file costs three system calls (open, read, close)."""
     fd = os.open(name, os.O_RDONLY)
     try:
-        chunks = [os.read(fd, max(os.fstat(fd).st_size, 1) + 1)]
-        while chunks[-1]:
+        chunks = [os.read(fd, _SMALL)]
+        while len(chunks[-1]) == (_SMALL if len(chunks) == 1 else _CHUNK):
             chunks.append(os.read(fd, _CHUNK))
     finally:
         os.close(fd)
