@@ -8,9 +8,11 @@ without importing pydantic (≈ 0.2 s of CPU per command, as much as planning 1,
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from storyboard import sandbox
@@ -18,6 +20,7 @@ from storyboard.edit.xfade_names import KINDS as TRANSITION_KINDS
 from storyboard.errors import did_you_mean
 from storyboard.model import COLOR_PATTERN, MAX_CLIPS, MAX_SECONDS, MAX_SOUNDS, MAX_TEXT_CHARS, MAX_TEXTS, \
     MAX_TITLES, SEED_MAX, film_output_problem
+from storyboard.providers import ProviderSettings
 
 Resolution = Literal["360p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16"]
@@ -222,19 +225,14 @@ class CacheTable(_Strict):
         return value
 
 
-class ProviderTable(BaseModel):
-    """`[providers.NAME]` in the schema; each provider validates its own table strictly."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    # ProviderSettings' fields (a dataclass now, which a pydantic model cannot extend)
-    model: str | None = None
-    base_url: str | None = None
-    concurrency: int | None = None
-    rpm: float | None = None
-    poll_interval: float | None = None
-    timeout: float | None = None
-    allow_retired: bool = False
+ProviderTable = create_model(
+    "ProviderTable",
+    __config__=ConfigDict(frozen=True, extra="allow"),
+    __doc__="`[providers.NAME]` in the schema; each provider validates its own table strictly.",
+    # ProviderSettings' fields, from the dataclass (which a pydantic model cannot extend)
+    **{f.name: (hint, f.default) for f in dataclasses.fields(ProviderSettings)
+       for hint in [typing.get_type_hints(ProviderSettings)[f.name]]},
+)
 
 
 class StoryboardFile(_Strict):
