@@ -10,11 +10,10 @@ import enum
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import ProviderError, StoryboardError
 from storyboard.job import EXTENSION_SECONDS, RenderContext, RenderJob
@@ -24,6 +23,9 @@ from storyboard.lockfile import LockFile
 from storyboard.model import Board
 from storyboard.plan import Resolver
 from storyboard.scheduling import POLL, Limiter, Schedule, ctrl_c_flag
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 class Outcome(enum.Enum):
@@ -84,6 +86,10 @@ def run(
 ) -> BuildReport:
     """Render every shot in `order` that is not cached; returns what happened to each."""
     notify = on_event or (lambda shot, state, info: None)
+    if (report := _all_cached(board, order, resolver, lock, notify)) is not None:
+        return report  # nothing to render: no pool, no scheduling (a no-op build of 1,000 shots)
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     cancel = cancel or threading.Event()
     limiter = Limiter(resolver.providers, board, jobs)
     report = BuildReport()
@@ -113,16 +119,9 @@ def run(
                         skip_dependants(shot_id)
                         stop = not keep_going
                         continue
-                    key = resolver.key(job)
-                    entry = None if shot_id in resolver.force else resolver.action(key, job)
-                    candidates = resolver.candidates(shot, job)
-                    cached = {kk: (j, e) for k, j, kk in candidates
-                              if (e := entry if k == shot.pick else resolver.action(kk, j)) is not None}
+                    key, entry, candidates, cached = _look_up(shot, job, resolver)
                     if entry is not None and len(cached) == len(candidates):
-                        resolver.outputs[shot_id] = entry
-                        _record(lock, shot_id, key, job, entry, cached)
-                        report.shots[shot_id] = ShotReport(shot_id, Outcome.CACHED, key)
-                        notify(shot_id, "cached", {})
+                        _commit_cached(shot_id, key, job, entry, cached, resolver, lock, report, notify)
                         graph.finished(shot_id)
                         continue
                     if key in in_flight:
@@ -165,6 +164,57 @@ def run(
         except BaseException:  # the loop itself failed: the shots in flight stop at their next wait,
             cancel.set()  # rather than the pool's exit waiting out a provider's whole deadline
             raise
+    return report
+
+
+Cached = dict[str, tuple[RenderJob, dict[str, Any]]]
+"""key -> (job, action entry) of each of a shot's candidates found in the cache."""
+
+
+def _look_up(shot: Any, job: RenderJob, resolver: Resolver) -> tuple[str, dict[str, Any] | None, list[Any], Cached]:
+    """The shot's key, its cached entry (None when missing or forced), its candidates and the cached ones."""
+    key = resolver.key(job)
+    entry = None if shot.id in resolver.force else resolver.action(key, job)
+    candidates = resolver.candidates(shot, job)
+    cached = {kk: (j, e) for k, j, kk in candidates
+              if (e := entry if k == shot.pick else resolver.action(kk, j)) is not None}
+    return key, entry, candidates, cached
+
+
+def _commit_cached(shot_id: str, key: str, job: RenderJob, entry: dict[str, Any], cached: Cached,
+                   resolver: Resolver, lock: LockFile, report: BuildReport, notify: EventFn) -> None:
+    """A shot found in the cache, every candidate too: its outputs known, the lock pinning it, told."""
+    resolver.outputs[shot_id] = entry
+    _record(lock, shot_id, key, job, entry, cached)
+    report.shots[shot_id] = ShotReport(shot_id, Outcome.CACHED, key)
+    notify(shot_id, "cached", {})
+
+
+def _all_cached(board: Board, order: list[str], resolver: Resolver, lock: LockFile,
+                notify: EventFn) -> BuildReport | None:
+    """The report of a build whose every shot is cached (committed in order), or None, having
+    committed nothing, when one is not: a no-op build then needs neither the pool nor the schedule."""
+    found = []
+    try:
+        for shot_id in order:
+            shot = board.shots[shot_id]
+            if shot_id in resolver.force or not all(up in resolver.outputs for up in shot.upstream()):
+                return None
+            job, _ = resolver.job(shot)
+            key, entry, candidates, cached = _look_up(shot, job, resolver)
+            if entry is None or len(cached) != len(candidates):
+                return None
+            found.append((shot_id, key, job, entry, cached))
+            resolver.outputs[shot_id] = entry  # its dependants' jobs read it
+    except StoryboardError:
+        return None  # the loop reports it as the shot's failure
+    finally:
+        if len(found) < len(order):  # not every shot: the loop starts from nothing known
+            for shot_id, *_ in found:
+                del resolver.outputs[shot_id]
+    report = BuildReport()
+    for shot_id, key, job, entry, cached in found:
+        _commit_cached(shot_id, key, job, entry, cached, resolver, lock, report, notify)
     return report
 
 

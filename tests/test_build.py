@@ -124,6 +124,35 @@ def test_rebuild_calls_no_provider_and_renders_nothing(board, fake_provider):
     assert film.stat().st_mtime_ns == before
 
 
+def no_pool(*args, **kwargs):
+    raise AssertionError("a build with every shot cached started the thread pool")
+
+
+def test_a_build_with_every_shot_cached_commits_them_without_the_pool(board, fake_provider, monkeypatch):
+    import concurrent.futures
+
+    from storyboard.lockfile import LockFile, lock_path
+
+    before = LockFile(lock_path(board)).shots
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", no_pool)
+    events = []
+    _, report = run_build(board, on_event=lambda shot, state, info: events.append((shot, state)))
+    assert fake_provider.calls == []
+    assert events == [(shot, "cached") for shot in ["a", "b", "c", "d", "e"]]  # each told once, in order
+    assert {s: r.outcome for s, r in report.shots.items()} == dict.fromkeys("abcde", Outcome.CACHED)
+    assert LockFile(lock_path(board)).shots == before
+    assert report.film is not None and report.film.stitched is False
+
+
+def test_one_shot_to_render_falls_back_to_the_pool_and_tells_each_cached_shot_once(board, fake_provider):
+    board.write_text(board.read_text().replace("portrait of {{ hero }}", "portrait of {{ hero }} at noon"))
+    events = []
+    _, report = run_build(board, on_event=lambda shot, state, info: events.append((shot, state)))
+    assert rendered(fake_provider) == ["e"]
+    assert [shot for shot, state in events if state == "cached"] == ["a", "b", "c", "d"]
+    assert report.count(Outcome.CACHED) == 4 and report.count(Outcome.RENDERED) == 1
+
+
 def test_editing_a_prompt_reruns_exactly_the_shot_and_its_dependants(board, fake_provider):
     board.write_text(board.read_text().replace("{{ hero }} runs", "{{ hero }} sprints"))
     project = open_project(board)
