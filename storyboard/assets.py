@@ -7,7 +7,6 @@ refused: nothing is fetched, so a URL would pass `validate` and fail at `build`.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -176,6 +175,8 @@ class AssetResolver:
             mode = os.stat(full).st_mode
         except FileNotFoundError:
             nearby = [p.name for p in full.parent.iterdir() if p.is_file()] if full.parent.is_dir() else []
+            import difflib  # only for a file that is not there
+
             close = difflib.get_close_matches(given.name, nearby, n=1, cutoff=0.8)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise _FileProblem(f"file '{value}' not found{hint}") from None
