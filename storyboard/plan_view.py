@@ -109,9 +109,12 @@ def view(project: Any, steps: list[Step], jobs: int = 4) -> PlanView:
     totals = Totals()
     rows, problems = [], []
     missing_key: dict[str, str] = {}
+    # only a provider with a shot to generate needs its key: looking for Google's credentials imports
+    # google-auth and httpx (~0.4 s) and may ask the metadata server, for a plan of cached shots
+    generating = {board.shots[step.shot].provider for step in steps if step.status not in (CACHED, REMOTE)}
     for name, impl in project.providers.items():
         check = getattr(impl, "check_key", None)
-        if check is None:
+        if check is None or name not in generating:
             continue
         try:
             check()

@@ -45,6 +45,24 @@ def test_plan_prices_every_shot_that_will_run(write_board, fake_provider):
     assert pv.cached == 3 and pv.totals.usd() == 0.0
 
 
+def test_a_provider_is_asked_for_its_key_only_when_a_shot_of_it_will_be_generated(write_board, fake_provider,
+                                                                                  monkeypatch):
+    """Looking for Google's credentials imports google-auth and may ask the metadata server: a plan of
+    cached shots does not need the key, and does not look for it."""
+    path = write_board(BOARD)
+    build(open_project(path))
+    asked = []
+    project = open_project(path)
+    monkeypatch.setattr(project.providers["fake"], "check_key", lambda: asked.append("fake"), raising=False)
+    pv = view(project, plan_project(project)[0])
+    assert pv.cached == 3 and asked == []
+    path.write_text(BOARD.replace('prompt = "three"', 'prompt = "four"'))
+    project = open_project(path)
+    monkeypatch.setattr(project.providers["fake"], "check_key", lambda: asked.append("fake"), raising=False)
+    pv = view(project, plan_project(project)[0])
+    assert pv.to_generate == 1 and asked == ["fake"]
+
+
 def test_plan_json_and_budget_through_the_cli(tmp_path, plugin_env):
     board = tmp_path / "storyboard.toml"
     board.write_text(BOARD)
