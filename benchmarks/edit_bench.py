@@ -57,16 +57,10 @@ def reuse(path: Path) -> tuple[str, Path] | None:
 
 
 def render_veo(dest: Path, index: int, seconds: int, keyint: int) -> tuple[str, Path]:
-    """One Veo-like 720p clip with a tone and a keyframe every ``keyint`` frames."""
-    from moviepy_bench import MAIN
+    """One Veo-like 720p clip with a tone and a keyframe every ``keyint`` frames (moviepy_bench's)."""
+    from moviepy_bench import render_veo_like
 
-    run_ffmpeg([
-        "-y", "-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=24:d={seconds},hue=h={index * 37 % 360}",
-        "-f", "lavfi", "-i", f"sine=f={220 + 20 * index}:r=48000:d={seconds}",
-        *MAIN, "-g", str(keyint), "-pix_fmt", "yuv420p", "-ar", "48000", "-ac", "2",
-        "-shortest", str(dest),
-    ])  # fmt: skip
-    return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
+    return render_veo_like(dest, index, seconds, keyint=keyint)
 
 
 def render_music(dest: Path, seconds: float) -> tuple[str, Path]:

@@ -59,13 +59,16 @@ SECOND = ("-c:v", "libx264", "-profile:v", "high", "-preset", "fast", "-bf", "2"
           "-r", "25", "-c:a", "aac", "-b:a", "128k")
 
 
-def render_veo_like(dest: Path, index: int, seconds: int, odd: bool) -> tuple[str, Path]:
-    """One 720p clip with a tone, x264 High with B-frames + AAC 48 kHz stereo (see the docstring)."""
+def render_veo_like(dest: Path, index: int, seconds: int, odd: bool = False,
+                    keyint: int | None = None) -> tuple[str, Path]:
+    """One 720p clip with a tone, x264 High with B-frames + AAC 48 kHz stereo (see the docstring);
+    `keyint`: a keyframe every so many frames (x264's default otherwise)."""
     hue, tone = (index * 37) % 360, 220 + 20 * index
     run_ffmpeg([
         "-y", "-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=24:d={seconds},hue=h={hue}",
         "-f", "lavfi", "-i", f"sine=f={tone}:r=48000:d={seconds}",
-        *(SECOND if odd else MAIN), "-pix_fmt", "yuv420p", "-ar", "48000", "-ac", "2",
+        *(SECOND if odd else MAIN), *(["-g", str(keyint)] if keyint else []),
+        "-pix_fmt", "yuv420p", "-ar", "48000", "-ac", "2",
         "-shortest", str(dest),
     ])  # fmt: skip
     return hashlib.sha256(dest.read_bytes()).hexdigest(), dest
