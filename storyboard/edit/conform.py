@@ -37,7 +37,7 @@ from typing import Literal
 from storyboard.edit.clip_facts import ClipFacts, copy_blocker, read_clip
 from storyboard.edit.versions import CONFORM_VERSION
 
-__all__ = ["CONFORM_VERSION", "ClipFacts", "Profile", "Trim", "build_conform_command", "build_copy_command",
+__all__ = ["ClipFacts", "Profile", "Trim", "build_conform_command", "build_copy_command",
            "conform_key", "copy_blocker", "digest", "frames_for", "piece_bounds", "read_clip",
            "segment_output_args"]
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 from storyboard.edit.conform import (
-    CONFORM_VERSION,
     SEGMENT_SUFFIX,
     ClipFacts,
     Profile,
@@ -46,7 +45,7 @@ from storyboard.edit.pieces import Part, Setting, plan_parts, step_line
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
 from storyboard.edit.transition import build_window_command, window_key
-from storyboard.edit.versions import TITLES_VERSION
+from storyboard.edit.versions import CONFORM_VERSION, TITLES_VERSION
 from storyboard.errors import MediaError, StitchError
 
 

@@ -16,13 +16,13 @@ from typing import Literal
 from collections.abc import Sequence
 
 from storyboard.edit.conform import (
-    CONFORM_VERSION,
     VIDEO_CODEC_ARGS,
     Profile,
     digest,
     frames_for,
     segment_output_args,
 )
+from storyboard.edit.versions import CONFORM_VERSION
 
 __all__ = ["Transition", "build_window_command", "window_key"]
 
