@@ -490,6 +490,7 @@ def _answers(*bodies: bytes) -> dict:
                           "download": [{"status": 200, "headers": [], "action": "answer", "body": "@MP4@"}]}))
 @example(case=("gemini", {"api": [{"status": 409, "headers": [], "action": "answer", "body": b"\x1b[31mred\n\x00"}],
                           "download": [{"status": 200, "headers": [], "action": "answer", "body": "@MP4@"}]}))
+@example(case=("apiframe", _answers(b'{"jobId": "j1"}', b'{"status": "' + b"AB" * 200_000 + b'"}')))
 def test_provider_responses_end_cleanly(scripted: ScriptedServer, client: httpx.Client, sandboxes: Path,
                                         case: tuple[str, dict]) -> None:
     check_provider(scripted, client, *case, sandboxes)

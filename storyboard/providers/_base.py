@@ -374,10 +374,18 @@ class HttpProvider:
         raise NotImplementedError
 
 
+MAX_MESSAGE = 1000
+"""Characters a provider's error keeps: a server's words quoted in it (a status, a reason) are its to size."""
+
+
 def printable(text: str) -> str:
-    """`text` on one line with no control characters: a server's words must not drive the terminal."""
-    return "".join(" " if c in "\t\n\r" else f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c
+    """`text` on one line with no control characters and at most about MAX_MESSAGE characters: a
+    server's words must not drive the terminal, nor bury the one line a failure gets."""
+    text = "".join(" " if c in "\t\n\r" else f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c
                    for c in text)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE - 200]} … ({len(text) - MAX_MESSAGE} characters left out) … {text[-200:]}"
+    return text
 
 
 def _set_message(exc: StoryboardError, message: str) -> None:
