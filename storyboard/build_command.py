@@ -63,6 +63,9 @@ def run(project: Any, *, only: list[str] | None = None, jobs: int = 4, keep_goin
     steps, planned = plan_project(project)
     wanted = set(select(project, only)) if only else None
     pv = view(project, [s for s in steps if wanted is None or s.shot in wanted], jobs)
+    import gc
+
+    gc.enable()  # the entry point pauses the collector while loading and planning; a build may run for hours
     blocking = [p for p in pv.problems if not p.startswith(("note:", "warning:"))]
     if blocking:
         raise MissingKeyError(blocking[0] + "; nothing was run")

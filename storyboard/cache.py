@@ -39,9 +39,13 @@ USE_LOCK = "cache.lock"
 _CHUNK = 1 << 20
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every key: ``json.dumps`` would build one per call (a plan makes thousands)."""
+
+
 def canonical_json(data: Any) -> str:
     """Sorted keys, no spaces: the same data always gives the same bytes."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(data)
 
 
 def cache_key(components: dict[str, Any]) -> str:
@@ -172,8 +176,9 @@ class Cache:
             entry = json.loads(read_bytes(f"{self._actions}{os.sep}{key}.json").decode("utf-8"))
         except (OSError, ValueError):
             return None
-        if not all(self.intact(sha) for sha in entry.get("outputs", {}).values()):
-            return None
+        for sha in entry.get("outputs", {}).values():
+            if not self.intact(sha):
+                return None
         return entry
 
     def put_action(self, key: str, entry: dict[str, Any]) -> None:

@@ -38,6 +38,9 @@ def main() -> None:
         return
     build_args = _plain(args, "build")
     if build_args is not None:
+        import gc
+
+        gc.disable()  # while the board is loaded and planned, as for a plan; build_command.run turns it back on
         _run(lambda: _build(build_args))
         return
     from storyboard.cli import main as cli_main

@@ -249,14 +249,14 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
     """key -> the first shot planned to generate it."""
     for shot_id in order:
         shot = board.shots[shot_id]
-        blocked = next((up for up in shot.upstream() if up in rerun), None)
+        blocked = next((up for up in shot.upstream() if up in rerun), None) if rerun else None
         if blocked is not None:
             rerun.add(shot_id)
             steps.append(Step(shot_id, MAY_RERUN, waiting(shot, blocked, locked.get(shot_id)),
                               upstream_reruns=blocked))
             continue
         fetched = next((up for up in shot.upstream() if up in from_remote
-                        and _needs_remote_pixels(shot, up, resolver)), None)
+                        and _needs_remote_pixels(shot, up, resolver)), None) if from_remote else None
         if fetched is not None:
             rerun.add(shot_id)
             steps.append(Step(shot_id, MAY_RERUN, f"needs a frame of '{fetched}', which comes from the remote: "
@@ -265,9 +265,9 @@ def plan(board: Board, order: list[str], resolver: Resolver, locked: dict[str, d
         job, _ = resolver.job(shot)
         key = resolver.key(job)
         entry = resolver.action(key, job)
-        missing = tuple(k for k, j, kk in resolver.candidates(shot, job)
-                        if k != shot.pick and resolver.action(kk, j) is None
-                        and (remote is None or remote.lookup(kk) is None))
+        missing = () if shot.takes == 1 == shot.pick else tuple(
+            k for k, j, kk in resolver.candidates(shot, job) if k != shot.pick and resolver.action(kk, j) is None
+            and (remote is None or remote.lookup(kk) is None))
         stale = _stale_handle(entry, now) if entry is not None and shot_id in handle_needed else None
         if stale:
             resolver.force.add(shot_id)
