@@ -136,3 +136,25 @@ def test_plain_build_of_a_bad_board_fails_as_the_cli_does(tmp_path):
 def test_other_build_arguments_go_to_the_cli(built, args):
     no_stamp(built)
     assert run(VIA_ENTRY, *args, cwd=built).stderr.endswith("typer imported\n")
+
+
+COLLECTOR_AT_WORK = """
+import gc, sys
+import storyboard.executor as executor
+real_run = executor.run
+def run(*args, **kwargs):  # the build's work: rendering, then the film
+    print("collector on" if gc.isenabled() else "collector off", file=sys.stderr)
+    return real_run(*args, **kwargs)
+executor.run = run
+from storyboard.entry import main
+sys.argv[0] = "storyboard"
+main()
+"""
+
+
+def test_a_plain_build_pauses_the_collector_only_while_it_loads_and_plans(tmp_path):
+    """A build may run for hours: the pause that speeds up loading and planning must not outlive them."""
+    (tmp_path / "storyboard.toml").write_text(BOARD.split("[[shot]]\nid = \"two\"")[0])
+    done = run(COLLECTOR_AT_WORK, "build", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "collector on" in done.stderr and "collector off" not in done.stderr
