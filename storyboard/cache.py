@@ -172,14 +172,21 @@ class Cache:
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action entry for `key` if every object it names is present."""
-        try:
-            entry = json.loads(read_bytes(f"{self._actions}{os.sep}{key}.json").decode("utf-8"))
-        except (OSError, ValueError):
+        entry = self.read_action(key)
+        if entry is None:
             return None
         for sha in entry.get("outputs", {}).values():
             if not self.intact(sha):
                 return None
         return entry
+
+    def read_action(self, key: str) -> dict[str, Any] | None:
+        """The action entry stored for `key`, its objects not checked (None when there is none)."""
+        try:
+            entry = json.loads(read_bytes(f"{self._actions}{os.sep}{key}.json").decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) else None
 
     def put_action(self, key: str, entry: dict[str, Any]) -> None:
         try:

@@ -226,11 +226,12 @@ def _record(lock: LockFile, shot_id: str, key: str, job: RenderJob, entry: dict[
     previous = lock.shots.get(shot_id, {})
     if (previous.get("key") == key and job.candidate == 1 and previous.get("candidates") is None
             and built.keys() == {key} and previous.get("clip") == entry["outputs"]["clip"]
+            and previous.get("first") == entry["outputs"]["first"] and previous.get("last") == entry["outputs"]["last"]
             and previous.get("handle") == entry.get("handle") and previous.get("batch") == (job.batch or None)):
         return  # what lock_entry would compare is the same: one candidate, the same key, clip and handle
     record = lock_entry(previous, key, job, entry, built)
     # a regenerated key (an expired handle) has a new clip and handle: the lock must pin those
-    if all(previous.get(k) == record.get(k) for k in ("key", "clip", "handle", "candidates", "batch")):
+    if all(previous.get(k) == record.get(k) for k in ("key", "clip", "first", "last", "handle", "candidates", "batch")):
         return
     lock.record_shot(shot_id, record, durable=paid)
 

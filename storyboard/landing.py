@@ -62,3 +62,31 @@ def commit_clip(cache: Cache, shot_id: str, job: RenderJob, key: str, clip_tmp: 
     }
     cache.put_action(key, entry)
     return entry
+
+
+def restore_frames(cache: Cache, key: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The action `entry` (its clip intact) with its first and last frames extracted from the clip
+    again and put back in the cache; None when the clip does not give them (then it is a miss)."""
+    from storyboard.errors import CacheError
+    from storyboard.media import extract_first_last
+
+    first_tmp = cache.tmp_path(".png")
+    last_tmp = cache.tmp_path(".png")
+    try:
+        clip = cache.object_path(entry["outputs"]["clip"])
+        pixels = dict(zip(("first", "last"), extract_first_last(clip, first_tmp, last_tmp), strict=True))
+        outputs = {**entry["outputs"], "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
+    except (MediaError, CacheError, OSError):
+        return None
+    finally:
+        for tmp in (first_tmp, last_tmp):
+            if tmp.exists():
+                tmp.unlink()
+    for frame, digest in pixels.items():
+        frame_digests(cache).remember(outputs[frame], digest)
+    restored = {**entry, "outputs": outputs, "pixels": pixels}
+    try:
+        cache.put_action(key, restored)
+    except CacheError:
+        pass  # a read-only cache: restored again next time, never paid for again
+    return restored
