@@ -133,6 +133,15 @@ def _save_memos(cache: Cache) -> None:
     frame_digests(cache).save()
 
 
+def check_shot_names(project: Project, option: str, shots: list[str]) -> None:
+    """Raise StoryboardError, with a did-you-mean, for the first of `shots` the board lacks."""
+    from storyboard.errors import did_you_mean
+
+    for shot_id in shots:
+        if shot_id not in project.board.shots:
+            raise StoryboardError(f"{option}: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+
+
 def select(project: Project, only: list[str]) -> list[str]:
     """The shots needed to build `only`: those shots and everything upstream of them."""
     from storyboard.errors import did_you_mean
@@ -174,11 +183,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     else:
         steps, planned_resolver = planned
     resolver = project.resolver()
-    from storyboard.errors import did_you_mean
-
-    for shot_id in resubmit or ():
-        if shot_id not in project.board.shots:
-            raise StoryboardError(f"--resubmit: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    check_shot_names(project, "--resubmit", resubmit or [])
     resolver.resubmit = set(resubmit or ())
     resolver.force = planned_resolver.force
     resolver.actions, resolver.keys = planned_resolver.actions, planned_resolver.keys

@@ -52,10 +52,12 @@ def run(project: Any, *, only: list[str] | None = None, jobs: int = 4, keep_goin
 
     from storyboard import progress
     from storyboard.build import build as run_build
-    from storyboard.build import plan_project, select
+    from storyboard.build import check_shot_names, plan_project, select
     from storyboard.errors import MissingKeyError
     from storyboard.plan_view import view
 
+    if resubmit:
+        check_shot_names(project, "--resubmit", resubmit)  # before the cost question, not after it
     if force:
         from storyboard.takes import force_batches
 

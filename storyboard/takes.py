@@ -277,11 +277,9 @@ def force_batches(project: Any, shots: list[str]) -> None:
     Raises:
         StoryboardError: an unknown shot (with a did-you-mean).
     """
-    from storyboard.errors import StoryboardError, did_you_mean
+    from storyboard.build import check_shot_names
 
-    for shot_id in shots:
-        if shot_id not in project.board.shots:
-            raise StoryboardError(f"--force: unknown shot '{shot_id}'{did_you_mean(shot_id, project.board.shots)}")
+    check_shot_names(project, "--force", shots)
     project.forced = frozenset(shots)
 
 

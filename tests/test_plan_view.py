@@ -112,3 +112,16 @@ def test_wall_time(case, expected):
         shots, up, secs, limits = [f"s{i}" for i in range(20)], {}, 5, (10, 10)
     got = wall_time(shots, up, {s: "p" for s in shots}, {s: secs for s in shots}, 10, {"p": limits})
     assert got == expected
+
+
+def test_an_unknown_resubmit_shot_is_refused_before_the_cost_question(write_board, fake_provider):
+    from storyboard.build import open_project
+    from storyboard.build_command import run
+    from storyboard.errors import StoryboardError
+
+    path = write_board('[film]\nprovider = "fake"\nduration = 4\n\n[[shot]]\nid = "pier"\nprompt = "a pier"\n')
+    asked: list[str] = []
+    with pytest.raises(StoryboardError, match=r"--resubmit: unknown shot 'peir' \(did you mean 'pier'\?\)"):
+        run(open_project(path), resubmit=["peir"], yes=False, echo=lambda message, err: None,
+            confirm=lambda question, err: asked.append(question) or True)
+    assert asked == [] and fake_provider.calls == []
