@@ -95,13 +95,17 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
     except RecursionError:
         raise StoryboardFileError(f"{path}: {_deep_line(text)}{too_deep}") from None
     stack: list[tuple[Any, int]] = [(raw, 0)]
-    while stack:
+    while stack:  # only tables and arrays are visited: a board's thousands of scalars cannot nest
         value, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        children = value.values() if type(value) is dict else value
+        if children and depth >= MAX_DEPTH:  # its values would be nested MAX_DEPTH + 1 deep
             raise StoryboardFileError(f"{path}: {_deep_line(text)}{too_deep}")
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children)
+        stack.extend([(child, depth + 1) for child in children if type(child) in _NESTING])
     return raw
+
+
+_NESTING = (dict, list)
+"""What TOML nests: tomli makes tables dicts and arrays lists, exactly."""
 
 
 def _deep_line(text: str) -> str:

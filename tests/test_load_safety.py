@@ -208,6 +208,20 @@ def test_refused_templates_say_what_is_allowed(prompt: str, says: str, tmp_path:
 
 # ---- the TOML file itself ------------------------------------------------------------------------
 
+@pytest.mark.parametrize("inner", ["1", "{ x = 1 }", ""])
+def test_values_may_nest_max_depth_levels_deep_and_no_deeper(inner: str) -> None:
+    """The root is level 0 and `[vars]` level 1: `a = [[...]]` with k brackets puts its value k + 2 deep."""
+    from storyboard.load import _parse
+
+    def nested(k: int) -> str:
+        return "[vars]\na = " + "[" * k + inner + "]" * k + "\n"
+
+    deepest = MAX_DEPTH - 2 - (inner == "{ x = 1 }") + (inner == "")  # an empty array holds no value
+    _parse(Path("ok.toml"), nested(deepest))
+    with pytest.raises(StoryboardFileError, match=f"more than {MAX_DEPTH} levels"):
+        _parse(Path("deep.toml"), nested(deepest + 1))
+
+
 @pytest.mark.parametrize("text", [
     "a = " + "[" * 100_000,
     "a = " + "[" * 5000 + "]" * 5000,
