@@ -1,7 +1,10 @@
 """What a clip holds (``ClipFacts``), read by demuxing it, and whether its video can be copied.
 
 The stitcher copies a clip's H.264 packets into a film of cuts when they already are the film's
-video (``copy_blocker``); everything else about a clip it learns here without decoding a frame.
+video (``copy_blocker``); everything else about a clip it learns here without decoding a frame,
+in one demux: its stream's facts and its clean cut points (``clean_cuts``, for the smart cut).
+The stitcher keeps them in its memo by the clip's bytes (``facts_memo``), so an unchanged
+re-stitch demuxes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from storyboard.errors import MediaError
 if TYPE_CHECKING:
     from storyboard.edit.conform import Profile
 
-__all__ = ["ClipFacts", "copy_blocker", "read_clip"]
+__all__ = ["ClipFacts", "copy_blocker", "clean_cuts", "read_clip"]
+
 
 @dataclass(frozen=True)
 class ClipFacts:
@@ -40,6 +44,8 @@ class ClipFacts:
             the SPS and PPS).
         x264_options: the ``options:`` line x264 writes into its first picture, if it made it.
         colour: the video's colour tags as FFmpeg numbers (primaries, transfer, matrix, range).
+        cuts: the frames (presentation order) that start a closed GOP on an IDR picture, where
+            the clip may be cut by copying (``clean_cuts``).
     """
 
     duration: float
@@ -56,10 +62,11 @@ class ClipFacts:
     extradata: bytes
     x264_options: str | None = None
     colour: tuple[int, int, int, int] = (2, 2, 2, 0)
+    cuts: tuple[int, ...] = ()
 
 
 def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
-    """Demux ``path`` once and describe its video stream and whether it has audio.
+    """Demux ``path`` once and describe its video stream, its cut points and whether it has audio.
 
     Raises:
         MediaError: the file is missing, not media, or has no video stream.
@@ -82,11 +89,16 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                     ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
                     ("color_range", 0))),
             }
-            stamps, first = [], b""
+            avcc = facts["extradata"]
+            stamps, first, idr = [], b"", []  # idr: (pts, an IDR keyframe), in decode order
             for packet in container.demux(video):
                 if packet.size:
-                    first = first or bytes(packet)
-                    stamps.append((packet.pts, packet.dts, packet.duration, packet.is_keyframe))
+                    key = bool(packet.is_keyframe)
+                    data = bytes(packet) if key or not first else b""
+                    first = first or data
+                    stamps.append((packet.pts, packet.dts, packet.duration, key))
+                    if packet.pts is not None:
+                        idr.append((packet.pts, key and has_idr(data, avcc)))
             declared = video.duration
             rate = video.average_rate or video.guessed_rate or video.base_rate
     except MediaError:
@@ -108,9 +120,29 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
         frame_rate=1 / (step * base) if constant else None,
         reorders=any(pts != dts for pts, dts, _, _ in stamps),
         starts_on_idr=bool(stamps) and stamps[0][3] and has_idr(first, facts["extradata"]),
-        x264_options=_x264_options(first),
+        x264_options=_x264_options(first), cuts=clean_cuts(idr),
         **facts,
     )  # fmt: skip
+
+
+def clean_cuts(packets: list[tuple[int, bool]]) -> tuple[int, ...]:
+    """The frames (presentation order) where a clip may be cut by copying, from its packets'
+    ``(pts, is an IDR keyframe)`` in decode order.
+
+    A clean cut point starts a closed GOP: an IDR picture, with every packet before it in decode
+    order shown before it and every packet after it shown at or after it. An open GOP (x264's
+    ``--open-gop``: a non-IDR I picture whose leading B-frames refer to the GOP before) is none.
+    """
+    frame_of = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in packets))}
+    later_min = [1 << 62] * (len(packets) + 1)  # the earliest presentation time from each on
+    for at in range(len(packets) - 1, -1, -1):
+        later_min[at] = min(packets[at][0], later_min[at + 1])
+    cuts, seen_max = [], None  # seen_max: the latest presentation time before, in decode order
+    for at, (pts, idr) in enumerate(packets):
+        if idr and (seen_max is None or seen_max < pts) and later_min[at] == pts:
+            cuts.append(frame_of[pts])
+        seen_max = pts if seen_max is None else max(seen_max, pts)
+    return tuple(cuts)
 
 
 def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:

@@ -36,7 +36,6 @@ from storyboard.edit.conform import (
 from storyboard.edit.gops import (
     Span,
     build_span_command,
-    cut_points,
     smart_line,
     split_parts,
     write_packets,
@@ -162,11 +161,7 @@ class Render:
         piece = self.timeline.pieces[index]
         info = self.facts[piece.sha]
         assert isinstance(piece, ClipPiece) and isinstance(info, ClipFacts)
-        try:
-            cuts = cut_points(piece.path, piece.sha)
-        except MediaError:
-            return plan  # encoded as before; its conform says what is wrong with it
-        return split_parts(plan, cuts, info.frames)
+        return split_parts(plan, info.cuts, info.frames)
 
     def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
         """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
@@ -308,9 +303,9 @@ class Render:
 
     def seek_point(self, index: int, frame: int) -> int:
         """The last clean cut point of piece ``index``'s clip at or before ``frame``."""
-        piece = self.timeline.pieces[index]
-        assert isinstance(piece, ClipPiece)
-        return max((at for at in cut_points(piece.path, piece.sha) if at <= frame), default=0)
+        info = self.facts[self.timeline.pieces[index].sha]
+        assert isinstance(info, ClipFacts)
+        return max((at for at in info.cuts if at <= frame), default=0)
 
     # -- windows -----------------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyboard.edit.conform import BITEXACT_ARGS, Profile
-from storyboard.edit.clip_facts import ClipFacts, read_clip
+from storyboard.edit.clip_facts import ClipFacts
+from storyboard.edit.facts_memo import read_facts
 from storyboard.edit.pieces import FilmPlan, plan_film
 from storyboard.edit.render import Memo, Mismatch, Render
 from storyboard.edit.soundtrack import encode_soundtrack
@@ -184,20 +185,23 @@ def stitch(
         StitchError: no clips, a piece too short for its transitions, or ffmpeg failed; the
             message names the step and the clip and ends with ffmpeg's own words.
     """
-    if not isinstance(timeline, Timeline):
-        timeline = _short_form(list(timeline), profile, transition or Transition(), normalize_audio)
-    if not timeline.pieces:
+    clips = None if isinstance(timeline, Timeline) else [(sha, Path(p)) for sha, p in timeline]
+    if not (timeline.pieces if clips is None else clips):  # type: ignore[union-attr]
         raise StitchError("stitch: the film has no clips")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     encoder = _encoder_id()  # fail early, before any work, when ffmpeg cannot run
     report = on_step or (lambda line: None)
-    facts: dict[str, ClipFacts | MediaError] = {}
-    for piece in timeline.pieces:
-        if isinstance(piece, ClipPiece) and piece.sha not in facts:
-            facts[piece.sha] = _read(piece.path)
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
         work = Path(work_dir)
+        facts: dict[str, ClipFacts | MediaError] = {}
+        if clips is not None:  # the short form: its clips' lengths come from their facts
+            for sha, path in clips:
+                facts.setdefault(sha, read_facts(path, sha, memo, work))
+            timeline = _short_form(clips, facts, transition or Transition(), normalize_audio)
+        for piece in timeline.pieces:
+            if isinstance(piece, ClipPiece) and piece.sha not in facts:
+                facts[piece.sha] = read_facts(piece.path, piece.sha, memo, work)
         plan = plan_film(timeline, facts, profile)
         try:
             render = _render(timeline, plan, profile, memo, work, report, facts, encoder)
@@ -234,12 +238,12 @@ def stitch(
     return StitchStats(**render.counts, segments=len(segments), conformed=tuple(plan.reasons))
 
 
-def _short_form(clips: list[tuple[str, Path]], profile: Profile, transition: Transition,
-                normalize_audio: bool) -> Timeline:
+def _short_form(clips: list[tuple[str, Path]], facts: dict[str, ClipFacts | MediaError],
+                transition: Transition, normalize_audio: bool) -> Timeline:
     """The timeline of whole clips joined by one transition (``stitch``'s short form)."""
     pieces = []
     for sha, path in clips:
-        info = _read(Path(path))
+        info = facts[sha]
         seconds = info.duration if isinstance(info, ClipFacts) else 0.0
         pieces.append(ClipPiece(shot=Path(path).name, sha=sha, path=Path(path), in_=0.0,
                                 out=seconds))
@@ -294,14 +298,6 @@ def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], p
         sounds.append((piece.path, first,  # type: ignore[union-attr]
                        profile.samples_at(start + timeline.piece_frames(index, fps)) - first))
     return sounds
-
-
-def _read(path: Path) -> ClipFacts | MediaError:
-    """The clip's facts, or the error reading it (raised when the clip's turn to conform comes)."""
-    try:
-        return read_clip(path)
-    except MediaError as exc:
-        return exc
 
 
 def _move_into_place(produced: Path, out: Path) -> None:
