@@ -17,6 +17,7 @@ from storyboard.edit import facts_memo, gops
 from storyboard.edit.clip_facts import ClipFacts, read_clip
 from storyboard.edit.conform import Profile
 from storyboard.edit.facts_memo import facts_name, from_json, read_facts, to_json
+from storyboard.edit.render import _mov_avcc
 from storyboard.edit.stitch import StitchStats, stitch
 from storyboard.edit.timeline import ClipPiece, Join, Timeline
 from tests._clips import render_clip
@@ -113,3 +114,18 @@ def test_an_entry_with_a_bad_field_is_refused(change):
     assert from_json(good, "f" * 64) == facts
     assert from_json({**good, **change}, "f" * 64) is None
     assert from_json({k: v for k, v in good.items() if k != next(iter(change))}, "f" * 64) is None
+
+
+def test_segment_parameter_sets_read_from_the_moov_box_are_pyavs(clips, tmp_path):
+    memo = DirMemo(tmp_path / "memo")
+    stitch(edit(clips), tmp_path / "film.mp4", profile=PROFILE, memo=memo)
+    segments = memo.segments()
+    assert len(segments) >= 5
+    for path in [*segments, clips["a"].path]:
+        with av.open(str(path)) as container:
+            expected = bytes(container.streams.video[0].codec_context.extradata)
+        assert _mov_avcc(path) == expected and expected.startswith(b"\x01")
+    junk = tmp_path / "junk.mov"
+    for data in (b"", b"\x00\x00\x00\x10moov" + b"\x00" * 4, b"\xff" * 64):
+        junk.write_bytes(data)
+        assert _mov_avcc(junk) is None
