@@ -93,6 +93,7 @@ def test_memoised_facts_equal_the_clips(clips, tmp_path):
         assert isinstance(facts.frame_rate, Fraction) and facts.frame_rate == 24
         assert facts.extradata.startswith(b"\x01") and facts.reorders
         assert facts.colour != (2, 2, 2, 0) and facts.cuts == (0, 12, 24)  # tagged, not default
+        assert facts.sound == ("aac", 48000, 2) and facts.sound_config and facts.aac_run
         stored = json.loads(json.dumps(to_json(facts, piece.sha)))
         assert from_json(stored, piece.sha) == facts
         memo = DirMemo(tmp_path / piece.shot)
@@ -104,12 +105,14 @@ def test_memoised_facts_equal_the_clips(clips, tmp_path):
     {"v": 0}, {"frames": True}, {"width": 0}, {"duration": "2"}, {"duration": float("nan")},
     {"frame_rate": [24, 0]}, {"frame_rate": 24}, {"extradata": "zz"}, {"colour": [1, 1, 1]},
     {"cuts": [12, 0]}, {"cuts": [0, 0]}, {"pix_fmt": 3}, {"has_audio": 1}, {"codec": None},
+    {"sound": None}, {"sound": ["aac", 48000]}, {"sound_config": 1}, {"aac_run": 0},
 ])
 def test_an_entry_with_a_bad_field_is_refused(change):
     facts = ClipFacts(duration=1.5, frames=36, has_audio=True, codec="h264", width=320, height=180,
                       pix_fmt="yuv420p", square_pixels=True, frame_rate=Fraction(24),
                       reorders=True, starts_on_idr=True, extradata=b"\x01d\x00\x0d",
-                      x264_options="cabac=1", colour=(1, 1, 1, 1), cuts=(0, 12, 24))
+                      x264_options="cabac=1", colour=(1, 1, 1, 1), cuts=(0, 12, 24),
+                      sound=("aac", 48000, 2), sound_config=b"\x11\x90", aac_run=72704)
     good = to_json(facts, "f" * 64)
     assert from_json(good, "f" * 64) == facts
     assert from_json({**good, **change}, "f" * 64) is None

@@ -19,6 +19,9 @@ from storyboard.errors import MediaError
 if TYPE_CHECKING:
     from storyboard.edit.conform import Profile
 
+AAC_FRAME = 1024
+"""Samples in one AAC frame."""
+
 __all__ = ["ClipFacts", "copy_blocker", "clean_cuts", "read_clip"]
 
 
@@ -46,6 +49,11 @@ class ClipFacts:
         colour: the video's colour tags as FFmpeg numbers (primaries, transfer, matrix, range).
         cuts: the frames (presentation order) that start a closed GOP on an IDR picture, where
             the clip may be cut by copying (``clean_cuts``).
+        sound: the first audio stream's codec, sample rate and channels, or None.
+        sound_config: that stream's out-of-band configuration (AAC's AudioSpecificConfig).
+        aac_run: the samples its packets hold when they are 1024 samples each (the last may be
+            shorter) from one frame of priming on, as ffmpeg's AAC encoder makes them (so the
+            film's soundtrack may copy them, ``soundtrack``); else None.
     """
 
     duration: float
@@ -63,6 +71,9 @@ class ClipFacts:
     x264_options: str | None = None
     colour: tuple[int, int, int, int] = (2, 2, 2, 0)
     cuts: tuple[int, ...] = ()
+    sound: tuple[str, int, int] | None = None
+    sound_config: bytes = b""
+    aac_run: int | None = None
 
 
 def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
@@ -89,10 +100,18 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                     ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
                     ("color_range", 0))),
             }
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if audio is not None:
+                facts["sound"] = (audio.codec_context.name, audio.rate, audio.channels)
+                facts["sound_config"] = bytes(audio.codec_context.extradata or b"")
             avcc = facts["extradata"]
             stamps, first, idr = [], b"", []  # idr: (pts, an IDR keyframe), in decode order
-            for packet in container.demux(video):
-                if packet.size:
+            places: list[tuple[int | None, int]] = []  # the audio packets' (pts, duration)
+            for packet in container.demux(*(video, audio) if audio is not None else (video,)):
+                if audio is not None and packet.stream_index == audio.index:
+                    if packet.size:
+                        places.append((packet.pts, packet.duration))
+                elif packet.size:
                     key = bool(packet.is_keyframe)
                     data = bytes(packet) if key or not first else b""
                     first = first or data
@@ -101,6 +120,7 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                         idr.append((packet.pts, key and has_idr(data, avcc)))
             declared = video.duration
             rate = video.average_rate or video.guessed_rate or video.base_rate
+            run = None if audio is None else aac_run(places, audio.time_base, audio.rate)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
@@ -120,9 +140,25 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
         frame_rate=1 / (step * base) if constant else None,
         reorders=any(pts != dts for pts, dts, _, _ in stamps),
         starts_on_idr=bool(stamps) and stamps[0][3] and has_idr(first, facts["extradata"]),
-        x264_options=_x264_options(first), cuts=clean_cuts(idr),
+        x264_options=_x264_options(first), cuts=clean_cuts(idr), aac_run=run,
         **facts,
     )  # fmt: skip
+
+
+def aac_run(places: list[tuple[int | None, int]], base: Fraction | None,
+            rate: int) -> int | None:
+    """The samples in audio packets at ``places`` (pts, duration in ``base``) when packet ``m``
+    starts at sample ``1024 (m - 1)`` and all but the last last 1024 samples; else None."""
+    if not places or base is None or not rate:
+        return None
+    num, den = base.numerator * rate, base.denominator  # samples = ticks * num / den
+    for m, (pts, duration) in enumerate(places):
+        if pts is None or pts * num != (m - 1) * AAC_FRAME * den:
+            return None
+        if m + 1 < len(places) and duration * num != AAC_FRAME * den:
+            return None
+    pts, duration = places[-1]
+    return (pts + duration) * num // den  # type: ignore[operator]
 
 
 def clean_cuts(packets: list[tuple[int, bool]]) -> tuple[int, ...]:

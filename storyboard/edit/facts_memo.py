@@ -73,6 +73,8 @@ def to_json(facts: ClipFacts, sha: str) -> dict[str, Any]:
         "reorders": facts.reorders, "starts_on_idr": facts.starts_on_idr,
         "extradata": facts.extradata.hex(), "x264_options": facts.x264_options,
         "colour": list(facts.colour), "cuts": list(facts.cuts),
+        "sound": None if facts.sound is None else list(facts.sound),
+        "sound_config": facts.sound_config.hex(), "aac_run": facts.aac_run,
     }  # fmt: skip
 
 
@@ -81,7 +83,7 @@ def from_json(data: object, sha: str) -> ClipFacts | None:
     if not isinstance(data, dict) or data.get("v") != CLIP_FACTS_VERSION or data.get("clip") != sha:
         return None
     try:
-        rate, colour, cuts = data["frame_rate"], data["colour"], data["cuts"]
+        rate, colour, cuts, sound = data["frame_rate"], data["colour"], data["cuts"], data["sound"]
         checks = (
             _is(data["duration"], float) and data["duration"] >= 0,
             _is(data["frames"], int) and data["frames"] >= 0,
@@ -96,6 +98,10 @@ def from_json(data: object, sha: str) -> ClipFacts | None:
             isinstance(colour, list) and len(colour) == 4 and all(_is(n, int) for n in colour),
             isinstance(cuts, list) and all(_is(n, int) for n in cuts)
             and cuts == sorted(set(cuts)) and all(0 <= n < data["frames"] for n in cuts),
+            sound is None or (isinstance(sound, list) and len(sound) == 3 and _is(sound[0], str)
+                              and all(_is(n, int) and n > 0 for n in sound[1:])),
+            (sound is None) != data["has_audio"], _is(data["sound_config"], str),
+            data["aac_run"] is None or (_is(data["aac_run"], int) and data["aac_run"] > 0),
         )
         if not all(checks):
             return None
@@ -107,6 +113,8 @@ def from_json(data: object, sha: str) -> ClipFacts | None:
             reorders=data["reorders"], starts_on_idr=data["starts_on_idr"],
             extradata=bytes.fromhex(data["extradata"]), x264_options=data["x264_options"],
             colour=tuple(colour), cuts=tuple(cuts),  # type: ignore[arg-type]
+            sound=None if sound is None else tuple(sound),  # type: ignore[arg-type]
+            sound_config=bytes.fromhex(data["sound_config"]), aac_run=data["aac_run"],
         )  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from storyboard.edit.conform import BITEXACT_ARGS, Profile
+from storyboard.edit.conform import BITEXACT_ARGS, ClipFacts, Profile
 from storyboard.errors import StitchError
 
 AAC_FRAME = 1024
@@ -136,20 +136,20 @@ def encode_soundtrack(
         run: runs one ffmpeg command (arguments, description of the step), raising on failure.
         jobs: spans encoded at once; default the machine's core count. The bytes never depend
             on it.
-        clips: ``(clip, film sample where its sound starts, samples the film uses)`` for clips
-            whose sound is in ``pcm`` exactly as they decode: the AAC packets of those that
-            start on the 1024-sample grid, in the film's format and from an encoder configured
-            as the spans' are copied instead of encoded again (see ``GUARD``).
+        clips: ``(clip, film sample where its sound starts, samples the film uses, its facts)``
+            for clips whose sound is in ``pcm`` exactly as they decode: the AAC packets of those
+            that start on the 1024-sample grid, in the film's format and from an encoder
+            configured as the spans' are copied instead of encoded again (see ``GUARD``).
 
     Returns:
         The number of spans.
     """
     total = pcm.stat().st_size // (2 * profile.channels)
     borrowed: list[tuple[Path, int, int]] = []
-    if any(start % AAC_FRAME == 0 for _, start, _ in clips):
+    if any(start % AAC_FRAME == 0 for _, start, _, _ in clips):
         config = _encoder_config(profile, work, run)
-        for path, start, used in clips:
-            length = _borrowable(path, profile, config) if start % AAC_FRAME == 0 else None
+        for path, start, used, facts in clips:
+            length = _borrowable(facts, profile, config) if start % AAC_FRAME == 0 else None
             if length:
                 borrowed.append((path, start, min(used, length)))
     spans = plan_spans(total, [(start, used) for _, start, used in borrowed])
@@ -180,33 +180,16 @@ def _encoder_config(profile: Profile, work: Path,
         return bytes(container.streams.audio[0].codec_context.extradata or b"")
 
 
-def _borrowable(path: Path, profile: Profile, config: bytes) -> int | None:
+def _borrowable(facts: ClipFacts, profile: Profile, config: bytes) -> int | None:
     """How many samples of the clip's AAC packets can be copied into the film, or None.
 
     They can when the clip's sound is AAC configured as the spans' encoder is (so one sample
     entry describes both), in the film's rate and channels, and its packets are 1024 samples
-    each from one frame of priming on (as ffmpeg's encoder makes them).
+    each from one frame of priming on (``ClipFacts.aac_run``, as ffmpeg's encoder makes them).
     """
-    import av  # slow to import; only stitching needs it
-
-    try:
-        with av.open(os.fspath(path)) as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            ctx = stream.codec_context
-            if (ctx.name != "aac" or bytes(ctx.extradata or b"") != config
-                    or stream.rate != profile.sample_rate or stream.channels != profile.channels):
-                return None
-            scale = stream.time_base * stream.rate
-            places = [(p.pts * scale, p.duration * scale) for p in container.demux(stream) if p.size]
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise StitchError(f"stitch: cannot read the sound of {path}: {exc}") from exc
-    if not places or any(pts != (m - 1) * AAC_FRAME for m, (pts, _) in enumerate(places)):
+    if facts.sound != ("aac", profile.sample_rate, profile.channels) or facts.sound_config != config:
         return None
-    if any(duration != AAC_FRAME for _, duration in places[:-1]):
-        return None
-    return int(places[-1][0] + places[-1][1])
+    return facts.aac_run or None
 
 
 def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
@@ -231,15 +214,17 @@ def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
                     raise StitchError(f"stitch: the sound of {path.name} is configured unlike "
                                       "the film's AAC track")
                 samples, kept = Fraction(1, stream.sample_rate), 0
+                base = stream.time_base / samples  # durations from the stream's ticks to samples
+                num, den = base.numerator, base.denominator
                 for index, packet in enumerate(p for p in source.demux(stream) if p.size):
                     at = span.read_from - AAC_FRAME + index * AAC_FRAME
                     if at < span.keep_from or (span.keep_to is not None and at >= span.keep_to):
                         continue
                     kept += 1
-                    duration = packet.duration * packet.time_base / samples
+                    duration = packet.duration * num // den
                     packet.time_base = samples
                     packet.pts = packet.dts = at
-                    packet.duration = int(duration)
+                    packet.duration = duration
                     packet.stream = target
                     output.mux(packet)
             if span.keep_to is not None and kept * AAC_FRAME != span.keep_to - span.keep_from:

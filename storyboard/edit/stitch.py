@@ -281,8 +281,9 @@ def _mix_step(timeline: Timeline) -> Callable[..., Path] | None:
 
 
 def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], plan: FilmPlan,
-                 profile: Profile) -> list[tuple[Path, int, int]]:
-    """Each copied clip at full volume, the film sample where its sound starts and its length.
+                 profile: Profile) -> list[tuple[Path, int, int, ClipFacts]]:
+    """Each copied clip at full volume, the film sample where its sound starts, its length and
+    the clip's facts.
 
     Such a clip's sound in the film is its own decoded sound, cut or padded to its picture, so
     its own AAC packets may stand in for most of it (``soundtrack.encode_soundtrack``).
@@ -296,7 +297,8 @@ def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], p
             continue
         first = profile.samples_at(start)
         sounds.append((piece.path, first,  # type: ignore[union-attr]
-                       profile.samples_at(start + timeline.piece_frames(index, fps)) - first))
+                       profile.samples_at(start + timeline.piece_frames(index, fps)) - first,
+                       info))
     return sounds
 
 
