@@ -33,6 +33,7 @@ from storyboard.edit.conform import (
     conform_key,
     digest,
 )
+from storyboard.edit.copy_conform import copy_in_process, write_copy
 from storyboard.edit.gops import (
     Span,
     build_span_command,
@@ -258,6 +259,13 @@ class Render:
         assert isinstance(info, ClipFacts)  # plan_parts raised otherwise
         where = f"clip {index + 1} ({piece.path})"
         if self.modes[index] == "copy":
+            if copy_in_process(info, profile, piece.volume):  # no ffmpeg run (copy_conform.py)
+                try:
+                    if write_copy(piece.path, outs["whole"], profile=profile, frames=info.frames,
+                                  sound_end=info.aac_run):
+                        return outs
+                except MediaError as exc:
+                    raise StitchError(f"stitch: conforming {where} failed: {exc.message}") from exc
             argv = build_copy_command(piece.path, outs["whole"], profile=profile,
                                       frames=info.frames, has_audio=info.has_audio,
                                       volume=piece.volume)
