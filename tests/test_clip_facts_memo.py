@@ -17,7 +17,7 @@ from storyboard.edit import facts_memo, gops
 from storyboard.edit.clip_facts import ClipFacts, read_clip
 from storyboard.edit.conform import Profile
 from storyboard.edit.facts_memo import facts_name, from_json, read_facts, to_json
-from storyboard.edit.render import _mov_avcc
+from storyboard.edit.param_sets import mov_avcc
 from storyboard.edit.stitch import StitchStats, stitch
 from storyboard.edit.timeline import ClipPiece, Join, Timeline
 from tests._clips import render_clip
@@ -127,8 +127,8 @@ def test_segment_parameter_sets_read_from_the_moov_box_are_pyavs(clips, tmp_path
     for path in [*segments, clips["a"].path]:
         with av.open(str(path)) as container:
             expected = bytes(container.streams.video[0].codec_context.extradata)
-        assert _mov_avcc(path) == expected and expected.startswith(b"\x01")
+        assert mov_avcc(path) == expected and expected.startswith(b"\x01")
     junk = tmp_path / "junk.mov"
     for data in (b"", b"\x00\x00\x00\x10moov" + b"\x00" * 4, b"\xff" * 64):
         junk.write_bytes(data)
-        assert _mov_avcc(junk) is None
+        assert mov_avcc(junk) is None
