@@ -78,3 +78,22 @@ def test_sound_to_resample_scale_or_shift_is_left_to_ffmpeg(clips, tmp_path):
     assert not write_copy(clips["late"], tmp_path / "late.mov", profile=PROFILE, frames=36)
     assert not copy_in_process(read_clip(clips["sound"]), PROFILE, 0.5)
     assert not copy_in_process(read_clip(clips["sound"]), Profile(320, 180, channels=6), 1.0)
+
+
+def test_the_films_pcm_joined_in_process_is_ffmpegs(clips, tmp_path):
+    from storyboard.edit.stitch import _join_pcm, build_concat_list, build_pcm_command, stitch
+    from tests.test_stitch import DirMemo
+
+    memo = DirMemo(tmp_path / "memo")
+    pieces = [(hashlib.sha256(clips[n].read_bytes()).hexdigest(), clips[n])
+              for n in ("sound", "mute", "sound", "cd")]
+    stats = stitch(pieces, tmp_path / "film.mp4", profile=PROFILE, memo=memo)
+    segments = memo.segments()  # sound and mute copied in this process, cd (44.1 kHz) by ffmpeg
+    assert stats.conforms_copied == 3 and len(segments) == 3
+    listing = tmp_path / "list.ffconcat"
+    listing.write_text(build_concat_list(segments))
+    run_ffmpeg(build_pcm_command(listing, tmp_path / "theirs.pcm", profile=PROFILE))
+    assert _join_pcm(segments, tmp_path / "ours.pcm", PROFILE)
+    ours = (tmp_path / "ours.pcm").read_bytes()
+    assert len(ours) == 4 * 2000 * (36 + 36 + 36) and ours == (tmp_path / "theirs.pcm").read_bytes()
+    assert not _join_pcm([*segments, clips["sound"]], tmp_path / "ours.pcm", PROFILE)  # AAC

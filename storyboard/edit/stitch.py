@@ -215,9 +215,10 @@ def stitch(
         report(f"join {len(segments)} segments into {out.name}")
         pcm, audio, film = work / "film.pcm", work / "audio.mov", work / "film.mp4"
         mixed = _mix_step(timeline)
-        _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
-                                  loudness=None if mixed else timeline.loudness),
-                f"joining the sound of {len(segments)} segments")
+        loudness = None if mixed else timeline.loudness
+        if loudness is not None or not _join_pcm(segments, pcm, profile):
+            _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile, loudness=loudness),
+                    f"joining the sound of {len(segments)} segments")
         if mixed:
             what = [f"{len(timeline.sounds)} sound{'s' * (len(timeline.sounds) != 1)} placed"]
             if timeline.loudness is not None:
@@ -300,6 +301,33 @@ def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], p
                        profile.samples_at(start + timeline.piece_frames(index, fps)) - first,
                        info))
     return sounds
+
+
+def _join_pcm(segments: list[Path], out: Path, profile: Profile) -> bool:
+    """Write the segments' PCM one after another into ``out`` (raw s16le), as the concat
+    demuxer's ffmpeg run does (``build_pcm_command`` without loudness), without the run or the
+    video read along; False (``out`` to be rewritten) if a segment's sound is not the film's
+    PCM from time 0."""
+    import av  # slow to import; only stitching needs it
+
+    try:
+        with open(out, "wb") as sink:
+            for path in segments:
+                with av.open(os.fspath(path)) as container:
+                    sound = container.streams.audio[0] if container.streams.audio else None
+                    if (sound is None or sound.codec_context.name != "pcm_s16le"
+                            or sound.rate != profile.sample_rate
+                            or sound.channels != profile.channels or sound.start_time):
+                        return False
+                    for packet in container.demux(sound):
+                        if packet.size:
+                            sink.write(bytes(packet))
+    except (av.FFmpegError, ValueError):
+        return False
+    except OSError as exc:
+        raise StitchError(f"stitch: joining the sound of {len(segments)} segments failed: "
+                          f"{exc}") from exc
+    return True
 
 
 def _move_into_place(produced: Path, out: Path) -> None:
