@@ -240,7 +240,8 @@ class Render:
     def make(self, index: int, plan: list[Part], missing: list[Part],
              announce: bool = True) -> dict[str, Path]:
         """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run (and one
-        remux and one ffmpeg run per copied run of GOPs).
+        remux and one ffmpeg run per copied run of GOPs); a copied clip's, in this process when
+        ``copy_conform`` can.
 
         Encoded ahead (``announce`` false), its progress line comes at its turn in film order.
         """
