@@ -41,7 +41,7 @@ from pathlib import Path
 from storyboard.edit.conform import BITEXACT_ARGS, Profile
 from storyboard.edit.clip_facts import ClipFacts
 from storyboard.edit.facts_memo import read_facts
-from storyboard.edit.pieces import FilmPlan, plan_film
+from storyboard.edit.pieces import FilmPlan, plan_film, untouched
 from storyboard.edit.render import Memo, Mismatch, Render
 from storyboard.edit.soundtrack import encode_soundtrack
 from storyboard.edit.subtitles import write_srt
@@ -225,8 +225,8 @@ def stitch(
                 what.append(f"loudness {timeline.loudness:g} LUFS")
             report(f"mix the sound ({', '.join(what[not timeline.sounds:])})")
             pcm = mixed(pcm, timeline, profile=profile, work=work, run=_ffmpeg)
-        untouched = not (timeline.sounds or timeline.loudness is not None)
-        own_sound = _clip_sounds(timeline, facts, plan, profile) if untouched else []
+        plain_sound = not (timeline.sounds or timeline.loudness is not None)
+        own_sound = _clip_sounds(timeline, facts, plan, profile) if plain_sound else []
         encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs,
                           clips=own_sound)
         soft = None
@@ -283,18 +283,20 @@ def _mix_step(timeline: Timeline) -> Callable[..., Path] | None:
 
 def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], plan: FilmPlan,
                  profile: Profile) -> list[tuple[Path, int, int, ClipFacts]]:
-    """Each copied clip at full volume, the film sample where its sound starts, its length and
-    the clip's facts.
+    """Each whole clip with cuts on both sides at full volume (every copied clip, and a clip
+    conformed whole), the film sample where its sound starts, its length and the clip's facts.
 
-    Such a clip's sound in the film is its own decoded sound, cut or padded to its picture, so
+    Such a clip's sound in the film is its own decoded sound, cut or padded to its picture
+    (the copy and the conform make it alike: ``conform.audio_chain`` from its first sample), so
     its own AAC packets may stand in for most of it (``soundtrack.encode_soundtrack``).
     """
     sounds = []
     fps = profile.fps
     for index, (piece, start) in enumerate(zip(timeline.pieces, timeline.starts(fps))):
         info = facts.get(piece.sha) if isinstance(piece, ClipPiece) else None
-        if (plan.modes[index] != "copy" or not isinstance(info, ClipFacts)
-                or not info.has_audio or piece.volume != 1):  # type: ignore[union-attr]
+        if (plan.modes[index] is None or not isinstance(info, ClipFacts) or not info.has_audio
+                or piece.volume != 1  # type: ignore[union-attr]
+                or not untouched(timeline, index, info, fps)):
             continue
         first = profile.samples_at(start)
         sounds.append((piece.path, first,  # type: ignore[union-attr]
