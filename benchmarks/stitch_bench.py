@@ -3,8 +3,10 @@
 Run: ``python benchmarks/stitch_bench.py [--clips 20] [--seconds 8] [--bframes] [--keep DIR]``.
 The clips are rendered once with ffmpeg (lavfi ``testsrc2`` + ``sine``, H.264 + AAC like a
 provider's MP4, all from one encoder with one setting, as a real film's clips are), then each case
-stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the re-stitch, which
-reuses the crossfade's cache with one middle clip replaced.
+stitches into a fresh cache (the real ``storyboard.cache.Cache``) except the re-stitches, which
+reuse the crossfade's cache with one middle clip replaced. The last case re-stitches the unchanged
+film in a new Python process, as a later ``storyboard build`` would: nothing the first stitches
+learned in memory (a clip's facts, its keyframes) helps it, only the cache.
 
 By default the clips have no B-frames (as the animatic's); ``--bframes`` renders them with x264's
 default B-frames instead. The cut film copies their video either way (since the stitcher copies
@@ -15,6 +17,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import resource
 import shutil
 import tempfile
@@ -58,6 +64,27 @@ def timed(clips, out: Path, cache_dir: Path, transition: Transition) -> tuple[fl
     return time.perf_counter() - start, cpu_seconds() - cpu, stats
 
 
+def timed_fresh(clips, out: Path, cache_dir: Path, transition: Transition) -> tuple[float, float, StitchStats]:
+    """``timed`` in a new Python process (its own wall and CPU around the stitch, imports apart)."""
+    job = json.dumps({"clips": [[sha, str(path)] for sha, path in clips], "out": str(out),
+                      "cache": str(cache_dir), "kind": transition.kind, "duration": transition.duration})
+    proc = subprocess.run([sys.executable, __file__, "--child", job], capture_output=True, text=True,
+                          check=True, env=os.environ)
+    seconds, cpu, stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    return seconds, cpu, StitchStats(**stats)
+
+
+def child(job: str) -> None:
+    """The fresh process of ``timed_fresh``: stitch, and print wall, CPU and stats as JSON."""
+    from dataclasses import asdict
+
+    spec = json.loads(job)
+    clips = [(sha, Path(path)) for sha, path in spec["clips"]]
+    seconds, cpu, stats = timed(clips, Path(spec["out"]), Path(spec["cache"]),
+                                Transition(spec["kind"], spec["duration"]))
+    print(json.dumps([seconds, cpu, asdict(stats)]))
+
+
 def describe(out: Path) -> str:
     info = probe(out)
     drift_ms = ((info.audio_duration or 0.0) - info.duration) * 1000
@@ -72,7 +99,10 @@ def main() -> None:
     parser.add_argument("--bframes", action="store_true",
                         help="render the clips with B-frames")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.child)
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="stitch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -93,11 +123,13 @@ def main() -> None:
             (f"crossfade {args.crossfade} s, clean cache", clips, "xfade", fade),
             ("crossfade, one middle clip changed", changed, "xfade", fade),
             ("crossfade, nothing changed", changed, "xfade", fade),
+            ("same, nothing changed, new process", changed, "xfade", fade),
         ]
         rows = []
         for label, sequence, cache_name, transition in cases:
             out = work / f"film-{len(rows)}.mp4"
-            seconds, cpu, stats = timed(sequence, out, work / f"cache-{cache_name}", transition)
+            how = timed_fresh if label.endswith("new process") else timed
+            seconds, cpu, stats = how(sequence, out, work / f"cache-{cache_name}", transition)
             rows.append((label, seconds, cpu, stats, describe(out)))
 
         print(f"{load()}\n{'case':<38} {'wall':>7} {'cpu':>7}  {'conforms':>9}  {'windows':>8}  film")

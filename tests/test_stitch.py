@@ -56,10 +56,15 @@ class DirMemo:
         return path if path.is_file() else None
 
     def memo_put(self, name: str, produced: Path) -> Path:
-        self.puts.append(name)
+        if not name.startswith("clip-facts-"):  # segments only: a clip's facts are not media
+            self.puts.append(name)
         path = self._path(name)
         os.replace(produced, path)
         return path
+
+    def segments(self) -> list[Path]:
+        """The media files held (not the clips' facts)."""
+        return [self._path(name) for name in self.puts]
 
 
 def render(path: Path, video: str, audio: str | None, *x264: str) -> tuple[str, Path]:
@@ -196,7 +201,7 @@ def test_every_segment_has_the_same_h264_parameter_sets(clips, tmp_path):
     stitch([clips[n] for n in ORDER], tmp_path / "film.mp4", profile=PROFILE,
            transition=Transition("fade", 0.25), memo=memo)
     extradata = set()
-    for path in memo.root.iterdir():
+    for path in memo.segments():
         with av.open(str(path)) as container:
             extradata.add(bytes(container.streams.video[0].codec_context.extradata))
     assert len(extradata) == 1

@@ -290,15 +290,19 @@ def test_spans_leave_room_for_clips_whose_own_packets_are_copied():
     assert len(plan_spans(3 * step, [(0, 3 * step)])) == 3
 
 
-def test_clips_on_the_aac_grid_lend_their_own_packets(tmp_path):
+@pytest.mark.parametrize("middle", ["copied", "conformed"])
+def test_clips_on_the_aac_grid_lend_their_own_packets(tmp_path, middle):
     # 64 frames at 24 fps are 128,000 samples, a whole number of AAC frames: every clip
-    # starts on the film's AAC grid, so all but a few packets at each join are the clips' own.
+    # starts on the film's AAC grid, so all but a few packets at each join are the clips' own,
+    # a whole clip conformed to the film's setting too (its sound is its own as well).
     names = ["g0", "g1", "g2"]
-    clips = [render(tmp_path / f"{n}.mp4", i, 64 / 24, MAIN) for i, n in enumerate(names)]
+    clips = [render(tmp_path / f"{n}.mp4", i, 64 / 24,
+                    SECOND if middle == "conformed" and i == 1 else MAIN, "-r", "24")
+             for i, n in enumerate(names)]
     out = tmp_path / "film.mp4"
     stats = stitch(clips, out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"))
-    assert stats.conforms_copied == 3
+    assert (stats.conforms_copied, stats.conforms_encoded) == ((3, 0) if middle == "copied" else (2, 1))
     film = dict(audio_packets(out))
     for index, (_, path) in enumerate(clips):
         own = audio_packets(path)

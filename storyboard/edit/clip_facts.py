@@ -1,7 +1,10 @@
 """What a clip holds (``ClipFacts``), read by demuxing it, and whether its video can be copied.
 
 The stitcher copies a clip's H.264 packets into a film of cuts when they already are the film's
-video (``copy_blocker``); everything else about a clip it learns here without decoding a frame.
+video (``copy_blocker``); everything else about a clip it learns here without decoding a frame,
+in one demux: its stream's facts and its clean cut points (``clean_cuts``, for the smart cut).
+The stitcher keeps them in its memo by the clip's bytes (``facts_memo``), so an unchanged
+re-stitch demuxes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from storyboard.errors import MediaError
 if TYPE_CHECKING:
     from storyboard.edit.conform import Profile
 
-__all__ = ["ClipFacts", "copy_blocker", "read_clip"]
+AAC_FRAME = 1024
+"""Samples in one AAC frame."""
+
+__all__ = ["ClipFacts", "copy_blocker", "clean_cuts", "read_clip"]
+
 
 @dataclass(frozen=True)
 class ClipFacts:
@@ -40,6 +47,13 @@ class ClipFacts:
             the SPS and PPS).
         x264_options: the ``options:`` line x264 writes into its first picture, if it made it.
         colour: the video's colour tags as FFmpeg numbers (primaries, transfer, matrix, range).
+        cuts: the frames (presentation order) that start a closed GOP on an IDR picture, where
+            the clip may be cut by copying (``clean_cuts``).
+        sound: the first audio stream's codec, sample rate and channels, or None.
+        sound_config: that stream's out-of-band configuration (AAC's AudioSpecificConfig).
+        aac_run: the samples its packets hold when they are 1024 samples each (the last may be
+            shorter) from one frame of priming on, as ffmpeg's AAC encoder makes them (so the
+            film's soundtrack may copy them, ``soundtrack``); else None.
     """
 
     duration: float
@@ -56,10 +70,14 @@ class ClipFacts:
     extradata: bytes
     x264_options: str | None = None
     colour: tuple[int, int, int, int] = (2, 2, 2, 0)
+    cuts: tuple[int, ...] = ()
+    sound: tuple[str, int, int] | None = None
+    sound_config: bytes = b""
+    aac_run: int | None = None
 
 
 def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
-    """Demux ``path`` once and describe its video stream and whether it has audio.
+    """Demux ``path`` once and describe its video stream, its cut points and whether it has audio.
 
     Raises:
         MediaError: the file is missing, not media, or has no video stream.
@@ -82,13 +100,27 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
                     ("color_primaries", 2), ("color_trc", 2), ("colorspace", 2),
                     ("color_range", 0))),
             }
-            stamps, first = [], b""
-            for packet in container.demux(video):
-                if packet.size:
-                    first = first or bytes(packet)
-                    stamps.append((packet.pts, packet.dts, packet.duration, packet.is_keyframe))
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if audio is not None:
+                facts["sound"] = (audio.codec_context.name, audio.rate, audio.channels)
+                facts["sound_config"] = bytes(audio.codec_context.extradata or b"")
+            avcc = facts["extradata"]
+            stamps, first, idr = [], b"", []  # idr: (pts, an IDR keyframe), in decode order
+            places: list[tuple[int | None, int]] = []  # the audio packets' (pts, duration)
+            for packet in container.demux(*(video, audio) if audio is not None else (video,)):
+                if audio is not None and packet.stream_index == audio.index:
+                    if packet.size:
+                        places.append((packet.pts, packet.duration))
+                elif packet.size:
+                    key = bool(packet.is_keyframe)
+                    data = bytes(packet) if key or not first else b""
+                    first = first or data
+                    stamps.append((packet.pts, packet.dts, packet.duration, key))
+                    if packet.pts is not None:
+                        idr.append((packet.pts, key and has_idr(data, avcc)))
             declared = video.duration
             rate = video.average_rate or video.guessed_rate or video.base_rate
+            run = None if audio is None else aac_run(places, audio.time_base, audio.rate)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
@@ -108,9 +140,45 @@ def read_clip(path: str | os.PathLike[str]) -> ClipFacts:
         frame_rate=1 / (step * base) if constant else None,
         reorders=any(pts != dts for pts, dts, _, _ in stamps),
         starts_on_idr=bool(stamps) and stamps[0][3] and has_idr(first, facts["extradata"]),
-        x264_options=_x264_options(first),
+        x264_options=_x264_options(first), cuts=clean_cuts(idr), aac_run=run,
         **facts,
     )  # fmt: skip
+
+
+def aac_run(places: list[tuple[int | None, int]], base: Fraction | None,
+            rate: int) -> int | None:
+    """The samples in audio packets at ``places`` (pts, duration in ``base``) when packet ``m``
+    starts at sample ``1024 (m - 1)`` and all but the last last 1024 samples; else None."""
+    if not places or base is None or not rate:
+        return None
+    num, den = base.numerator * rate, base.denominator  # samples = ticks * num / den
+    for m, (pts, duration) in enumerate(places):
+        if pts is None or pts * num != (m - 1) * AAC_FRAME * den:
+            return None
+        if m + 1 < len(places) and duration * num != AAC_FRAME * den:
+            return None
+    pts, duration = places[-1]
+    return (pts + duration) * num // den  # type: ignore[operator]
+
+
+def clean_cuts(packets: list[tuple[int, bool]]) -> tuple[int, ...]:
+    """The frames (presentation order) where a clip may be cut by copying, from its packets'
+    ``(pts, is an IDR keyframe)`` in decode order.
+
+    A clean cut point starts a closed GOP: an IDR picture, with every packet before it in decode
+    order shown before it and every packet after it shown at or after it. An open GOP (x264's
+    ``--open-gop``: a non-IDR I picture whose leading B-frames refer to the GOP before) is none.
+    """
+    frame_of = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in packets))}
+    later_min = [1 << 62] * (len(packets) + 1)  # the earliest presentation time from each on
+    for at in range(len(packets) - 1, -1, -1):
+        later_min[at] = min(packets[at][0], later_min[at + 1])
+    cuts, seen_max = [], None  # seen_max: the latest presentation time before, in decode order
+    for at, (pts, idr) in enumerate(packets):
+        if idr and (seen_max is None or seen_max < pts) and later_min[at] == pts:
+            cuts.append(frame_of[pts])
+        seen_max = pts if seen_max is None else max(seen_max, pts)
+    return tuple(cuts)
 
 
 def copy_blocker(facts: ClipFacts, profile: Profile) -> str | None:

@@ -9,18 +9,17 @@ packet (``build_span_command``), as a whole clip in a film of cuts is.
 A clean cut point (``cut_points``) is a keyframe that starts a closed GOP: an IDR picture, with
 every packet before it in decode order shown before it and every packet after it shown at or
 after it. An open GOP (x264's ``--open-gop``: a non-IDR I picture whose leading B-frames refer
-to the GOP before) is no cut point, so a clip made that way is encoded as before. The scan
-demuxes the clip (no decoding) once per clip bytes.
+to the GOP before) is no cut point, so a clip made that way is encoded as before. The cut points
+are found with the clip's other facts, in the one demux that reads them (``clip_facts``).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from storyboard.edit.clip_facts import ClipFacts, has_idr
+from storyboard.edit.clip_facts import ClipFacts, read_clip
 from storyboard.edit.conform import BITEXACT_ARGS, Profile, Trim, audio_chain
 from storyboard.edit.pieces import Part, edges
 from storyboard.edit.timeline import ClipPiece, Timeline, frames_of
@@ -45,47 +44,18 @@ class Span:
         return self.end - self.start
 
 
-@functools.lru_cache(maxsize=256)
-def _scan(path: str, sha: str) -> tuple[int, ...]:
-    import av  # slow to import; only stitching needs it
-
-    packets: list[tuple[int, bool, bytes]] = []  # (pts, keyframe, a keyframe's bytes), decode order
-    with av.open(path) as container:
-        video = container.streams.video[0]
-        avcc = bytes(video.codec_context.extradata or b"")
-        for packet in container.demux(video):
-            if packet.size and packet.pts is not None:
-                key = bool(packet.is_keyframe)
-                packets.append((packet.pts, key, bytes(packet) if key else b""))
-    order = sorted(pts for pts, _, _ in packets)
-    frame_of = {pts: i for i, pts in enumerate(order)}
-    cuts = []
-    seen_max = None  # the latest presentation time of the packets before, in decode order
-    later_min = [0] * (len(packets) + 1)  # the earliest presentation time from each packet on
-    later_min[-1] = 1 << 62
-    for at in range(len(packets) - 1, -1, -1):
-        later_min[at] = min(packets[at][0], later_min[at + 1])
-    for at, (pts, key, data) in enumerate(packets):
-        if (key and (seen_max is None or seen_max < pts) and later_min[at] == pts
-                and has_idr(data, avcc)):
-            cuts.append(frame_of[pts])
-        seen_max = pts if seen_max is None else max(seen_max, pts)
-    return tuple(cuts)
-
-
 def cut_points(path: Path, sha: str) -> tuple[int, ...]:
     """The frames (in presentation order) where ``path`` may be cut by copying: each starts a
-    closed GOP on an IDR picture. Memoised by the clip's bytes (``sha``).
+    closed GOP on an IDR picture (``clip_facts.clean_cuts``). The stitcher has them in its clips'
+    facts; this reads them for one clip (``sha``, its bytes, names it in the error).
 
     Raises:
         MediaError: the clip cannot be demuxed.
     """
-    import av
-
     try:
-        return _scan(os.fspath(path), sha)
-    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        raise MediaError(f"cannot read the keyframes of {path}: {exc}") from exc
+        return read_clip(path).cuts
+    except MediaError as exc:
+        raise MediaError(f"cannot read the keyframes of {path} ({sha[:12]}): {exc.message}") from exc
 
 
 MIN_COPY = 12

@@ -33,14 +33,15 @@ from storyboard.edit.conform import (
     conform_key,
     digest,
 )
+from storyboard.edit.copy_conform import copy_in_process, write_copy
 from storyboard.edit.gops import (
     Span,
     build_span_command,
-    cut_points,
     smart_line,
     split_parts,
     write_packets,
 )
+from storyboard.edit.param_sets import extradata
 from storyboard.edit.pieces import Part, Setting, plan_parts, step_line
 from storyboard.edit.timeline import ClipPiece, Timeline, TitlePiece
 from storyboard.edit.titles import FONT, build_title_command, overlay_text, write_text
@@ -162,11 +163,7 @@ class Render:
         piece = self.timeline.pieces[index]
         info = self.facts[piece.sha]
         assert isinstance(piece, ClipPiece) and isinstance(info, ClipFacts)
-        try:
-            cuts = cut_points(piece.path, piece.sha)
-        except MediaError:
-            return plan  # encoded as before; its conform says what is wrong with it
-        return split_parts(plan, cuts, info.frames)
+        return split_parts(plan, info.cuts, info.frames)
 
     def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
         """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
@@ -243,7 +240,8 @@ class Render:
     def make(self, index: int, plan: list[Part], missing: list[Part],
              announce: bool = True) -> dict[str, Path]:
         """Encode (or copy) the ``missing`` parts of piece ``index`` in one ffmpeg run (and one
-        remux and one ffmpeg run per copied run of GOPs).
+        remux and one ffmpeg run per copied run of GOPs); a copied clip's, in this process when
+        ``copy_conform`` can.
 
         Encoded ahead (``announce`` false), its progress line comes at its turn in film order.
         """
@@ -263,6 +261,13 @@ class Render:
         assert isinstance(info, ClipFacts)  # plan_parts raised otherwise
         where = f"clip {index + 1} ({piece.path})"
         if self.modes[index] == "copy":
+            if copy_in_process(info, profile, piece.volume):  # no ffmpeg run (copy_conform.py)
+                try:
+                    if write_copy(piece.path, outs["whole"], profile=profile, frames=info.frames,
+                                  sound_end=info.aac_run):
+                        return outs
+                except MediaError as exc:
+                    raise StitchError(f"stitch: conforming {where} failed: {exc.message}") from exc
             argv = build_copy_command(piece.path, outs["whole"], profile=profile,
                                       frames=info.frames, has_audio=info.has_audio,
                                       volume=piece.volume)
@@ -308,9 +313,9 @@ class Render:
 
     def seek_point(self, index: int, frame: int) -> int:
         """The last clean cut point of piece ``index``'s clip at or before ``frame``."""
-        piece = self.timeline.pieces[index]
-        assert isinstance(piece, ClipPiece)
-        return max((at for at in cut_points(piece.path, piece.sha) if at <= frame), default=0)
+        info = self.facts[self.timeline.pieces[index].sha]
+        assert isinstance(info, ClipFacts)
+        return max((at for at in info.cuts if at <= frame), default=0)
 
     # -- windows -----------------------------------------------------------------------------
 
@@ -369,14 +374,6 @@ class Render:
         if self.checked[path] != self.setting.record:
             raise Mismatch(f"{what} encoded to match the other clips' H.264 setting still has "
                            "other parameter sets")
-
-
-def extradata(path: Path) -> bytes:
-    """The H.264 parameter sets (avcC record) of a segment."""
-    import av  # slow to import; only stitching needs it
-
-    with av.open(str(path)) as container:
-        return bytes(container.streams.video[0].codec_context.extradata or b"")
 
 
 __all__ = ["FONT", "Memo", "Mismatch", "Render", "extradata"]

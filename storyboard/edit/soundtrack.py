@@ -1,8 +1,9 @@
 """The film's soundtrack: its PCM encoded to AAC in spans at once, joined packet for packet.
 
 ffmpeg's AAC encoder is single-threaded, and on a film whose video is copied it is most of the
-stitch. So the PCM is cut into spans of ``SPAN_FRAMES`` AAC frames (1024 samples each), every span
-is encoded by its own ffmpeg, several at a time, and the spans' packets are joined into one stream
+stitch. So the PCM is cut into spans of ``SPAN_FRAMES`` AAC frames (1024 samples each), the spans
+are encoded by as many ffmpeg runs as there are cores (each span an input and an output of its
+own, so a span's bytes never depend on its company), and the spans' packets are joined into one stream
 that has exactly the packets' places and count of one encode of the whole::
 
     film samples   0 ........ B1 ........ B2 ........ T
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from storyboard.edit.conform import BITEXACT_ARGS, Profile
+from storyboard.edit.conform import BITEXACT_ARGS, ClipFacts, Profile
 from storyboard.errors import StitchError
 
 AAC_FRAME = 1024
@@ -106,14 +107,28 @@ def plan_spans(total: int, borrowed: Sequence[tuple[int, int]] = ()) -> list[Spa
 
 def build_span_command(pcm: Path, span: Span, out: Path, profile: Profile) -> list[str]:
     """ffmpeg arguments that encode one span of the raw PCM file ``pcm`` to AAC in MOV ``out``."""
+    return build_spans_command(pcm, [(span, out)], profile)
+
+
+def build_spans_command(pcm: Path, spans: Sequence[tuple[Span, Path]],
+                        profile: Profile) -> list[str]:
+    """ffmpeg arguments that encode several spans of ``pcm``, each to its own MOV, in one run.
+
+    Each span is an input of its own and an output of its own, so its packets are the very
+    bytes a run of its own gives; one run saves a process start and probe per span.
+    """
     frame_bytes = 2 * profile.channels
-    return [
-        "-y", "-f", "s16le", "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
-        "-skip_initial_bytes", str(span.read_from * frame_bytes), "-i", str(pcm),
-        "-af", f"atrim=end_sample={span.read_to - span.read_from}",
-        "-c:a", "aac", "-b:a", str(AAC_BITRATE_PER_CHANNEL * profile.channels),
-        *BITEXACT_ARGS, "-f", "mov", str(out),
-    ]  # fmt: skip
+    argv = ["-y"]
+    for span, _ in spans:
+        argv += ["-f", "s16le", "-ar", str(profile.sample_rate), "-ac", str(profile.channels),
+                 "-skip_initial_bytes", str(span.read_from * frame_bytes), "-i", str(pcm)]
+    for number, (span, out) in enumerate(spans):
+        argv += [
+            "-map", f"{number}:a:0", "-af", f"atrim=end_sample={span.read_to - span.read_from}",
+            "-c:a", "aac", "-b:a", str(AAC_BITRATE_PER_CHANNEL * profile.channels),
+            *BITEXACT_ARGS, "-f", "mov", str(out),
+        ]  # fmt: skip
+    return argv
 
 
 def encode_soundtrack(
@@ -124,7 +139,7 @@ def encode_soundtrack(
     work: Path,
     run: Callable[[list[str], str], None],
     jobs: int | None = None,
-    clips: Sequence[tuple[Path, int, int]] = (),
+    clips: Sequence[tuple[Path, int, int, ClipFacts]] = (),
 ) -> int:
     """Encode the raw PCM file ``pcm`` (s16le, the profile's layout) to the AAC track ``out``.
 
@@ -134,35 +149,38 @@ def encode_soundtrack(
         profile: the film's sample rate and channels.
         work: where the spans' files go.
         run: runs one ffmpeg command (arguments, description of the step), raising on failure.
-        jobs: spans encoded at once; default the machine's core count. The bytes never depend
-            on it.
-        clips: ``(clip, film sample where its sound starts, samples the film uses)`` for clips
-            whose sound is in ``pcm`` exactly as they decode: the AAC packets of those that
-            start on the 1024-sample grid, in the film's format and from an encoder configured
-            as the spans' are copied instead of encoded again (see ``GUARD``).
+        jobs: ffmpeg runs sharing the spans, at once; default the machine's core count. The
+            bytes never depend on it.
+        clips: ``(clip, film sample where its sound starts, samples the film uses, its facts)``
+            for clips whose sound is in ``pcm`` exactly as they decode: the AAC packets of those
+            that start on the 1024-sample grid, in the film's format and from an encoder
+            configured as the spans' are copied instead of encoded again (see ``GUARD``).
 
     Returns:
         The number of spans.
     """
     total = pcm.stat().st_size // (2 * profile.channels)
     borrowed: list[tuple[Path, int, int]] = []
-    if any(start % AAC_FRAME == 0 for _, start, _ in clips):
+    if any(start % AAC_FRAME == 0 for _, start, _, _ in clips):
         config = _encoder_config(profile, work, run)
-        for path, start, used in clips:
-            length = _borrowable(path, profile, config) if start % AAC_FRAME == 0 else None
+        for path, start, used, facts in clips:
+            length = _borrowable(facts, profile, config) if start % AAC_FRAME == 0 else None
             if length:
                 borrowed.append((path, start, min(used, length)))
     spans = plan_spans(total, [(start, used) for _, start, used in borrowed])
     outs = [work / f"span{index:04d}.mov" if span.source is None else borrowed[span.source][0]
             for index, span in enumerate(spans)]
     encoded = [index for index, span in enumerate(spans) if span.source is None]
+    workers = max(1, jobs or os.cpu_count() or 1)
+    batches = [encoded[first::workers] for first in range(min(workers, len(encoded)))]
 
-    def encode(index: int) -> None:
-        run(build_span_command(pcm, spans[index], outs[index], profile),
-            f"encoding the sound, span {index + 1}/{len(spans)}")
+    def encode(batch: list[int]) -> None:
+        run(build_spans_command(pcm, [(spans[i], outs[i]) for i in batch], profile),
+            f"encoding the sound, span{'s' * (len(batch) > 1)} "
+            f"{', '.join(str(i + 1) for i in batch)} of {len(spans)}")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        list(pool.map(encode, encoded))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(encode, batches))
     join_spans(list(zip(spans, outs, strict=True)), out)
     return len(encoded)
 
@@ -180,33 +198,16 @@ def _encoder_config(profile: Profile, work: Path,
         return bytes(container.streams.audio[0].codec_context.extradata or b"")
 
 
-def _borrowable(path: Path, profile: Profile, config: bytes) -> int | None:
+def _borrowable(facts: ClipFacts, profile: Profile, config: bytes) -> int | None:
     """How many samples of the clip's AAC packets can be copied into the film, or None.
 
     They can when the clip's sound is AAC configured as the spans' encoder is (so one sample
     entry describes both), in the film's rate and channels, and its packets are 1024 samples
-    each from one frame of priming on (as ffmpeg's encoder makes them).
+    each from one frame of priming on (``ClipFacts.aac_run``, as ffmpeg's encoder makes them).
     """
-    import av  # slow to import; only stitching needs it
-
-    try:
-        with av.open(os.fspath(path)) as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            ctx = stream.codec_context
-            if (ctx.name != "aac" or bytes(ctx.extradata or b"") != config
-                    or stream.rate != profile.sample_rate or stream.channels != profile.channels):
-                return None
-            scale = stream.time_base * stream.rate
-            places = [(p.pts * scale, p.duration * scale) for p in container.demux(stream) if p.size]
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise StitchError(f"stitch: cannot read the sound of {path}: {exc}") from exc
-    if not places or any(pts != (m - 1) * AAC_FRAME for m, (pts, _) in enumerate(places)):
+    if facts.sound != ("aac", profile.sample_rate, profile.channels) or facts.sound_config != config:
         return None
-    if any(duration != AAC_FRAME for _, duration in places[:-1]):
-        return None
-    return int(places[-1][0] + places[-1][1])
+    return facts.aac_run or None
 
 
 def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
@@ -231,15 +232,17 @@ def join_spans(spans: list[tuple[Span, Path]], out: Path) -> None:
                     raise StitchError(f"stitch: the sound of {path.name} is configured unlike "
                                       "the film's AAC track")
                 samples, kept = Fraction(1, stream.sample_rate), 0
+                base = stream.time_base / samples  # durations from the stream's ticks to samples
+                num, den = base.numerator, base.denominator
                 for index, packet in enumerate(p for p in source.demux(stream) if p.size):
                     at = span.read_from - AAC_FRAME + index * AAC_FRAME
                     if at < span.keep_from or (span.keep_to is not None and at >= span.keep_to):
                         continue
                     kept += 1
-                    duration = packet.duration * packet.time_base / samples
+                    duration = packet.duration * num // den
                     packet.time_base = samples
                     packet.pts = packet.dts = at
-                    packet.duration = int(duration)
+                    packet.duration = duration
                     packet.stream = target
                     output.mux(packet)
             if span.keep_to is not None and kept * AAC_FRAME != span.keep_to - span.keep_from:

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyboard.edit.conform import BITEXACT_ARGS, Profile
-from storyboard.edit.clip_facts import ClipFacts, read_clip
-from storyboard.edit.pieces import FilmPlan, plan_film
+from storyboard.edit.clip_facts import ClipFacts
+from storyboard.edit.facts_memo import read_facts
+from storyboard.edit.pieces import FilmPlan, plan_film, untouched
 from storyboard.edit.render import Memo, Mismatch, Render
 from storyboard.edit.soundtrack import encode_soundtrack
 from storyboard.edit.subtitles import write_srt
@@ -184,20 +185,23 @@ def stitch(
         StitchError: no clips, a piece too short for its transitions, or ffmpeg failed; the
             message names the step and the clip and ends with ffmpeg's own words.
     """
-    if not isinstance(timeline, Timeline):
-        timeline = _short_form(list(timeline), profile, transition or Transition(), normalize_audio)
-    if not timeline.pieces:
+    clips = None if isinstance(timeline, Timeline) else [(sha, Path(p)) for sha, p in timeline]
+    if not (timeline.pieces if clips is None else clips):  # type: ignore[union-attr]
         raise StitchError("stitch: the film has no clips")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     encoder = _encoder_id()  # fail early, before any work, when ffmpeg cannot run
     report = on_step or (lambda line: None)
-    facts: dict[str, ClipFacts | MediaError] = {}
-    for piece in timeline.pieces:
-        if isinstance(piece, ClipPiece) and piece.sha not in facts:
-            facts[piece.sha] = _read(piece.path)
     with tempfile.TemporaryDirectory(prefix=".stitch-", dir=out.parent) as work_dir:
         work = Path(work_dir)
+        facts: dict[str, ClipFacts | MediaError] = {}
+        if clips is not None:  # the short form: its clips' lengths come from their facts
+            for sha, path in clips:
+                facts.setdefault(sha, read_facts(path, sha, memo, work))
+            timeline = _short_form(clips, facts, transition or Transition(), normalize_audio)
+        for piece in timeline.pieces:
+            if isinstance(piece, ClipPiece) and piece.sha not in facts:
+                facts[piece.sha] = read_facts(piece.path, piece.sha, memo, work)
         plan = plan_film(timeline, facts, profile)
         try:
             render = _render(timeline, plan, profile, memo, work, report, facts, encoder)
@@ -211,17 +215,18 @@ def stitch(
         report(f"join {len(segments)} segments into {out.name}")
         pcm, audio, film = work / "film.pcm", work / "audio.mov", work / "film.mp4"
         mixed = _mix_step(timeline)
-        _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile,
-                                  loudness=None if mixed else timeline.loudness),
-                f"joining the sound of {len(segments)} segments")
+        loudness = None if mixed else timeline.loudness
+        if loudness is not None or not _join_pcm(segments, pcm, profile):
+            _ffmpeg(build_pcm_command(concat_list, pcm, profile=profile, loudness=loudness),
+                    f"joining the sound of {len(segments)} segments")
         if mixed:
             what = [f"{len(timeline.sounds)} sound{'s' * (len(timeline.sounds) != 1)} placed"]
             if timeline.loudness is not None:
                 what.append(f"loudness {timeline.loudness:g} LUFS")
             report(f"mix the sound ({', '.join(what[not timeline.sounds:])})")
             pcm = mixed(pcm, timeline, profile=profile, work=work, run=_ffmpeg)
-        untouched = not (timeline.sounds or timeline.loudness is not None)
-        own_sound = _clip_sounds(timeline, facts, plan, profile) if untouched else []
+        plain_sound = not (timeline.sounds or timeline.loudness is not None)
+        own_sound = _clip_sounds(timeline, facts, plan, profile) if plain_sound else []
         encode_soundtrack(pcm, audio, profile=profile, work=work, run=_ffmpeg, jobs=jobs,
                           clips=own_sound)
         soft = None
@@ -234,12 +239,12 @@ def stitch(
     return StitchStats(**render.counts, segments=len(segments), conformed=tuple(plan.reasons))
 
 
-def _short_form(clips: list[tuple[str, Path]], profile: Profile, transition: Transition,
-                normalize_audio: bool) -> Timeline:
+def _short_form(clips: list[tuple[str, Path]], facts: dict[str, ClipFacts | MediaError],
+                transition: Transition, normalize_audio: bool) -> Timeline:
     """The timeline of whole clips joined by one transition (``stitch``'s short form)."""
     pieces = []
     for sha, path in clips:
-        info = _read(Path(path))
+        info = facts[sha]
         seconds = info.duration if isinstance(info, ClipFacts) else 0.0
         pieces.append(ClipPiece(shot=Path(path).name, sha=sha, path=Path(path), in_=0.0,
                                 out=seconds))
@@ -277,31 +282,54 @@ def _mix_step(timeline: Timeline) -> Callable[..., Path] | None:
 
 
 def _clip_sounds(timeline: Timeline, facts: dict[str, ClipFacts | MediaError], plan: FilmPlan,
-                 profile: Profile) -> list[tuple[Path, int, int]]:
-    """Each copied clip at full volume, the film sample where its sound starts and its length.
+                 profile: Profile) -> list[tuple[Path, int, int, ClipFacts]]:
+    """Each whole clip with cuts on both sides at full volume (every copied clip, and a clip
+    conformed whole), the film sample where its sound starts, its length and the clip's facts.
 
-    Such a clip's sound in the film is its own decoded sound, cut or padded to its picture, so
+    Such a clip's sound in the film is its own decoded sound, cut or padded to its picture
+    (the copy and the conform make it alike: ``conform.audio_chain`` from its first sample), so
     its own AAC packets may stand in for most of it (``soundtrack.encode_soundtrack``).
     """
     sounds = []
     fps = profile.fps
     for index, (piece, start) in enumerate(zip(timeline.pieces, timeline.starts(fps))):
         info = facts.get(piece.sha) if isinstance(piece, ClipPiece) else None
-        if (plan.modes[index] != "copy" or not isinstance(info, ClipFacts)
-                or not info.has_audio or piece.volume != 1):  # type: ignore[union-attr]
+        if (plan.modes[index] is None or not isinstance(info, ClipFacts) or not info.has_audio
+                or piece.volume != 1  # type: ignore[union-attr]
+                or not untouched(timeline, index, info, fps)):
             continue
         first = profile.samples_at(start)
         sounds.append((piece.path, first,  # type: ignore[union-attr]
-                       profile.samples_at(start + timeline.piece_frames(index, fps)) - first))
+                       profile.samples_at(start + timeline.piece_frames(index, fps)) - first,
+                       info))
     return sounds
 
 
-def _read(path: Path) -> ClipFacts | MediaError:
-    """The clip's facts, or the error reading it (raised when the clip's turn to conform comes)."""
+def _join_pcm(segments: list[Path], out: Path, profile: Profile) -> bool:
+    """Write the segments' PCM one after another into ``out`` (raw s16le), as the concat
+    demuxer's ffmpeg run does (``build_pcm_command`` without loudness), without the run or the
+    video read along; False (``out`` to be rewritten) if a segment's sound is not the film's
+    PCM from time 0."""
+    import av  # slow to import; only stitching needs it
+
     try:
-        return read_clip(path)
-    except MediaError as exc:
-        return exc
+        with open(out, "wb") as sink:
+            for path in segments:
+                with av.open(os.fspath(path)) as container:
+                    sound = container.streams.audio[0] if container.streams.audio else None
+                    if (sound is None or sound.codec_context.name != "pcm_s16le"
+                            or sound.rate != profile.sample_rate
+                            or sound.channels != profile.channels or sound.start_time):
+                        return False
+                    for packet in container.demux(sound):
+                        if packet.size:
+                            sink.write(bytes(packet))
+    except (av.FFmpegError, ValueError):
+        return False
+    except OSError as exc:
+        raise StitchError(f"stitch: joining the sound of {len(segments)} segments failed: "
+                          f"{exc}") from exc
+    return True
 
 
 def _move_into_place(produced: Path, out: Path) -> None:

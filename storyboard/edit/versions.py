@@ -9,3 +9,7 @@ CONFORM_VERSION = 1
 
 TITLES_VERSION = 1
 """Bump when a title card or overlay is drawn differently in a way its key does not show."""
+
+CLIP_FACTS_VERSION = 1
+"""Bump when what ``clip_facts.read_clip`` finds in a clip changes (its fields, how one is read), so
+facts memoised by an older stitcher are read again (``facts_memo``)."""
