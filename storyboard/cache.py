@@ -114,15 +114,10 @@ class Cache:
         return ok
 
     def verified(self, sha: str) -> Path | None:
-        """The object's path if its bytes still hash to its name; a corrupt one is removed."""
-        path = self.object_path(sha)
-        if not path.is_file():
-            return None
-        if file_sha256(path) != sha:
-            with quiet():
-                path.unlink()
-            return None
-        return path
+        """The object's path if its bytes still hash to its name (``intact``: hashed again only when
+        its size or mtime changed, so a re-stitch does not read every clip and segment through);
+        a corrupt one is removed."""
+        return self.object_path(sha) if self.intact(sha) else None
 
     def adopt(self, produced: Path) -> str:
         """Move a finished file into the store under its own hash; returns the hash."""
