@@ -40,6 +40,9 @@ id = "c"
 prompt = "gulls over the cliff"
 """
 
+ON_FAKE = ANIMATIC.replace('provider = "animatic"', 'provider = "fake"\nresolution = "360p"')
+"""The board on the fake provider, stitched at 360p (a quarter of 720p's cost): its film's size is not the point."""
+
 
 def plan_and_build(path):
     """Plan, then build the same project: ({shot: step}, {shot: outcome}, build seconds)."""
@@ -76,7 +79,7 @@ def test_a_dependant_of_a_rerun_that_returns_the_same_frames_is_not_promised_a_r
     import storyboard.providers as providers
 
     monkeypatch.setitem(providers.BUILTIN, "same", "tests.test_plan_accuracy:SameEveryTake")
-    path = write_board(ANIMATIC.replace('"animatic"', '"same"'))
+    path = write_board(ON_FAKE.replace('"fake"', '"same"'))
     build(open_project(path))
     # another take of 'a': its key changes, but its clip comes out byte-identical
     path.write_text(path.read_text().replace('id = "a"\n', 'id = "a"\ntake = 2\n'))
@@ -105,10 +108,10 @@ def write_built(tmp_path_factory, text, **images):
 def built_three(tmp_path_factory):
     """The three-shot board on the fake provider, planned fresh then built: (board, the fresh plan's steps)."""
     folder = tmp_path_factory.mktemp("fresh")
-    (folder / "storyboard.toml").write_text(ANIMATIC.replace('"animatic"', '"fake"'))
+    (folder / "storyboard.toml").write_text(ON_FAKE)
     with fake_registered():
         fresh = {s.shot: s for s in plan_project(open_project(folder / "storyboard.toml"))[0]}
-    return write_built(tmp_path_factory, ANIMATIC.replace('"animatic"', '"fake"')), fresh
+    return write_built(tmp_path_factory, ON_FAKE), fresh
 
 
 def test_a_waiting_shot_names_its_own_edits_and_new_shots_say_so(built_three, fake_provider, tmp_path):
@@ -132,7 +135,7 @@ def test_plan_statements_hold_after_the_build(built_three, fake_provider, tmp_pa
 
 
 def test_two_shots_making_the_same_request_are_generated_once(write_board, fake_provider):
-    path = write_board(ANIMATIC.replace('"animatic"', '"fake"').replace("gulls over the cliff",
+    path = write_board(ON_FAKE.replace("gulls over the cliff",
                                                                        "a boat leaves the harbour"))
     steps, outcomes, _ = plan_and_build(path)
     assert steps["a"].status == RUN and steps["c"].status == MAY_RERUN and steps["a"].key == steps["c"].key
@@ -142,7 +145,7 @@ def test_two_shots_making_the_same_request_are_generated_once(write_board, fake_
 
 
 def test_plan_counts_what_may_rerun_apart_from_what_will(write_board, fake_provider):
-    path = write_board(ANIMATIC.replace('"animatic"', '"fake"'))
+    path = write_board(ON_FAKE)
     project = open_project(path)
     pv = view(project, plan_project(project)[0])
     assert (pv.to_generate, pv.may_rerun) == (2, 1)
@@ -156,6 +159,7 @@ def test_plan_counts_what_may_rerun_apart_from_what_will(write_board, fake_provi
 REFS = """
 [film]
 provider = "fake"
+resolution = "360p"
 
 [assets]
 keeper = "assets/keeper.png"
@@ -262,6 +266,7 @@ def test_animatic_plan_estimates_the_build_it_precedes(write_board):
 EXTENDS = """
 [film]
 provider = "fake"
+resolution = "360p"
 duration = 4
 
 [[shot]]
