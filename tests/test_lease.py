@@ -32,6 +32,7 @@ BOARD = """\
 [film]
 provider = "fake"
 duration = 4
+resolution = "360p"  # the film's size is not the point: 360p clips render and join faster
 
 [[shot]]
 id = "a"
