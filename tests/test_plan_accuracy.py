@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from datetime import datetime
 
 import pytest
 from PIL import Image
@@ -258,6 +259,15 @@ def test_animatic_plan_estimates_the_build_it_precedes(write_board):
     assert now.renders == 3 and measured.renders == 3
     at_this_speed = pv.wall_seconds * now.rate / measured.rate
     assert took / 3 < at_this_speed < took * 3, (pv.wall_seconds, measured.rate, now.rate, took)
+    # its render part alone, against the wall time the lock says the renders covered (overlaps once): the
+    # stitch cannot hide a render estimate off by a large factor, and the machine's load cancels out
+    rendering, end = 0.0, float("-inf")
+    for start, seconds in sorted((datetime.fromisoformat(e["created"]).timestamp(), e["seconds"])
+                                 for e in built.lock.shots.values()):
+        rendering += max(0.0, start + seconds - max(start, end))
+        end = max(end, start + seconds)
+    renders_at_this_speed = (pv.wall_seconds - pv.stitch_seconds) * now.rate / measured.rate
+    assert rendering / 2 < renders_at_this_speed < rendering * 2, (renders_at_this_speed, rendering)
 
 
 # ---- 10: an extension's length is Veo's rule, +7 s ----
