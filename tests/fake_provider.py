@@ -31,7 +31,9 @@ class FakeProvider:
         cls.fail_prompts = set()
 
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities()
+        # Veo's, plus 360p: a test whose film's size is not the point stitches it at a quarter of 720p's cost
+        return Capabilities(resolutions=frozenset({"360p", "720p", "1080p", "4k"}),
+                            extension_resolutions=frozenset({"360p", "720p"}))
 
     def price(self, job: RenderJob) -> Price:
         return Price(0.5 * job.duration)

@@ -23,6 +23,7 @@ BOARD = """
 [film]
 output = "out/film.mp4"
 provider = "fake"
+resolution = "360p"
 duration = 4
 
 [[shot]]
@@ -38,6 +39,9 @@ prompt = "the boat reaches open sea"
 id = "three"
 prompt = "night falls"
 """
+"""On the fake provider at 360p (a quarter of 720p's stitch: the film's size is not the point here)."""
+ON_ANIMATIC = BOARD.replace('provider = "fake"\nresolution = "360p"', 'provider = "animatic"')
+"""The animatic holds to Veo's sizes (720p and up)."""
 
 
 def storyboard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -139,7 +143,7 @@ def test_declining_the_question_generates_nothing_and_exits_4(board, plugin_env)
 
 
 def test_the_animatic_never_asks(board):
-    board.write_text(BOARD.replace('provider = "fake"', 'provider = "animatic"'))
+    board.write_text(ON_ANIMATIC)
     import pty
 
     master, slave = pty.openpty()
@@ -196,7 +200,7 @@ def test_an_error_that_suggests_allow_outside_is_answered_by_it(tmp_path):
 
 
 def test_no_file_means_the_storyboard_here(board, tmp_path):
-    board.write_text(BOARD.replace('provider = "fake"', 'provider = "animatic"'))
+    board.write_text(ON_ANIMATIC)
     runs = {command: storyboard(command, cwd=board.parent) for command in ("validate", "plan", "graph")}
     for proc in runs.values():
         assert proc.returncode == 0, proc.stderr

@@ -89,7 +89,7 @@ def test_the_sidecar_goes_when_the_subtitles_go_but_a_file_of_ours_never(write_b
     which a player would otherwise still load; a file storyboard did not write is left alone."""
     from storyboard.build import build, open_project
 
-    text = ('[film]\nprovider = "fake"\noutput = "build/short.mp4"\n'
+    text = ('[film]\nprovider = "fake"\nresolution = "360p"\noutput = "build/short.mp4"\n'  # a quarter of 720p's cost
             '[[shot]]\nid = "a"\nprompt = "a fox wakes"\nduration = 4\n')
     board = write_board(text + '[edit.subtitles]\npath = "en.srt"\n')
     (board.parent / "en.srt").write_text(SRT.replace("00:00:03,250 --> 00:00:05,000", "00:00:01,600 --> 00:00:01,900"))

@@ -17,6 +17,7 @@ from storyboard.gc import collect, locate, pins
 BOARD = """
 [film]
 provider = "fake"
+resolution = "360p"  # the film's size is not the point here: a quarter of 720p's stitch
 duration = 4
 seed = 1
 

@@ -32,6 +32,7 @@ BOARD = """\
 [film]
 provider = "fake"
 duration = 4
+resolution = "360p"  # the film's size is not the point: 360p clips render and join faster
 
 [[shot]]
 id = "a"
@@ -73,7 +74,13 @@ class Meeting:
 STORES = ["s3", "gcs", "folder"]
 
 
-@pytest.fixture(params=STORES)
+# The three-process runs cost ~10 s each. S3 stays in the default suite; on GCS and a shared folder the
+# same lease protocol (create-if-absent, wait and download, release on failure, take over a dead lease)
+# is covered by the in-process tests below, each run on all three stores: these two run with `-m slow`.
+MEETINGS = ["s3", pytest.param("gcs", marks=pytest.mark.slow), pytest.param("folder", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=MEETINGS)
 def meeting(request: pytest.FixtureRequest, tmp_path: Path) -> Meeting:
     if request.param == "gcs":
         bucket: GcsBucket = request.getfixturevalue("gcs")

@@ -30,6 +30,7 @@ BOARD = """
 provider = "fake"
 duration = 4
 seed = 2
+resolution = "360p"  # the film's size is not the point here: a quarter of 720p's stitch
 
 [[shot]]
 id = "a"

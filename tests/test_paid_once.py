@@ -199,7 +199,8 @@ def test_a_longer_clip_than_requested_is_kept_used_and_reported(tmp_path, monkey
 
     monkeypatch.setitem(providers.BUILTIN, "fake", "tests.test_paid_once:LongClips")
     board = tmp_path / "storyboard.toml"
-    board.write_text('[film]\nprovider = "fake"\n\n[[shot]]\nid = "a"\nprompt = "a fox"\nduration = 4\n\n'
+    board.write_text('[film]\nprovider = "fake"\nresolution = "360p"\n\n'  # 360p: a quarter of 720p's stitch
+                     '[[shot]]\nid = "a"\nprompt = "a fox"\nduration = 4\n\n'
                      '[[shot]]\nid = "b"\ncontinues = "a"\nprompt = "the fox runs"\nduration = 4\n')
     report = build(open_project(board))
     assert report.shots["a"].outcome is Outcome.RENDERED and not report.failed

@@ -455,6 +455,7 @@ BOARD = """
 [film]
 provider = "fake"
 seed = 3
+resolution = "360p"  # the film's size is not the point here: a quarter of 720p's stitch
 
 [assets]
 fox = "assets/fox.png"

@@ -255,6 +255,7 @@ def test_a_continuation_that_does_not_continue_is_a_bad_join(write_board, fake_p
     board = write_board("""
         [film]
         provider = "fake"
+        resolution = "360p"  # a quarter of 720p's stitch
         duration = 4
 
         [[shot]]
@@ -280,6 +281,7 @@ def test_shots_not_in_the_film_keep_the_numbering_and_starts_follow_the_transiti
     board = write_board("""
         [film]
         provider = "fake"
+        resolution = "360p"  # a quarter of 720p's stitch
         duration = 4
 
         [[shot]]
@@ -323,6 +325,7 @@ def test_starts_follow_the_timeline_trims_titles_and_holds(write_board, fake_pro
     board = write_board("""
         [film]
         provider = "fake"
+        resolution = "360p"  # a quarter of 720p's stitch
         duration = 4
 
         [[shot]]

@@ -252,6 +252,7 @@ FRAMES_BOARD = """
 [film]
 provider = "fake"
 duration = 4
+resolution = "360p"  # the frames handed off are the point, not the film's size: a quarter of 720p's stitch
 
 [[shot]]
 id = "a"

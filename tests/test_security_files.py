@@ -89,7 +89,8 @@ def test_an_output_that_is_a_symlink_is_refused(tmp_path, victim, plugin_env):
 
 
 def test_a_file_storyboard_did_not_write_is_never_replaced(write_board, fake_provider):
-    board = write_board('[film]\nprovider = "fake"\nduration = 4\noutput = "cut/final.mp4"\n' + SHOTS)
+    board = write_board('[film]\nprovider = "fake"\nduration = 4\nresolution = "360p"\noutput = "cut/final.mp4"\n'
+                        + SHOTS)  # 360p: the film's size is not the point, a quarter of 720p's stitch
     mine = board.parent / "cut" / "final.mp4"
     mine.parent.mkdir()
     mine.write_bytes(VICTIM)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import av
@@ -17,6 +16,7 @@ from storyboard.executor import Outcome
 from storyboard.gc import collect
 from storyboard.plan_view import view
 from storyboard.takes import all_candidates, continuity, force_batches, list_candidates
+from tests._built import copy_built, fake_registered
 from tests.fakes.azerion_server import azerion_fake, azerion_server  # noqa: F401
 
 BOARD = """
@@ -24,6 +24,7 @@ BOARD = """
 provider = "fake"
 duration = 4
 seed = 1
+resolution = "360p"  # the film's size is not the point here: a quarter of 720p's stitch
 
 [[shot]]
 id = "a"
@@ -57,13 +58,23 @@ def first_frame(path: Path) -> np.ndarray:
         return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)
 
 
-@pytest.fixture
-def board(write_board, fake_provider) -> Path:
-    """`a` with 3 takes (and `b` continuing it) built once."""
-    path = write(write_board(""), takes=3)
-    report = build(open_project(path))
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory) -> tuple[Path, list[tuple[str, int, int]]]:
+    """`a` with 3 takes (and `b` continuing it) built once for the module: (board, the renders it asked for)."""
+    folder = tmp_path_factory.mktemp("takes") / "board"
+    folder.mkdir()
+    path = write(folder / "storyboard.toml", takes=3)
+    with fake_registered() as fake:
+        report = build(open_project(path))
+        asked = calls(fake)
     assert report.film is not None
-    return path
+    return path, asked
+
+
+@pytest.fixture
+def board(built_once, fake_provider, tmp_path) -> Path:
+    """A copy of the built board (cache included) that the test may change; the fake's call log is empty."""
+    return copy_built(built_once[0], tmp_path)
 
 
 def test_candidate_one_keeps_the_key_a_shot_had_before_takes(write_board, fake_provider):
@@ -86,8 +97,8 @@ def test_candidate_one_keeps_the_key_a_shot_had_before_takes(write_board, fake_p
     assert report.shots["b"].outcome is Outcome.CACHED
 
 
-def test_takes_make_one_cache_entry_and_one_clip_each(board, fake_provider):
-    assert sorted(calls(fake_provider)) == [("a", 1, 0), ("a", 2, 0), ("a", 3, 0), ("b", 1, 0)]
+def test_takes_make_one_cache_entry_and_one_clip_each(board, built_once):
+    assert sorted(built_once[1]) == [("a", 1, 0), ("a", 2, 0), ("a", 3, 0), ("b", 1, 0)]
     entry = lock_of(board)["shots"]["a"]
     assert len(entry["candidates"]) == 3
     project = open_project(board)
