@@ -28,5 +28,8 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# an editable install leaves the package uncompiled; where PYTHONDONTWRITEBYTECODE is set, every
+# `storyboard` run (the tests start hundreds) would compile it again, as an installed package never does
+.venv/bin/python -m compileall -q storyboard
 .venv/bin/storyboard build examples/lighthouse/storyboard.toml
 echo "setup: done; the tests: .venv/bin/python -m pytest -q; the CLI: .venv/bin/storyboard (or . .venv/bin/activate)"
