@@ -22,28 +22,19 @@ def commit_clip(cache: Cache, shot_id: str, job: RenderJob, key: str, clip_tmp: 
                 started: float, want: float) -> dict[str, Any]:
     """Probe one returned clip (`want` seconds long), extract its first and last frames, adopt all
     three into the cache and put the action that names them. Returns the action entry."""
-    from storyboard.media import extract_first_last, probe
+    from storyboard.media import probe
 
-    first_tmp = cache.tmp_path(".png")
-    last_tmp = cache.tmp_path(".png")
     mismatch = None
     try:
-        try:
-            info = probe(clip_tmp)
-        except MediaError as exc:
-            raise ProviderError(f"shot '{shot_id}': {job.provider} returned a file that does not decode: "
-                                f"{exc.message}", provider=job.provider) from exc
-        if abs(info.duration - want) > 1.5 / FPS + 0.05:  # paid for and decodable: keep it, say so
-            mismatch = (f"{job.provider} returned {info.duration:.2f} s for a {want:.2f} s request; kept "
-                        "(it was paid for) and used as it is")
-        pixels = dict(zip(("first", "last"), extract_first_last(clip_tmp, first_tmp, last_tmp), strict=True))
-        outputs = {"clip": cache.adopt(clip_tmp), "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
-        for frame, digest in pixels.items():
-            frame_digests(cache).remember(outputs[frame], digest)
-    finally:
-        for tmp in (first_tmp, last_tmp):
-            if tmp.exists():
-                tmp.unlink()
+        info = probe(clip_tmp)
+    except MediaError as exc:
+        raise ProviderError(f"shot '{shot_id}': {job.provider} returned a file that does not decode: "
+                            f"{exc.message}", provider=job.provider) from exc
+    if abs(info.duration - want) > 1.5 / FPS + 0.05:  # paid for and decodable: keep it, say so
+        mismatch = (f"{job.provider} returned {info.duration:.2f} s for a {want:.2f} s request; kept "
+                    "(it was paid for) and used as it is")
+    frames, pixels = _land_frames(cache, clip_tmp)
+    outputs = {"clip": cache.adopt(clip_tmp), **frames}
     entry = {
         "key": key,
         "outputs": outputs,
@@ -68,25 +59,33 @@ def restore_frames(cache: Cache, key: str, entry: dict[str, Any]) -> dict[str, A
     """The action `entry` (its clip intact) with its first and last frames extracted from the clip
     again and put back in the cache; None when the clip does not give them (then it is a miss)."""
     from storyboard.errors import CacheError
-    from storyboard.media import extract_first_last
 
-    first_tmp = cache.tmp_path(".png")
-    last_tmp = cache.tmp_path(".png")
     try:
-        clip = cache.object_path(entry["outputs"]["clip"])
-        pixels = dict(zip(("first", "last"), extract_first_last(clip, first_tmp, last_tmp), strict=True))
-        outputs = {**entry["outputs"], "first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
+        frames, pixels = _land_frames(cache, cache.object_path(entry["outputs"]["clip"]))
     except (MediaError, CacheError, OSError):
         return None
-    finally:
-        for tmp in (first_tmp, last_tmp):
-            if tmp.exists():
-                tmp.unlink()
-    for frame, digest in pixels.items():
-        frame_digests(cache).remember(outputs[frame], digest)
-    restored = {**entry, "outputs": outputs, "pixels": pixels}
+    restored = {**entry, "outputs": {**entry["outputs"], **frames}, "pixels": pixels}
     try:
         cache.put_action(key, restored)
     except CacheError:
         pass  # a read-only cache: restored again next time, never paid for again
     return restored
+
+
+def _land_frames(cache: Cache, clip: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The clip's first and last frames extracted and adopted into the cache: their PNGs' hashes
+    and their pixel digests (remembered, so no later run decodes them), by "first" and "last"."""
+    from storyboard.media import extract_first_last
+
+    first_tmp = cache.tmp_path(".png")
+    last_tmp = cache.tmp_path(".png")
+    try:
+        pixels = dict(zip(("first", "last"), extract_first_last(clip, first_tmp, last_tmp), strict=True))
+        frames = {"first": cache.adopt(first_tmp), "last": cache.adopt(last_tmp)}
+    finally:
+        for tmp in (first_tmp, last_tmp):
+            if tmp.exists():
+                tmp.unlink()
+    for frame, digest in pixels.items():
+        frame_digests(cache).remember(frames[frame], digest)
+    return frames, pixels

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from storyboard.edit.conform import Profile
 
 AAC_FRAME = 1024
-"""Samples in one AAC frame."""
+"""Samples in one AAC frame, and the AAC encoder's priming delay (one frame)."""
 
 __all__ = ["ClipFacts", "copy_blocker", "clean_cuts", "read_clip"]
 

@@ -6,7 +6,7 @@ encoded: the partial GOPs at the edges of a part (from its first frame to the fi
 point inside it, and from the last one to its end); the whole GOPs between are copied packet for
 packet (``build_span_command``), as a whole clip in a film of cuts is.
 
-A clean cut point (``cut_points``) is a keyframe that starts a closed GOP: an IDR picture, with
+A clean cut point (``ClipFacts.cuts``) is a keyframe that starts a closed GOP: an IDR picture, with
 every packet before it in decode order shown before it and every packet after it shown at or
 after it. An open GOP (x264's ``--open-gop``: a non-IDR I picture whose leading B-frames refer
 to the GOP before) is no cut point, so a clip made that way is encoded as before. The cut points
@@ -19,13 +19,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from storyboard.edit.clip_facts import ClipFacts, read_clip
+from storyboard.edit.clip_facts import ClipFacts
 from storyboard.edit.conform import BITEXACT_ARGS, Profile, Trim, audio_chain
 from storyboard.edit.pieces import Part, edges
 from storyboard.edit.timeline import ClipPiece, Timeline, frames_of
-from storyboard.errors import MediaError
 
-__all__ = ["Span", "build_span_command", "cut_points", "smart_line", "split_parts", "split_span",
+__all__ = ["Span", "build_span_command", "smart_line", "split_parts", "split_span",
            "write_packets"]
 
 
@@ -42,20 +41,6 @@ class Span:
     @property
     def frames(self) -> int:
         return self.end - self.start
-
-
-def cut_points(path: Path, sha: str) -> tuple[int, ...]:
-    """The frames (in presentation order) where ``path`` may be cut by copying: each starts a
-    closed GOP on an IDR picture (``clip_facts.clean_cuts``). The stitcher has them in its clips'
-    facts; this reads them for one clip (``sha``, its bytes, names it in the error).
-
-    Raises:
-        MediaError: the clip cannot be demuxed.
-    """
-    try:
-        return read_clip(path).cuts
-    except MediaError as exc:
-        raise MediaError(f"cannot read the keyframes of {path} ({sha[:12]}): {exc.message}") from exc
 
 
 MIN_COPY = 12

@@ -35,11 +35,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from storyboard.edit.clip_facts import AAC_FRAME
 from storyboard.edit.conform import BITEXACT_ARGS, ClipFacts, Profile
 from storyboard.errors import StitchError
-
-AAC_FRAME = 1024
-"""Samples per AAC frame, and the encoder's priming delay (one frame)."""
 
 SPAN_FRAMES = 512
 """AAC frames per span: about 11 s at 48 kHz, so a 160 s film has 15 spans for the cores to share."""
