@@ -168,14 +168,12 @@ class Cache:
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action entry for `key` if every object it names is present."""
         entry = self.read_action(key)
-        return entry if entry is not None and self.outputs_intact(entry) else None
-
-    def outputs_intact(self, entry: dict[str, Any]) -> bool:
-        """Every object action `entry` names is present and hashes to its name (`intact`)."""
+        if entry is None:
+            return None
         for sha in entry.get("outputs", {}).values():
             if not self.intact(sha):
-                return False
-        return True
+                return None
+        return entry
 
     def read_action(self, key: str) -> dict[str, Any] | None:
         """The action entry stored for `key`, its objects not checked (None when there is none)."""

@@ -83,19 +83,17 @@ class Resolver:
         frames named by PNG bytes) is found too, and filed under `key` so it is found directly."""
         entry = self.actions.get(key)
         if entry is None:
-            stored = self.cache.read_action(key)
-            entry = stored if stored and self.cache.outputs_intact(stored) else \
-                self._frames_restored(key, stored)
+            entry = self.cache.get_action(key) or self._frames_restored(key)
             if entry is None and job is not None:
                 entry = self._former_action(key, job)
             if entry is not None:
                 self.actions[key] = entry
         return entry
 
-    def _frames_restored(self, key: str, entry: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Action `entry` (stored for `key`) when its clip is intact and only a frame PNG is gone
-        (deleted, or removed as corrupt): the frames are extracted from the paid clip again, not paid
-        for again."""
+    def _frames_restored(self, key: str) -> dict[str, Any] | None:
+        """The action for `key` when its clip is intact and only a frame PNG is gone (deleted, or
+        removed as corrupt): the frames are extracted from the paid clip again, not paid for again."""
+        entry = self.cache.read_action(key)
         outputs = entry.get("outputs") if entry is not None else None
         if not isinstance(outputs, dict) or set(outputs) != {"clip", "first", "last"} \
                 or not all(isinstance(sha, str) for sha in outputs.values()) or not self.cache.intact(outputs["clip"]):
