@@ -7,6 +7,7 @@ others (here two clips from a second setting) to that setting, and encodes its s
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import av
@@ -189,11 +190,10 @@ def test_a_conform_that_cannot_match_makes_every_clip_encode(clips, tmp_path):
     out = tmp_path / "film.mp4"
     stats = stitch([main[0], clips["o0"], main[1]], out, profile=PROFILE, transition=Transition(),
                    memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
-    assert steps[2:4] == [
-        "conform clip 2/3 (o0.mp4)",
-        "re-encode the video: clip 2 (o0.mp4) encoded to match the other clips' H.264 setting "
-        "still has other parameter sets",
-    ]
+    why = ("re-encode the video: clip 2 (o0.mp4) encoded to match the other clips' H.264 setting "
+           "still has other parameter sets")
+    assert steps[2] == "conform clip 2/3 (o0.mp4)"  # the copies go on while it encodes, then it is checked
+    assert steps.count(why) == 1 and steps.index(why) > 2
     assert (stats.conforms_encoded, stats.conforms_copied) == (3, 0)
     assert len(frames(out)) == 24 + clip_frames("o0") + 24
 
@@ -317,3 +317,41 @@ def test_clips_on_the_aac_grid_lend_their_own_packets(tmp_path, middle):
     found = onsets(sound(out))
     expected = [i * 128000 + BURST * RATE + RATE / (12 * (440 + 110 * i)) for i in range(3)]
     assert all(abs(f - e) <= 3 for f, e in zip(found, expected, strict=True))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="nothing is encoded ahead on a single core")
+def test_the_copies_go_on_while_an_odd_clip_encodes(clips, tmp_path, monkeypatch):
+    # The odd clip comes first: its encode (held back here until the copies are done, for at most
+    # 20 s) must not keep the clips after it waiting; the film and its lines are as in film order.
+    import threading
+
+    from storyboard.edit import render as render_module
+    from storyboard.edit import stitch as stitch_module
+
+    copied, held = threading.Event(), []
+    copies = {"made": 0}
+    real_copy, real_ffmpeg = render_module.write_copy, stitch_module._ffmpeg
+
+    def write_copy(*args, **kwargs):
+        made = real_copy(*args, **kwargs)
+        copies["made"] += 1
+        if copies["made"] == 2:
+            copied.set()
+        return made
+
+    def ffmpeg(argv, step):
+        if step.startswith("conforming clip 1"):
+            held.append(copied.wait(timeout=20))
+        real_ffmpeg(argv, step)
+
+    monkeypatch.setattr(render_module, "write_copy", write_copy)
+    monkeypatch.setattr(stitch_module, "_ffmpeg", ffmpeg)
+    steps: list[str] = []
+    out = tmp_path / "film.mp4"
+    stats = stitch([clips["o0"], clips["m0"], clips["m1"]], out, profile=PROFILE,
+                   transition=Transition(), memo=DirMemo(tmp_path / "memo"), on_step=steps.append)
+    assert held == [True]  # both copies were made while the odd clip's encode waited
+    assert [line for line in steps if line.startswith(("conform", "copy"))] == [
+        "conform clip 1/3 (o0.mp4)", "copy clip 2/3 (m0.mp4)", "copy clip 3/3 (m1.mp4)"]
+    assert (stats.conforms_encoded, stats.conforms_copied) == (1, 2)
+    assert len(frames(out)) == clip_frames("o0") + 48 + 36

@@ -10,7 +10,8 @@ found in the memo. A part is keyed by the clip frames it shows, not by where the
 moving an in point re-makes only the parts whose frames change. A smart-cut piece (``gops.py``)
 has its runs of whole GOPs as parts of their own, copied and keyed by their clip frames and
 volume. The pieces that need x264 are encoded ahead, two at a time, while the copies go
-on; the progress lines still come in film order and the bytes do not change.
+on, past an encode still running (it is waited for after the rest); the progress lines still
+come in film order and the bytes do not change.
 """
 
 from __future__ import annotations
@@ -100,7 +101,15 @@ class Render:
         pool = ThreadPoolExecutor(max_workers=2)
         try:
             ahead = self.encode_ahead(pool)
-            parts = [self.piece(index, ahead.get(index)) for index in range(len(pieces))]
+            ready: dict[int, dict[str, tuple[Path, str, Part]]] = {}
+            for index in range(len(pieces)):  # an encode still running is waited for after the rest
+                early = ahead.get(index)
+                if early is not None and not early[-1].done():
+                    self.announce(index, early[0], len(early[4]))
+                else:
+                    ready[index] = self.piece(index, early)
+            parts = [ready[index] if index in ready else self.piece(index, ahead[index], announced=True)
+                     for index in range(len(pieces))]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         segments: list[Path] = []
@@ -122,7 +131,8 @@ class Render:
     def encode_ahead(self, pool: ThreadPoolExecutor) -> dict[int, Ahead]:
         """Start encoding the missing parts of every piece that needs x264, two at a time.
 
-        One x264 encode keeps about one core busy, so the copies go on in film order meanwhile.
+        One x264 encode keeps about one core busy, so the copies go on meanwhile, in film order
+        but past a piece whose encode is still running.
         A piece whose parts an earlier one already makes, or that cannot be planned (its error
         comes at its turn), waits for its turn. Nothing ahead on a single core.
         """
@@ -165,9 +175,16 @@ class Render:
         assert isinstance(piece, ClipPiece) and isinstance(info, ClipFacts)
         return split_parts(plan, info.cuts, info.frames)
 
-    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
+    def announce(self, index: int, plan: list[Part], missing: int) -> None:
+        """The progress lines of piece ``index``, encoded ahead, at its turn in film order."""
+        if index in self.smart:
+            self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
+        self.report(self.step(index, missing, len(plan)))
+
+    def piece(self, index: int, ahead: Ahead | None = None,
+              announced: bool = False) -> dict[str, tuple[Path, str, Part]]:
         """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
-        missing."""
+        missing; ``announced``: its progress lines were said (``announce``)."""
         piece = self.timeline.pieces[index]
         mode = self.modes[index]
         if ahead is None:
@@ -181,13 +198,14 @@ class Render:
                 copied, made = part.first is not None, part.name in making
                 self.counts[("spans_copied" if made else "spans_reused") if copied
                             else "parts_encoded" if made else "parts_reused"] += 1
-        if missing and index in self.smart:  # said with the encode, as every progress line
-            self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
         if missing:
             if ahead is None:
+                if index in self.smart:  # said with the encode, as every progress line
+                    self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
                 made = self.make(index, plan, missing)
             else:
-                self.report(self.step(index, len(missing), len(plan)))
+                if not announced:
+                    self.announce(index, plan, len(missing))
                 made = ahead[-1].result()
             for part in missing:
                 found[part.name] = self.memo.memo_put(names[part.name], made[part.name])
