@@ -1,5 +1,5 @@
 """`python -m storyboard` runs the CLI."""
 
-from storyboard.entry import main
+from storyboard.entry import console
 
-main()
+console()

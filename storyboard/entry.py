@@ -10,11 +10,13 @@ hundred cached shots, so two paths skip it when their arguments are the plain on
   stamp cannot answer (the full check): ``cli.build``'s work (storyboard.build_command), likewise.
 
 Any other argument (an option typer must check, ``--help``, ``-v``, a remote flag) goes to the
-full CLI, which gives the same answer and the same usage errors as before.
+full CLI, which gives the same answer and the same usage errors as before. The program itself
+(``console``) then leaves without the interpreter's teardown (``_leave``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,32 @@ def _run(command: Any) -> None:
         sys.exit(3)
     if code:
         sys.exit(code)
+
+
+def console() -> None:
+    """The ``storyboard`` program: ``main``, then out without the interpreter's teardown."""
+    main()
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code``, skipping the interpreter's teardown when nothing else runs.
+
+    A plan of 1,000 shots leaves about 150 modules and a board's worth of objects behind, and
+    freeing them one by one took about 40 ms of a 0.39 s plan. Nothing here needs the teardown:
+    storyboard registers no exit handler, the output is flushed first (a failing flush, a closed
+    pipe, takes the normal way out and its message), and while another thread is alive the
+    normal exit joins it.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    threading = sys.modules.get("threading")
+    if threading is None or threading.active_count() == 1:
+        os._exit(code)
+    sys.exit(code)
 
 
 _INTERRUPTED = 130  # cli.Exit.INTERRUPTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,9 +37,11 @@ finally:  # also after sys.exit
 VIA_CLI = "import sys; from storyboard.cli import main; sys.argv[0] = 'storyboard'; main()"
 
 
-def run(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(code: str, *args: str, cwd: Path, buffered: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -c code args`` in ``cwd``; ``buffered``: with stdout block-buffered, as in a pipe by default."""
+    env = {k: v for k, v in os.environ.items() if not (buffered and k == "PYTHONUNBUFFERED")}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+                          timeout=120, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +161,37 @@ def test_a_plain_build_pauses_the_collector_only_while_it_loads_and_plans(tmp_pa
     done = run(COLLECTOR_AT_WORK, "build", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "collector on" in done.stderr and "collector off" not in done.stderr
+
+
+VIA_PROGRAM = """
+import sys, threading
+sys.argv[0] = "storyboard"
+if sys.argv[1] == "--with-a-thread":  # a thread still at work when the command is done
+    del sys.argv[1]
+    threading.Thread(target=lambda: (__import__("time").sleep(0.5), print("thread done", file=sys.stderr))).start()
+from storyboard.entry import console
+console()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_program_skips_the_teardown_but_not_the_output(tmp_path, thread):
+    """`storyboard` leaves with os._exit: the output is flushed first, and a live thread is joined."""
+    shots = "".join(f'[[shot]]\nid = "s{i:03d}"\nprompt = "a boat, view {i}"\n' for i in range(300))
+    (tmp_path / "storyboard.toml").write_text("[film]\nduration = 4\n" + shots)
+    args = ("--with-a-thread",) * thread + ("plan", "--all")
+    fast, full = run(VIA_PROGRAM, *args, cwd=tmp_path, buffered=True), run(VIA_CLI, "plan", "--all", cwd=tmp_path)
+    assert len(full.stdout) > 16_384  # more than stdout's buffer holds: the last part is flushed at exit
+    assert (fast.returncode, fast.stdout) == (full.returncode, full.stdout) == (0, full.stdout)
+    lines = full.stdout.rstrip().splitlines()
+    assert any(line.startswith("s299 ") for line in lines) and lines[-1].startswith("estimated wall time")
+    assert fast.stderr == ("thread done\n" if thread else "")
+
+
+def test_the_program_answers_a_no_op_build_from_the_stamp_in_full(built):
+    """The stamp's answer is printed without a flush of its own: the program's exit flushes it."""
+    run(VIA_CLI, "build", "--quiet", cwd=built)  # a stamp (another test may have removed it)
+    fast = run(VIA_PROGRAM, "build", cwd=built, buffered=True)
+    assert (fast.returncode, fast.stderr) == (0, "")
+    assert fast.stdout.splitlines() == ["summary: 2 cached (nothing changed since the last build)",
+                                        f"film: {built / 'build' / 'film.mp4'} (8.00 s, up to date)"]
