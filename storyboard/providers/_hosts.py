@@ -14,7 +14,6 @@ the user's say-so from outside the file:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -97,6 +96,8 @@ def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower().rstrip(".")
     if host == "localhost":  # not *.localhost: some resolvers ask DNS for those
         return True
+    import ipaddress  # ≈ 2 ms: a plan of a board that keeps each provider's own host never asks
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
