@@ -194,7 +194,7 @@ def build(project: Project, *, only: list[str] | None = None, jobs: int = 4, kee
     try:
         try:
             report = run(project.board, order, resolver, lock, jobs=jobs, keep_going=keep_going,
-                         on_event=on_event, cancel=cancel, remote=project.remote)
+                         on_event=on_event, cancel=cancel, remote=project.remote, planned=steps)
         finally:
             _save_memos(project.cache)
             for impl in project.providers.values():

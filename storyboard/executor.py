@@ -21,7 +21,7 @@ from storyboard.batching import NotingJournal, extra_candidates, forced_batch_no
 from storyboard.landing import commit_clip
 from storyboard.lockfile import LockFile
 from storyboard.model import Board
-from storyboard.plan import Resolver
+from storyboard.plan import CACHED, Resolver, Step
 from storyboard.scheduling import POLL, Limiter, Schedule, ctrl_c_flag
 
 if TYPE_CHECKING:
@@ -83,10 +83,14 @@ def run(
     on_event: EventFn | None = None,
     cancel: threading.Event | None = None,
     remote: Any = None,
+    planned: list[Step] | None = None,
 ) -> BuildReport:
-    """Render every shot in `order` that is not cached; returns what happened to each."""
+    """Render every shot in `order` that is not cached; returns what happened to each.
+
+    `planned`: the steps plan() gave with `resolver`'s memos: a shot it found cached with its one
+    candidate is taken as it found it, not looked up again."""
     notify = on_event or (lambda shot, state, info: None)
-    if (report := _all_cached(board, order, resolver, lock, notify)) is not None:
+    if (report := _all_cached(board, order, resolver, lock, notify, planned or [])) is not None:
         return report  # nothing to render: no pool, no scheduling (a no-op build of 1,000 shots)
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -191,19 +195,26 @@ def _commit_cached(shot_id: str, key: str, job: RenderJob, entry: dict[str, Any]
 
 
 def _all_cached(board: Board, order: list[str], resolver: Resolver, lock: LockFile,
-                notify: EventFn) -> BuildReport | None:
+                notify: EventFn, planned: list[Step]) -> BuildReport | None:
     """The report of a build whose every shot is cached (committed in order), or None, having
     committed nothing, when one is not: a no-op build then needs neither the pool nor the schedule."""
     found = []
+    steps = {step.shot: step for step in planned if step.status == CACHED}
     try:
         for shot_id in order:
             shot = board.shots[shot_id]
             if shot_id in resolver.force or not all(up in resolver.outputs for up in shot.upstream()):
                 return None
-            job, _ = resolver.job(shot)
-            key, entry, candidates, cached = _look_up(shot, job, resolver)
-            if entry is None or len(cached) != len(candidates):
-                return None
+            step = steps.get(shot_id)
+            entry = resolver.actions.get(step.key) if step is not None and shot.takes == 1 else None
+            if entry is not None:  # as plan found it (its job from these upstream entries)
+                job, key = step.job, step.key  # type: ignore[union-attr]
+                cached = {key: (job, entry)}
+            else:
+                job, _ = resolver.job(shot)
+                key, entry, candidates, cached = _look_up(shot, job, resolver)
+                if entry is None or len(cached) != len(candidates):
+                    return None
             found.append((shot_id, key, job, entry, cached))
             resolver.outputs[shot_id] = entry  # its dependants' jobs read it
     except StoryboardError:

@@ -371,10 +371,21 @@ def test_a_no_op_build_plans_once_and_reads_each_action_once(write_board: Any, f
         return real_plan(*args, **kwargs)
 
     monkeypatch.setattr(build_module, "plan", plan)
+    from storyboard.plan import Resolver
+
+    jobs: Counter[str] = Counter()
+    real_job = Resolver.job
+
+    def job(self: Resolver, shot: Any) -> Any:
+        jobs[shot.id] += 1
+        return real_job(self, shot)
+
+    monkeypatch.setattr(Resolver, "job", job)
     steps, planned = plan_project(project)
     report = build(project, planned=(steps, planned), on_event=lambda shot, state, info: None)
     assert report.count(Outcome.CACHED) == 3 and report.film is not None and fake_provider.calls == []
     assert plans == [1]  # plan_project's: build() did not plan again
+    assert jobs == dict.fromkeys("abc", 1)  # the executor takes each cached shot as the plan found it
     shot_keys = {project.lock.shots[s]["key"] for s in "abc"}
     assert {k: n for k, n in lookups.items() if k in shot_keys} == dict.fromkeys(shot_keys, 1)
     # nothing changed: the lock is not rewritten
