@@ -19,12 +19,18 @@ Snakemake's own metadata, and the dry run has nothing to do. `--snakemake` defau
 once: 10,000 shots take minutes). `--baseline CHECKOUT` times another checkout of storyboard
 (e.g. `git worktree add /tmp/base COMMIT`; its package first on PYTHONPATH, its bytecode compiled)
 on the same board, alternating run by run with this one, so both see the same load.
+
+`--instructions` (with `--baseline`) also counts the instructions each side's plan and full check
+execute, under valgrind's callgrind with PYTHONHASHSEED=0: on a shared virtual machine whose wall
+times drift by 10-20 % from one minute to the next, that count is the same from run to run, so a
+change of a few per cent shows (it leaves out what waits: system calls and cache misses).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +173,8 @@ def main() -> None:
                         help="snakemake executable to compare with (default: snakemake on PATH)")
     parser.add_argument("--work", type=Path, help="keep the board and its cache here (and reuse them)")
     parser.add_argument("--baseline", type=Path, help="another checkout to time alternately on the same board")
+    parser.add_argument("--instructions", action="store_true",
+                        help="with --baseline: count each side's instructions too (valgrind)")
     args = parser.parse_args()
     compile_package()  # timed runs load bytecode, as an installed storyboard does
     if args.baseline:
@@ -220,6 +228,26 @@ def compare(args: argparse.Namespace, board: Path, env: dict[str, str], exe: lis
         print(f"{name:<28} baseline {before.row()}\n{'':<28} this     {after.row()}\n"
               f"{'':<28} CPU {before.cpu_median / after.cpu_median:.2f}x less, "
               f"wall {before.median / after.median:.2f}x less")
+    if args.instructions:
+        no_stamp = lambda: shutil.rmtree(stamps, ignore_errors=True)  # noqa: E731
+        for name, command, before in (("storyboard plan", "plan", None),
+                                      ("build, no-op (full check)", "build", no_stamp)):
+            counts = [instructions([*exe, command, str(board)], side, board.parent, before) for side in envs]
+            print(f"{name:<28} instructions: baseline {counts[0] / 1e6:,.1f} M, this {counts[1] / 1e6:,.1f} M "
+                  f"({counts[0] / counts[1]:.3f}x fewer)")
+
+
+def instructions(cmd: list[str], env: dict[str, str], cwd: Path, before: object = None) -> int:
+    """How many instructions `cmd` executes, as valgrind's callgrind counts them (hash seed fixed)."""
+    if callable(before):
+        before()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *cmd],
+                              env={**env, "PYTHONHASHSEED": "0"}, cwd=cwd, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
 
 
 if __name__ == "__main__":
