@@ -176,8 +176,9 @@ def stitch(
             made, ``"smart cut clip 3 (storm): 6.2 s copied, 0.8 s re-encoded (trim in at 1.30 s
             is mid-GOP)"``, and ``"clip 4 (odd.mp4): no smart cut: <why>"`` for a clip that
             could have been.
-        jobs: ffmpeg processes run at once where the work splits (the sound's spans); default
-            the core count. The film's bytes never depend on it.
+        jobs: ffmpeg processes (or threads) run at once where the work splits (the sound's
+            spans, reading the clips' facts); default the core count. The film's bytes never
+            depend on it.
 
     Returns:
         How many conforms, parts, titles and windows were encoded, copied or reused.
