@@ -102,13 +102,14 @@ class Render:
         try:
             ahead = self.encode_ahead(pool)
             ready: dict[int, dict[str, tuple[Path, str, Part]]] = {}
-            for index in range(len(pieces)):  # an encode still running is waited for after the rest
+            for index in range(len(pieces)):
                 early = ahead.get(index)
-                if early is not None and not early[-1].done():
+                if early is not None:
                     self.announce(index, early[0], len(early[4]))
-                else:
-                    ready[index] = self.piece(index, early)
-            parts = [ready[index] if index in ready else self.piece(index, ahead[index], announced=True)
+                    if not early[-1].done():
+                        continue  # an encode still running is waited for after the rest
+                ready[index] = self.piece(index, early)
+            parts = [ready[index] if index in ready else self.piece(index, ahead[index])
                      for index in range(len(pieces))]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -181,10 +182,9 @@ class Render:
             self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
         self.report(self.step(index, missing, len(plan)))
 
-    def piece(self, index: int, ahead: Ahead | None = None,
-              announced: bool = False) -> dict[str, tuple[Path, str, Part]]:
+    def piece(self, index: int, ahead: Ahead | None = None) -> dict[str, tuple[Path, str, Part]]:
         """Piece ``index``'s parts in order (name -> (memoised file, key, part)), making what is
-        missing; ``announced``: its progress lines were said (``announce``)."""
+        missing (a piece encoded ``ahead`` was announced at its turn)."""
         piece = self.timeline.pieces[index]
         mode = self.modes[index]
         if ahead is None:
@@ -204,8 +204,6 @@ class Render:
                     self.report(smart_line(self.what(index), plan, self.timeline, index, self.profile.fps))
                 made = self.make(index, plan, missing)
             else:
-                if not announced:
-                    self.announce(index, plan, len(missing))
                 made = ahead[-1].result()
             for part in missing:
                 found[part.name] = self.memo.memo_put(names[part.name], made[part.name])
